@@ -1,0 +1,29 @@
+// Chat formatting: messages -> prompt text in ChatML (the template of SmolLM2 and of our
+// μLMs). Only ChatML is implemented; the GGUF template is inspected for its default system
+// message, not executed.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace microlm {
+
+struct ChatMessage {
+    std::string role;  // "system", "user" or "assistant"
+    std::string content;
+};
+
+// The system message a chat template inserts when the conversation has none, e.g.
+// SmolLM2's "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+// nullopt when the template has no such default.
+std::optional<std::string> chat_template_default_system(std::string_view chat_template);
+
+// "<|im_start|>role\ncontent<|im_end|>\n" per message; `default_system` is prepended as a
+// system message when the first message is not one; add_generation_prompt appends
+// "<|im_start|>assistant\n".
+std::string format_chatml(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                          const std::optional<std::string>& default_system);
+
+}  // namespace microlm

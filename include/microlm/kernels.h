@@ -1,0 +1,48 @@
+// The compute kernels behind one small interface: activation preparation, dot product,
+// matrix x vector and matrix x matrix per weight type. A backend (scalar, AVX2, ...) is one
+// file filling a Kernels table; the scalar table is the oracle the others are tested against.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "microlm/dtype.h"
+
+namespace microlm {
+
+// A weight matrix of `rows` rows of `cols` elements each, rows `row_bytes` apart
+// (ggml's ne0 = cols is the contiguous dimension).
+struct WeightRef {
+    DType type;
+    const void* data;
+    int64_t rows;
+    int64_t cols;
+    size_t row_bytes;
+};
+
+// Activations are "prepared" once per matrix product into the format the weight type
+// multiplies against, as ggml does (its vec_dot_type): F32 weights -> F32, F16 -> F16,
+// Q4_0 and Q8_0 -> Q8_0 blocks, Q4_1 -> Q8_1 blocks.
+DType activation_type(DType weight);
+size_t prepared_row_bytes(DType weight, int64_t cols);
+
+struct Kernels {
+    const char* name;
+    // out = n rows of `cols` floats (x, row stride cols) converted to activation_type(weight);
+    // out row stride is prepared_row_bytes(weight, cols).
+    void (*prepare)(DType weight, const float* x, int64_t n, int64_t cols, void* out);
+    // Dot product of one weight row with one prepared activation row of `cols` elements.
+    float (*dot)(DType weight, const void* w_row, const void* x_prepared, int64_t cols);
+    // y[t * ldy + r] = dot(W[r], X[t]) for r in [r0, r1) and t in [0, n); X prepared.
+    // n == 1 is matrix x vector. Rows are split across threads by the caller via r0/r1.
+    void (*matmul)(const WeightRef& w, int64_t r0, int64_t r1, const void* x_prepared, int64_t n,
+                   float* y, int64_t ldy);
+};
+
+const Kernels& kernels_scalar();
+// nullptr when this build or this CPU has no such backend.
+const Kernels* kernels_avx2();
+// The fastest backend this CPU supports; MICROLM_KERNELS=scalar|avx2 overrides.
+const Kernels& kernels_best();
+
+}  // namespace microlm

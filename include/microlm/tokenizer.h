@@ -1,0 +1,81 @@
+// Byte-level BPE tokenizer (GGUF `tokenizer.ggml.model = gpt2`) built from GGUF metadata:
+// pre-tokenizer chosen by `tokenizer.ggml.pre`, merges by rank, special tokens matched in
+// text, and decoding that never produces a crash on any id or byte sequence.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace microlm {
+
+class GgufFile;
+
+// llama.cpp's token types (tokenizer.ggml.token_type).
+enum class TokenType : int32_t {
+    UNDEFINED = 0,
+    NORMAL = 1,
+    UNKNOWN = 2,
+    CONTROL = 3,
+    USER_DEFINED = 4,
+    UNUSED = 5,
+    BYTE = 6,
+};
+
+// Everything the tokenizer needs, as read from GGUF metadata (or built by a trainer).
+struct VocabData {
+    std::string model = "gpt2";  // tokenizer.ggml.model
+    std::string pre = "default";  // tokenizer.ggml.pre
+    std::vector<std::string> tokens;  // byte-level (GPT-2 byte-to-unicode) token texts
+    std::vector<int32_t> token_types;  // TokenType per token; empty = all NORMAL
+    std::vector<std::string> merges;  // "left right", rank = index
+    int32_t bos_id = -1, eos_id = -1, eot_id = -1, pad_id = -1, unk_id = -1;
+    bool add_bos = false;
+    bool add_eos = false;
+    std::string chat_template;  // tokenizer.chat_template, may be empty
+};
+
+// Reads the tokenizer keys of a GGUF file; throws naming the file and key when invalid.
+VocabData vocab_from_gguf(const GgufFile& file);
+
+class Tokenizer {
+public:
+    explicit Tokenizer(VocabData vocab);  // throws microlm::Error on an unusable vocab
+    ~Tokenizer();
+    Tokenizer(Tokenizer&&) noexcept;
+    Tokenizer& operator=(Tokenizer&&) noexcept;
+
+    // add_special: prepend BOS / append EOS where the vocab asks for it (as llama.cpp).
+    // parse_special: text such as "<|im_start|>" becomes the control token itself.
+    std::vector<int32_t> encode(std::string_view text, bool add_special, bool parse_special) const;
+    // The bytes of one token; control tokens render as their text only if render_special.
+    std::string token_to_piece(int32_t id, bool render_special) const;
+    std::string decode(std::span<const int32_t> ids, bool render_special) const;
+
+    int32_t n_vocab() const;
+    int32_t bos_id() const;
+    int32_t eos_id() const;
+    // End of generation: EOS, EOT, or a ChatML/end-of-text control token such as <|im_end|>.
+    bool is_end_of_generation(int32_t id) const;
+    int32_t token_id(std::string_view text) const;  // -1 if absent
+    const VocabData& vocab() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// Holds back the bytes of an incomplete UTF-8 sequence so that streamed output never
+// splits a character; invalid sequences are passed through as U+FFFD.
+class Utf8Streamer {
+public:
+    std::string push(std::string_view bytes);  // returns what is complete so far
+    std::string flush();                       // the rest, incomplete sequences as U+FFFD
+private:
+    std::string pending_;
+};
+
+}  // namespace microlm
