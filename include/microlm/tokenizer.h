@@ -35,6 +35,7 @@ struct VocabData {
     int32_t bos_id = -1, eos_id = -1, eot_id = -1, pad_id = -1, unk_id = -1;
     bool add_bos = false;
     bool add_eos = false;
+    bool add_space_prefix = false;  // tokenizer.ggml.add_space_prefix: decode drops one leading space
     std::string chat_template;  // tokenizer.chat_template, may be empty
 };
 

@@ -1,0 +1,114 @@
+// A Llama-architecture model loaded from GGUF (weights stay in the read-only mapping) and
+// the per-conversation state that runs it: KV cache, scratch buffers, logits.
+// Not here: tokenization (tokenizer.h), sampling (sampler.h), kernels (kernels.h).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "microlm/gguf.h"
+#include "microlm/kernels.h"
+#include "microlm/thread_pool.h"
+
+namespace microlm {
+
+struct LlamaConfig {
+    int64_t n_vocab = 0;
+    int64_t dim = 0;         // llama.embedding_length
+    int64_t n_layers = 0;    // llama.block_count
+    int64_t n_heads = 0;     // llama.attention.head_count
+    int64_t n_kv_heads = 0;  // llama.attention.head_count_kv (grouped-query attention)
+    int64_t head_dim = 0;    // dim / n_heads
+    int64_t ffn_dim = 0;     // llama.feed_forward_length
+    int64_t n_ctx_train = 0; // llama.context_length
+    int64_t rope_dims = 0;   // llama.rope.dimension_count (default head_dim)
+    float rope_base = 10000.0f;
+    float rms_eps = 1e-5f;
+};
+
+struct LayerWeights {
+    std::vector<float> attn_norm;  // (dim)
+    std::vector<float> ffn_norm;   // (dim)
+    WeightRef wq;      // (n_heads * head_dim rows, dim cols)
+    WeightRef wk;      // (n_kv_heads * head_dim, dim)
+    WeightRef wv;      // (n_kv_heads * head_dim, dim)
+    WeightRef wo;      // (dim, n_heads * head_dim)
+    WeightRef w_gate;  // (ffn_dim, dim)
+    WeightRef w_up;    // (ffn_dim, dim)
+    WeightRef w_down;  // (dim, ffn_dim)
+};
+
+class Model {
+public:
+    // Maps and validates a GGUF file; throws microlm::Error naming the file, tensor or key.
+    static std::unique_ptr<Model> load(const std::string& path);
+
+    const LlamaConfig& config() const { return cfg_; }
+    const GgufFile& file() const { return *file_; }
+
+    // Weights, exposed for the forward pass.
+    WeightRef token_embd;            // (n_vocab, dim)
+    WeightRef output;                // (n_vocab, dim): token_embd when tied
+    std::vector<float> output_norm;  // (dim)
+    std::vector<float> rope_freq_factors;  // (rope_dims / 2) or empty
+    std::vector<LayerWeights> layers;
+    bool tied_output = false;
+
+private:
+    std::unique_ptr<GgufFile> file_;
+    LlamaConfig cfg_;
+};
+
+// One conversation's state: positions 0..n_past-1 are in the KV cache.
+class Context {
+public:
+    // n_ctx: positions the KV cache holds (capped at the model's training context);
+    // n_batch: tokens per prefill step; n_threads >= 1.
+    Context(const Model& model, int64_t n_ctx, int n_threads, int64_t n_batch = 64,
+            const Kernels* kernels = nullptr);
+    ~Context();
+
+    // Runs `tokens` at positions n_past.. and appends them to the cache. Returns the logits
+    // (n_vocab floats) of the last token; with all_logits, logits() then holds one row per
+    // token of this call. Throws if the cache would overflow.
+    std::span<const float> eval(std::span<const int32_t> tokens, bool all_logits = false);
+    std::span<const float> logits() const { return {logits_.data(), static_cast<size_t>(logits_rows_ * n_vocab())}; }
+
+    int64_t n_past() const { return n_past_; }
+    int64_t n_ctx() const { return n_ctx_; }
+    int64_t n_vocab() const { return model_.config().n_vocab; }
+    // Forgets every position from n on (n <= n_past): reuse a common prefix, e.g. the
+    // system prompt, without recomputing it.
+    void truncate(int64_t n);
+    const Kernels& kernels() const { return *kernels_; }
+
+private:
+    void eval_batch(const int32_t* tokens, int64_t n, bool all_logits, int64_t logits_row);
+    // y (n, w.rows) = x (n, w.cols) times w transposed; reuse_prepared skips converting x
+    // again when the previous call prepared the same x for the same weight type.
+    void matmul(const WeightRef& w, const float* x, int64_t n, float* y, bool reuse_prepared = false);
+    void rope(float* x, int64_t n, int64_t n_heads) const;
+    void attention(int64_t layer, int64_t n);
+
+    const Model& model_;
+    const Kernels* kernels_;
+    ThreadPool pool_;
+    int64_t n_ctx_;
+    int64_t n_batch_;
+    int64_t n_past_ = 0;
+
+    std::vector<uint16_t> k_cache_;  // (n_layers, n_ctx, n_kv_heads * head_dim) fp16
+    std::vector<uint16_t> v_cache_;  // (n_layers, n_ctx, n_kv_heads * head_dim) fp16
+    // Scratch, sized at construction so that eval allocates nothing.
+    std::vector<float> x_, xn_, q_, k_, v_, att_out_, gate_, up_, scores_;  // (n_batch, ...)
+    std::vector<uint8_t> prepared_;  // activations in the weight type's format
+    std::vector<uint16_t> q16_;      // (n_batch, n_heads * head_dim) query rounded to fp16
+    std::vector<float> rope_cs_;     // (n_batch, rope_dims): cos, sin per rotated pair
+    std::vector<float> logits_;
+    int64_t logits_rows_ = 0;
+};
+
+}  // namespace microlm

@@ -1,0 +1,43 @@
+// A persistent pool of worker threads for splitting one operation (rows of a matrix
+// product, heads of attention) across cores. With one thread everything runs inline.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace microlm {
+
+class ThreadPool {
+public:
+    explicit ThreadPool(int n_threads);  // n_threads >= 1, including the calling thread
+    ~ThreadPool();
+    ThreadPool(const ThreadPool&) = delete;
+    ThreadPool& operator=(const ThreadPool&) = delete;
+
+    int size() const { return n_threads_; }
+    // Calls fn(i) for i in [0, n_tasks) across the threads and waits for all of them.
+    // fn must not throw.
+    void run(int64_t n_tasks, const std::function<void(int64_t)>& fn);
+    // Splits [0, n) into size() contiguous ranges and calls fn(begin, end) on each.
+    void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
+
+private:
+    void worker(int index);
+
+    int n_threads_;
+    std::vector<std::thread> workers_;
+    std::mutex mu_;
+    std::condition_variable start_cv_, done_cv_;
+    const std::function<void(int64_t)>* job_ = nullptr;
+    int64_t n_tasks_ = 0;
+    int64_t next_task_ = 0;
+    int busy_ = 0;
+    uint64_t generation_ = 0;
+    bool stop_ = false;
+};
+
+}  // namespace microlm

@@ -1,0 +1,28 @@
+// `microlm` entry point: parses the subcommand and turns library errors into a one-line
+// message on stderr and exit code 1 (2 for usage errors).
+#include <cstdio>
+
+#include "commands.h"
+#include "microlm/error.h"
+
+int main(int argc, char** argv) {
+    CLI::App app{"microlm: instant replies from micro language models (GGUF Llama runtime)", "microlm"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", "microlm 0.1.0");
+    microlm::cli::register_run(app);
+    microlm::cli::register_info(app);
+    microlm::cli::register_tokenize(app);
+    microlm::cli::register_make_random(app);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    } catch (const microlm::Error& e) {
+        std::fprintf(stderr, "microlm: error: %s\n", e.what());
+        return 1;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "microlm: internal error: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,291 @@
+// Weight element types: names, block sizes, fp16 <-> fp32 and the reference quantizers.
+// The quantizers reproduce ggml's quantize_row_*_ref bit for bit so that files we write
+// match llama-quantize; they are the slow oracle, not what the kernels use on hot paths.
+#include "microlm/dtype.h"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cctype>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+namespace microlm {
+
+namespace {
+
+// Indexed by ggml's type number. Gaps are numbers ggml retired before or after GGUF existed;
+// they keep their old names so an error message can say what a file contains.
+constexpr std::array<std::string_view, 42> kTypeNames = {
+    "F32",   "F16",        "Q4_0",       "Q4_1",       "Q4_2",     "Q4_3",     "Q5_0",
+    "Q5_1",  "Q8_0",       "Q8_1",       "Q2_K",       "Q3_K",     "Q4_K",     "Q5_K",
+    "Q6_K",  "Q8_K",       "IQ2_XXS",    "IQ2_XS",     "IQ3_XXS",  "IQ1_S",    "IQ4_NL",
+    "IQ3_S", "IQ2_S",      "IQ4_XS",     "I8",         "I16",      "I32",      "I64",
+    "F64",   "IQ1_M",      "BF16",       "Q4_0_4_4",   "Q4_0_4_8", "Q4_0_8_8", "TQ1_0",
+    "TQ2_0", "IQ4_NL_4_4", "IQ4_NL_4_8", "IQ4_NL_8_8", "MXFP4",    "NVFP4",    "Q1_0",
+};
+
+template <typename Block>
+const Block* blocks_in(const void* p) {
+    return static_cast<const Block*>(p);
+}
+template <typename Block>
+Block* blocks_out(void* p) {
+    return static_cast<Block*>(p);
+}
+
+// The 4-bit codes truncate v = scaled + 0.5 (or + 8.5) rather than call roundf, as ggml's
+// reference does; v >= 0 there, so it is round-half-up, and the byte-exact match with
+// llama-quantize depends on keeping it.
+int nibble(float v) { return std::min(15, int(static_cast<int8_t>(v))); }
+
+void quantize_q4_0(const float* x, BlockQ4_0* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += kQK) {
+        // The scale carries the sign of the largest-magnitude value so that value maps to
+        // exactly -8, the end of the 4-bit range with one more step.
+        float amax = 0.0f;
+        float max = 0.0f;
+        for (int j = 0; j < kQK; j++) {
+            if (amax < std::fabs(x[j])) {
+                amax = std::fabs(x[j]);
+                max = x[j];
+            }
+        }
+        const float d = max / -8.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = fp32_to_fp16(d);
+        for (int j = 0; j < kQK / 2; j++) {
+            const int lo = nibble(x[j] * id + 8.5f);
+            const int hi = nibble(x[j + kQK / 2] * id + 8.5f);
+            y[i].qs[j] = static_cast<uint8_t>(lo | (hi << 4));
+        }
+    }
+}
+
+void quantize_q4_1(const float* x, BlockQ4_1* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += kQK) {
+        float min = FLT_MAX;
+        float max = -FLT_MAX;
+        for (int j = 0; j < kQK; j++) {
+            if (x[j] < min) min = x[j];
+            if (x[j] > max) max = x[j];
+        }
+        const float d = (max - min) / 15.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = fp32_to_fp16(d);
+        y[i].m = fp32_to_fp16(min);
+        for (int j = 0; j < kQK / 2; j++) {
+            const int lo = nibble((x[j] - min) * id + 0.5f);
+            const int hi = nibble((x[j + kQK / 2] - min) * id + 0.5f);
+            y[i].qs[j] = static_cast<uint8_t>(lo | (hi << 4));
+        }
+    }
+}
+
+// Shared by Q8_0 and Q8_1; returns the block scale d (unrounded, as ggml uses it for s).
+float quantize_q8_block(const float* x, int8_t* qs) {
+    float amax = 0.0f;
+    for (int j = 0; j < kQK; j++) amax = std::max(amax, std::fabs(x[j]));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int j = 0; j < kQK; j++) qs[j] = static_cast<int8_t>(std::round(x[j] * id));
+    return d;
+}
+
+}  // namespace
+
+std::string_view dtype_name(uint32_t type) {
+    return type < kTypeNames.size() ? kTypeNames[type] : std::string_view("?");
+}
+
+std::optional<DType> dtype_from_name(std::string_view name) {
+    std::string upper(name);
+    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    for (DType t : {DType::F32, DType::F16, DType::Q4_0, DType::Q4_1, DType::Q8_0}) {
+        if (upper == dtype_name(static_cast<uint32_t>(t))) return t;
+    }
+    return std::nullopt;
+}
+
+bool dtype_supported(uint32_t type) {
+    switch (static_cast<DType>(type)) {
+        case DType::F32:
+        case DType::F16:
+        case DType::Q4_0:
+        case DType::Q4_1:
+        case DType::Q8_0: return true;
+        case DType::Q8_1: return false;
+    }
+    return false;
+}
+
+int dtype_block_elems(DType t) {
+    switch (t) {
+        case DType::F32:
+        case DType::F16: return 1;
+        case DType::Q4_0:
+        case DType::Q4_1:
+        case DType::Q8_0:
+        case DType::Q8_1: return kQK;
+    }
+    return 0;
+}
+
+size_t dtype_block_bytes(DType t) {
+    switch (t) {
+        case DType::F32: return sizeof(float);
+        case DType::F16: return sizeof(uint16_t);
+        case DType::Q4_0: return sizeof(BlockQ4_0);
+        case DType::Q4_1: return sizeof(BlockQ4_1);
+        case DType::Q8_0: return sizeof(BlockQ8_0);
+        case DType::Q8_1: return sizeof(BlockQ8_1);
+    }
+    return 0;
+}
+
+size_t dtype_row_bytes(DType t, int64_t n) {
+    const int elems = dtype_block_elems(t);
+    if (elems == 0 || n < 0) return 0;
+    return static_cast<size_t>(n / elems) * dtype_block_bytes(t);
+}
+
+float fp16_to_fp32(uint16_t h) {
+    const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+    const uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t mant = h & 0x3ffu;
+    uint32_t bits;
+    if (exp == 0x1f) {
+        // inf, or NaN keeping its payload but quieted, as the F16C instruction does
+        bits = sign | 0x7f800000u | (mant << 13) | (mant != 0 ? 0x400000u : 0u);
+    } else if (exp != 0) {
+        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+    } else if (mant == 0) {
+        bits = sign;
+    } else {
+        // Subnormal half: every one is a normal float. Shift the leading 1 up to bit 10.
+        int e = 127 - 15 + 1;
+        while ((mant & 0x400u) == 0) {
+            mant <<= 1;
+            e--;
+        }
+        bits = sign | (static_cast<uint32_t>(e) << 23) | ((mant & 0x3ffu) << 13);
+    }
+    return std::bit_cast<float>(bits);
+}
+
+uint16_t fp32_to_fp16(float f) {
+    const uint32_t x = std::bit_cast<uint32_t>(f);
+    const auto sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
+    const uint32_t ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) {
+        // NaN: quiet it and keep the top of the payload, as the F16C instruction does, so the
+        // scalar and AVX2 backends agree bit for bit.
+        return static_cast<uint16_t>(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));
+    }
+    if (ax >= 0x47800000u) return static_cast<uint16_t>(sign | 0x7c00u);  // >= 65536: inf
+    if (ax >= 0x38800000u) {
+        // Normal half. Rebias the exponent in place; a carry out of the mantissa on rounding
+        // correctly bumps the exponent (up to inf from 65520).
+        uint32_t h = (ax - 0x38000000u) >> 13;
+        const uint32_t rest = ax & 0x1fffu;
+        if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) h++;
+        return static_cast<uint16_t>(sign | h);
+    }
+    if (ax <= 0x33000000u) return sign;  // <= 2^-25 rounds (ties to even) to zero
+    // Subnormal half: units of 2^-24. The value is mant * 2^(e - 150).
+    const uint32_t e = ax >> 23;
+    const uint32_t mant = (ax & 0x7fffffu) | 0x800000u;
+    const uint32_t shift = 126 - e;  // 14..24
+    uint32_t h = mant >> shift;
+    const uint32_t rest = mant & ((1u << shift) - 1);
+    const uint32_t half = 1u << (shift - 1);
+    if (rest > half || (rest == half && (h & 1u))) h++;
+    return static_cast<uint16_t>(sign | h);
+}
+
+void quantize_row(DType t, const float* src, void* dst, int64_t n) {
+    const int64_t nb = n / kQK;
+    switch (t) {
+        case DType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float)); return;
+        case DType::F16: {
+            auto* y = static_cast<uint16_t*>(dst);
+            for (int64_t i = 0; i < n; i++) y[i] = fp32_to_fp16(src[i]);
+            return;
+        }
+        case DType::Q4_0: quantize_q4_0(src, blocks_out<BlockQ4_0>(dst), nb); return;
+        case DType::Q4_1: quantize_q4_1(src, blocks_out<BlockQ4_1>(dst), nb); return;
+        case DType::Q8_0: {
+            auto* y = blocks_out<BlockQ8_0>(dst);
+            for (int64_t i = 0; i < nb; i++) {
+                y[i].d = fp32_to_fp16(quantize_q8_block(src + i * kQK, y[i].qs));
+            }
+            return;
+        }
+        case DType::Q8_1: {
+            auto* y = blocks_out<BlockQ8_1>(dst);
+            for (int64_t i = 0; i < nb; i++) {
+                const float d = quantize_q8_block(src + i * kQK, y[i].qs);
+                int sum = 0;
+                for (int j = 0; j < kQK; j++) sum += y[i].qs[j];
+                y[i].d = fp32_to_fp16(d);
+                y[i].s = fp32_to_fp16(static_cast<float>(sum) * d);
+            }
+            return;
+        }
+    }
+}
+
+void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
+    const int64_t nb = n / kQK;
+    switch (t) {
+        case DType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float)); return;
+        case DType::F16: {
+            const auto* x = static_cast<const uint16_t*>(src);
+            for (int64_t i = 0; i < n; i++) dst[i] = fp16_to_fp32(x[i]);
+            return;
+        }
+        case DType::Q4_0: {
+            const auto* x = blocks_in<BlockQ4_0>(src);
+            for (int64_t i = 0; i < nb; i++, dst += kQK) {
+                const float d = fp16_to_fp32(x[i].d);
+                for (int j = 0; j < kQK / 2; j++) {
+                    dst[j] = static_cast<float>((x[i].qs[j] & 0x0f) - 8) * d;
+                    dst[j + kQK / 2] = static_cast<float>((x[i].qs[j] >> 4) - 8) * d;
+                }
+            }
+            return;
+        }
+        case DType::Q4_1: {
+            const auto* x = blocks_in<BlockQ4_1>(src);
+            for (int64_t i = 0; i < nb; i++, dst += kQK) {
+                const float d = fp16_to_fp32(x[i].d);
+                const float m = fp16_to_fp32(x[i].m);
+                for (int j = 0; j < kQK / 2; j++) {
+                    dst[j] = static_cast<float>(x[i].qs[j] & 0x0f) * d + m;
+                    dst[j + kQK / 2] = static_cast<float>(x[i].qs[j] >> 4) * d + m;
+                }
+            }
+            return;
+        }
+        case DType::Q8_0: {
+            const auto* x = blocks_in<BlockQ8_0>(src);
+            for (int64_t i = 0; i < nb; i++, dst += kQK) {
+                const float d = fp16_to_fp32(x[i].d);
+                for (int j = 0; j < kQK; j++) dst[j] = static_cast<float>(x[i].qs[j]) * d;
+            }
+            return;
+        }
+        case DType::Q8_1: {
+            const auto* x = blocks_in<BlockQ8_1>(src);
+            for (int64_t i = 0; i < nb; i++, dst += kQK) {
+                const float d = fp16_to_fp32(x[i].d);
+                for (int j = 0; j < kQK; j++) dst[j] = static_cast<float>(x[i].qs[j]) * d;
+            }
+            return;
+        }
+    }
+}
+
+}  // namespace microlm

@@ -1,0 +1,328 @@
+// The AVX2 + FMA + F16C backend: same results as the scalar table up to float summation
+// order (activation preparation is bit-identical). Compiled with -mavx2 -mfma -mf16c; nothing
+// here may run before kernels_avx2() has checked the CPU, so no namespace-scope initialisers.
+#include "microlm/kernels.h"
+
+#if defined(__x86_64__)
+
+#include <cpuid.h>
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstring>
+
+namespace microlm {
+
+namespace {
+
+// How many activation rows one pass over a weight row serves. Sharing the weight loads and
+// unpacking across tokens is the cheap win for prompt processing; the limits keep every
+// accumulator in the 16 ymm registers (F32/F16 use four per token, the Q types one).
+constexpr int kTokenBlock = 4;
+constexpr int kFloatTokenBlock = 2;
+
+float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+int hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+float half(uint16_t h) { return _cvtsh_ss(h); }
+
+// roundf (halves away from zero), which _mm256_round_ps has no mode for: truncate, then step
+// away from zero when the dropped fraction (exact in float) is at least one half.
+__m256i round_away(__m256 v) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
+    const __m256 up = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    const __m256 step = _mm256_or_ps(_mm256_and_ps(v, sign), _mm256_set1_ps(1.0f));
+    return _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_and_ps(up, step)));
+}
+
+// One block of 32 floats to int8 the way quantize_row's Q8 reference does; returns d.
+// *sum receives sum(q) for Q8_1.
+float quantize_q8_block(const float* x, int8_t* qs, int* sum) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v[4];
+    __m256 amax = _mm256_setzero_ps();
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_loadu_ps(x + std::ptrdiff_t{8} * k);
+        amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[k]));
+    }
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    const float d = _mm_cvtss_f32(m) / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const __m256 vid = _mm256_set1_ps(id);
+    __m256i q[4];
+    for (int k = 0; k < 4; k++) q[k] = round_away(_mm256_mul_ps(v[k], vid));
+    if (sum != nullptr) {
+        *sum =
+            hsum_i32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+    }
+    // The packs interleave 128-bit lanes; the permute puts the 32-bit groups back in order.
+    const __m256i q01 = _mm256_packs_epi32(q[0], q[1]);
+    const __m256i q23 = _mm256_packs_epi32(q[2], q[3]);
+    const __m256i q8 = _mm256_packs_epi16(q01, q23);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs), _mm256_permutevar8x32_epi32(q8, order));
+    return d;
+}
+
+void prepare_row(DType act, const float* x, int64_t cols, void* out) {
+    switch (act) {
+        case DType::F32: std::memcpy(out, x, static_cast<size_t>(cols) * sizeof(float)); return;
+        case DType::F16: {
+            auto* y = static_cast<uint16_t*>(out);
+            int64_t i = 0;
+            for (; i + 8 <= cols; i += 8) {
+                const __m128i h =
+                    _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT);
+                _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), h);
+            }
+            for (; i < cols; i++) y[i] = fp32_to_fp16(x[i]);
+            return;
+        }
+        case DType::Q8_0: {
+            auto* y = static_cast<BlockQ8_0*>(out);
+            for (int64_t b = 0; b < cols / kQK; b++) {
+                y[b].d = fp32_to_fp16(quantize_q8_block(x + b * kQK, y[b].qs, nullptr));
+            }
+            return;
+        }
+        case DType::Q8_1: {
+            auto* y = static_cast<BlockQ8_1*>(out);
+            for (int64_t b = 0; b < cols / kQK; b++) {
+                int sum = 0;
+                const float d = quantize_q8_block(x + b * kQK, y[b].qs, &sum);
+                y[b].d = fp32_to_fp16(d);
+                y[b].s = fp32_to_fp16(static_cast<float>(sum) * d);
+            }
+            return;
+        }
+        case DType::Q4_0:
+        case DType::Q4_1: return;  // never an activation type
+    }
+}
+
+void prepare(DType weight, const float* x, int64_t n, int64_t cols, void* out) {
+    const DType act = activation_type(weight);
+    const size_t stride = prepared_row_bytes(weight, cols);
+    auto* dst = static_cast<uint8_t*>(out);
+    for (int64_t t = 0; t < n; t++) prepare_row(act, x + t * cols, cols, dst + t * stride);
+}
+
+// Each dot_* computes NT dot products of one weight row against NT activation rows at once,
+// loading and unpacking each weight block a single time.
+
+// F32 and F16 keep four independent 8-wide sums per token over 32-element steps (to cover
+// FMA latency), reduced pairwise at the end, in the manner of ggml's AVX2 vec_dot_f32/f16.
+constexpr int kFloatStep = 32;
+
+float reduce4(__m256 a[4]) {
+    const __m256 s = _mm256_add_ps(_mm256_add_ps(a[0], a[2]), _mm256_add_ps(a[1], a[3]));
+    const __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    const __m128 p = _mm_hadd_ps(h, h);
+    return _mm_cvtss_f32(_mm_hadd_ps(p, p));
+}
+
+__m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+__m256 load8(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+float scalar1(float v) { return v; }
+float scalar1(uint16_t h) { return half(h); }
+
+template <int NT, typename T>
+void dot_float(const T* w, const void* const* xs, int64_t cols, float* out) {
+    const T* x[NT];
+    __m256 acc[NT][4];
+    for (int t = 0; t < NT; t++) {
+        x[t] = static_cast<const T*>(xs[t]);
+        for (__m256& a : acc[t]) a = _mm256_setzero_ps();
+    }
+    const int64_t steps_end = cols - cols % kFloatStep;
+    for (int64_t i = 0; i < steps_end; i += kFloatStep) {
+        for (int k = 0; k < 4; k++) {
+            const __m256 wk = load8(w + i + 8 * k);
+            for (int t = 0; t < NT; t++) {
+                acc[t][k] = _mm256_fmadd_ps(wk, load8(x[t] + i + 8 * k), acc[t][k]);
+            }
+        }
+    }
+    for (int t = 0; t < NT; t++) {
+        float sum = reduce4(acc[t]);
+        for (int64_t j = steps_end; j < cols; j++) sum += scalar1(w[j]) * scalar1(x[t][j]);
+        out[t] = sum;
+    }
+}
+
+__m256i load_i8x32(const int8_t* p) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+
+// Sum of products of 32 signed weights (|w| <= 128) and 32 activations (|x| <= 127) as eight
+// int32 partial sums. maddubs wants unsigned x signed, so move w's sign onto x.
+__m256i dot_i8x32(__m256i w, __m256i x) {
+    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+// 16 bytes of packed nibbles to 32 values in element order: low nibbles are elements 0..15,
+// high nibbles 16..31 (ggml's layout).
+__m256i unpack_nibbles(const uint8_t* qs) {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+    const __m128i mask = _mm_set1_epi8(0x0f);
+    const __m128i lo = _mm_and_si128(b, mask);
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), mask);
+    return _mm256_set_m128i(hi, lo);
+}
+
+template <int NT>
+void dot_q8_0(const BlockQ8_0* w, const void* const* xs, int64_t nb, float* out) {
+    const BlockQ8_0* x[NT];
+    __m256 acc[NT];
+    for (int t = 0; t < NT; t++) {
+        x[t] = static_cast<const BlockQ8_0*>(xs[t]);
+        acc[t] = _mm256_setzero_ps();
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        const __m256i qw = load_i8x32(w[b].qs);
+        const float dw = half(w[b].d);
+        for (int t = 0; t < NT; t++) {
+            const __m256i p = dot_i8x32(qw, load_i8x32(x[t][b].qs));
+            const __m256 d = _mm256_set1_ps(dw * half(x[t][b].d));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc[t]);
+        }
+    }
+    for (int t = 0; t < NT; t++) out[t] = hsum(acc[t]);
+}
+
+template <int NT>
+void dot_q4_0(const BlockQ4_0* w, const void* const* xs, int64_t nb, float* out) {
+    const BlockQ8_0* x[NT];
+    __m256 acc[NT];
+    for (int t = 0; t < NT; t++) {
+        x[t] = static_cast<const BlockQ8_0*>(xs[t]);
+        acc[t] = _mm256_setzero_ps();
+    }
+    const __m256i eight = _mm256_set1_epi8(8);
+    for (int64_t b = 0; b < nb; b++) {
+        const __m256i qw = _mm256_sub_epi8(unpack_nibbles(w[b].qs), eight);
+        const float dw = half(w[b].d);
+        for (int t = 0; t < NT; t++) {
+            const __m256i p = dot_i8x32(qw, load_i8x32(x[t][b].qs));
+            const __m256 d = _mm256_set1_ps(dw * half(x[t][b].d));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc[t]);
+        }
+    }
+    for (int t = 0; t < NT; t++) out[t] = hsum(acc[t]);
+}
+
+template <int NT>
+void dot_q4_1(const BlockQ4_1* w, const void* const* xs, int64_t nb, float* out) {
+    const BlockQ8_1* x[NT];
+    __m256 acc[NT];
+    float mins[NT];  // sum over blocks of m_w * s_x
+    for (int t = 0; t < NT; t++) {
+        x[t] = static_cast<const BlockQ8_1*>(xs[t]);
+        acc[t] = _mm256_setzero_ps();
+        mins[t] = 0.0f;
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t b = 0; b < nb; b++) {
+        const __m256i qw = unpack_nibbles(w[b].qs);  // 0..15, already unsigned for maddubs
+        const float dw = half(w[b].d);
+        const float mw = half(w[b].m);
+        for (int t = 0; t < NT; t++) {
+            const __m256i p =
+                _mm256_madd_epi16(_mm256_maddubs_epi16(qw, load_i8x32(x[t][b].qs)), ones);
+            const __m256 d = _mm256_set1_ps(dw * half(x[t][b].d));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc[t]);
+            mins[t] += mw * half(x[t][b].s);
+        }
+    }
+    for (int t = 0; t < NT; t++) out[t] = hsum(acc[t]) + mins[t];
+}
+
+template <int NT>
+void dot_n(DType type, const void* w, const void* const* xs, int64_t cols, float* out) {
+    const int64_t nb = cols / kQK;
+    switch (type) {
+        case DType::F32: return dot_float<NT>(static_cast<const float*>(w), xs, cols, out);
+        case DType::F16: return dot_float<NT>(static_cast<const uint16_t*>(w), xs, cols, out);
+        case DType::Q4_0: return dot_q4_0<NT>(static_cast<const BlockQ4_0*>(w), xs, nb, out);
+        case DType::Q4_1: return dot_q4_1<NT>(static_cast<const BlockQ4_1*>(w), xs, nb, out);
+        case DType::Q8_0: return dot_q8_0<NT>(static_cast<const BlockQ8_0*>(w), xs, nb, out);
+        case DType::Q8_1: break;  // activation format only
+    }
+    for (int t = 0; t < NT; t++) out[t] = 0.0f;
+}
+
+float dot(DType weight, const void* w, const void* x, int64_t cols) {
+    float out = 0.0f;
+    dot_n<1>(weight, w, &x, cols, &out);
+    return out;
+}
+
+void matmul(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t n, float* y,
+            int64_t ldy) {
+    const size_t x_stride = prepared_row_bytes(w.type, w.cols);
+    const auto* wbytes = static_cast<const uint8_t*>(w.data);
+    const auto* xbytes = static_cast<const uint8_t*>(x);
+    const int block =
+        (w.type == DType::F32 || w.type == DType::F16) ? kFloatTokenBlock : kTokenBlock;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t* wrow = wbytes + static_cast<size_t>(r) * w.row_bytes;
+        for (int64_t t0 = 0; t0 < n; t0 += block) {
+            const void* xs[kTokenBlock];
+            float out[kTokenBlock];
+            const int nt = static_cast<int>(n - t0 < block ? n - t0 : block);
+            for (int t = 0; t < nt; t++) xs[t] = xbytes + static_cast<size_t>(t0 + t) * x_stride;
+            switch (nt) {
+                case 1: dot_n<1>(w.type, wrow, xs, w.cols, out); break;
+                case 2: dot_n<2>(w.type, wrow, xs, w.cols, out); break;
+                case 3: dot_n<3>(w.type, wrow, xs, w.cols, out); break;
+                default: dot_n<kTokenBlock>(w.type, wrow, xs, w.cols, out); break;
+            }
+            for (int t = 0; t < nt; t++) y[(t0 + t) * ldy + r] = out[t];
+        }
+    }
+}
+
+constexpr Kernels kAvx2 = {"avx2", prepare, dot, matmul};
+
+}  // namespace
+
+const Kernels* kernels_avx2() {
+    // Once per process: CPUID can cost microseconds under a hypervisor. clang's
+    // __builtin_cpu_supports knows no "f16c", so that bit comes from CPUID leaf 1; the avx2
+    // check already covers the OS saving ymm registers, which F16C needs too.
+    static const Kernels* const table = [] {
+        unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+        const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+        const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+        return ok ? &kAvx2 : nullptr;
+    }();
+    return table;
+}
+
+}  // namespace microlm
+
+#else  // not x86-64: no such backend in this build
+
+namespace microlm {
+const Kernels* kernels_avx2() { return nullptr; }
+}  // namespace microlm
+
+#endif

@@ -1,0 +1,108 @@
+// The scalar reference backend: plain loops with ggml's arithmetic, block by block. It is the
+// oracle the SIMD backends are tested against, so it favours being obviously right over speed.
+// Not used on hot paths when a SIMD backend is available.
+#include "microlm/kernels.h"
+
+namespace microlm {
+
+namespace {
+
+void prepare(DType weight, const float* x, int64_t n, int64_t cols, void* out) {
+    const DType act = activation_type(weight);
+    const size_t stride = prepared_row_bytes(weight, cols);
+    auto* dst = static_cast<uint8_t*>(out);
+    for (int64_t t = 0; t < n; t++) quantize_row(act, x + t * cols, dst + t * stride, cols);
+}
+
+// F32 and F16 sum in double, as ggml's scalar ggml_vec_dot_f32/f16 do (ggml_float).
+float dot_f32(const float* w, const float* x, int64_t cols) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < cols; i++) sum += static_cast<double>(w[i] * x[i]);
+    return static_cast<float>(sum);
+}
+
+float dot_f16(const uint16_t* w, const uint16_t* x, int64_t cols) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < cols; i++) {
+        sum += static_cast<double>(fp16_to_fp32(w[i]) * fp16_to_fp32(x[i]));
+    }
+    return static_cast<float>(sum);
+}
+
+// The quantized dots take integer block sums exactly, then scale in float per block.
+float dot_q4_0(const BlockQ4_0* w, const BlockQ8_0* x, int64_t nb) {
+    float sum = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        int sumi = 0;
+        for (int j = 0; j < kQK / 2; j++) {
+            sumi += ((w[b].qs[j] & 0x0f) - 8) * x[b].qs[j];
+            sumi += ((w[b].qs[j] >> 4) - 8) * x[b].qs[j + kQK / 2];
+        }
+        sum += static_cast<float>(sumi) * fp16_to_fp32(w[b].d) * fp16_to_fp32(x[b].d);
+    }
+    return sum;
+}
+
+float dot_q4_1(const BlockQ4_1* w, const BlockQ8_1* x, int64_t nb) {
+    float sum = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        int sumi = 0;
+        for (int j = 0; j < kQK / 2; j++) {
+            sumi += (w[b].qs[j] & 0x0f) * x[b].qs[j];
+            sumi += (w[b].qs[j] >> 4) * x[b].qs[j + kQK / 2];
+        }
+        // sum_i (d_w q_i + m_w) d_x p_i = d_w d_x sumi + m_w (d_x sum_i p_i), the last being s.
+        sum += fp16_to_fp32(w[b].d) * fp16_to_fp32(x[b].d) * static_cast<float>(sumi) +
+               fp16_to_fp32(w[b].m) * fp16_to_fp32(x[b].s);
+    }
+    return sum;
+}
+
+float dot_q8_0(const BlockQ8_0* w, const BlockQ8_0* x, int64_t nb) {
+    float sum = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        int sumi = 0;
+        for (int j = 0; j < kQK; j++) sumi += w[b].qs[j] * x[b].qs[j];
+        sum += static_cast<float>(sumi) * (fp16_to_fp32(w[b].d) * fp16_to_fp32(x[b].d));
+    }
+    return sum;
+}
+
+float dot(DType weight, const void* w, const void* x, int64_t cols) {
+    const int64_t nb = cols / kQK;
+    switch (weight) {
+        case DType::F32:
+            return dot_f32(static_cast<const float*>(w), static_cast<const float*>(x), cols);
+        case DType::F16:
+            return dot_f16(static_cast<const uint16_t*>(w), static_cast<const uint16_t*>(x), cols);
+        case DType::Q4_0:
+            return dot_q4_0(static_cast<const BlockQ4_0*>(w), static_cast<const BlockQ8_0*>(x), nb);
+        case DType::Q4_1:
+            return dot_q4_1(static_cast<const BlockQ4_1*>(w), static_cast<const BlockQ8_1*>(x), nb);
+        case DType::Q8_0:
+            return dot_q8_0(static_cast<const BlockQ8_0*>(w), static_cast<const BlockQ8_0*>(x), nb);
+        case DType::Q8_1: break;  // activation format only
+    }
+    return 0.0f;
+}
+
+void matmul(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t n, float* y,
+            int64_t ldy) {
+    const size_t x_stride = prepared_row_bytes(w.type, w.cols);
+    const auto* wbytes = static_cast<const uint8_t*>(w.data);
+    const auto* xbytes = static_cast<const uint8_t*>(x);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t* wrow = wbytes + static_cast<size_t>(r) * w.row_bytes;
+        for (int64_t t = 0; t < n; t++) {
+            y[t * ldy + r] = dot(w.type, wrow, xbytes + static_cast<size_t>(t) * x_stride, w.cols);
+        }
+    }
+}
+
+constexpr Kernels kScalar = {"scalar", prepare, dot, matmul};
+
+}  // namespace
+
+const Kernels& kernels_scalar() { return kScalar; }
+
+}  // namespace microlm

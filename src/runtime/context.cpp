@@ -1,0 +1,212 @@
+// Context: the Llama forward pass over a batch of tokens with a fp16 KV cache.
+// Numerics follow llama.cpp's CPU path where it matters for agreement: RMSNorm summed in
+// double, RoPE on adjacent pairs (GGUF llama tensors are stored permuted for it), query and
+// attention weights rounded to fp16 against the fp16 cache, softmax summed in double.
+#include <algorithm>
+#include <cmath>
+
+#include "microlm/error.h"
+#include "microlm/model.h"
+
+namespace microlm {
+namespace {
+
+void rmsnorm(const float* x, const float* w, float* out, int64_t n, float eps) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(sum / static_cast<double>(n)) + eps);
+    for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
+}
+
+}  // namespace
+
+Context::Context(const Model& model, int64_t n_ctx, int n_threads, int64_t n_batch, const Kernels* kernels)
+    : model_(model),
+      kernels_(kernels ? kernels : &kernels_best()),
+      pool_(n_threads),
+      n_ctx_(std::clamp<int64_t>(n_ctx, 1, model.config().n_ctx_train)),
+      n_batch_(std::max<int64_t>(1, n_batch)) {
+    const LlamaConfig& c = model.config();
+    const int64_t q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
+    const auto sz = [](int64_t a, int64_t b) { return static_cast<size_t>(a * b); };
+    k_cache_.assign(sz(c.n_layers * n_ctx_, kv_dim), 0);
+    v_cache_.assign(sz(c.n_layers * n_ctx_, kv_dim), 0);
+    x_.assign(sz(n_batch_, c.dim), 0.0f);
+    xn_.assign(sz(n_batch_, std::max(c.dim, q_dim)), 0.0f);
+    q_.assign(sz(n_batch_, q_dim), 0.0f);
+    k_.assign(sz(n_batch_, kv_dim), 0.0f);
+    v_.assign(sz(n_batch_, kv_dim), 0.0f);
+    att_out_.assign(sz(n_batch_, q_dim), 0.0f);
+    gate_.assign(sz(n_batch_, c.ffn_dim), 0.0f);
+    up_.assign(sz(n_batch_, c.ffn_dim), 0.0f);
+    scores_.assign(sz(pool_.size(), n_ctx_), 0.0f);
+    q16_.assign(sz(n_batch_, q_dim), 0);
+    rope_cs_.assign(sz(n_batch_, c.rope_dims), 0.0f);
+    size_t prep = 0;
+    auto need = [&](const WeightRef& w) { prep = std::max(prep, prepared_row_bytes(w.type, w.cols)); };
+    need(model.output);
+    for (const auto& l : model.layers) {
+        for (const WeightRef* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) need(*w);
+    }
+    prepared_.assign(prep * static_cast<size_t>(n_batch_), 0);
+    logits_.assign(static_cast<size_t>(c.n_vocab), 0.0f);
+}
+
+Context::~Context() = default;
+
+void Context::truncate(int64_t n) {
+    if (n < 0 || n > n_past_) {
+        throw Error("truncate(" + std::to_string(n) + "): the cache holds " + std::to_string(n_past_) + " positions");
+    }
+    n_past_ = n;
+}
+
+std::span<const float> Context::eval(std::span<const int32_t> tokens, bool all_logits) {
+    const int64_t n = static_cast<int64_t>(tokens.size());
+    if (n == 0) throw Error("eval: no tokens");
+    if (n_past_ + n > n_ctx_) {
+        throw Error("context full: " + std::to_string(n_past_) + " positions used + " + std::to_string(n) +
+                    " new tokens > context size " + std::to_string(n_ctx_) + " (raise --ctx-size)");
+    }
+    for (int32_t id : tokens) {
+        if (id < 0 || id >= n_vocab()) {
+            throw Error("token id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                        std::to_string(n_vocab()) + ")");
+        }
+    }
+    logits_rows_ = all_logits ? n : 1;
+    if (logits_.size() < static_cast<size_t>(logits_rows_ * n_vocab())) {
+        logits_.resize(static_cast<size_t>(logits_rows_ * n_vocab()));
+    }
+    for (int64_t i = 0; i < n; i += n_batch_) {
+        const int64_t m = std::min(n_batch_, n - i);
+        const bool want = all_logits || i + m == n;
+        eval_batch(tokens.data() + i, m, want, all_logits ? i : 0);
+    }
+    return {logits_.data() + (all_logits ? (n - 1) * n_vocab() : 0), static_cast<size_t>(n_vocab())};
+}
+
+void Context::matmul(const WeightRef& w, const float* x, int64_t n, float* y, bool reuse_prepared) {
+    if (!reuse_prepared) kernels_->prepare(w.type, x, n, w.cols, prepared_.data());
+    const void* xp = prepared_.data();
+    const Kernels* k = kernels_;
+    pool_.parallel_for(w.rows, [&](int64_t r0, int64_t r1) { k->matmul(w, r0, r1, xp, n, y, w.rows); });
+}
+
+void Context::rope(float* x, int64_t n, int64_t n_heads) const {
+    const LlamaConfig& c = model_.config();
+    for (int64_t t = 0; t < n; ++t) {
+        const float* cs = rope_cs_.data() + t * c.rope_dims;
+        for (int64_t h = 0; h < n_heads; ++h) {
+            float* v = x + (t * n_heads + h) * c.head_dim;
+            for (int64_t i = 0; i < c.rope_dims; i += 2) {
+                const float x0 = v[i], x1 = v[i + 1], cos_t = cs[i], sin_t = cs[i + 1];
+                v[i] = x0 * cos_t - x1 * sin_t;
+                v[i + 1] = x0 * sin_t + x1 * cos_t;
+            }
+        }
+    }
+}
+
+void Context::attention(int64_t layer, int64_t n) {
+    const LlamaConfig& c = model_.config();
+    const int64_t hd = c.head_dim, kv_dim = c.n_kv_heads * hd, group = c.n_heads / c.n_kv_heads;
+    const uint16_t* kc = k_cache_.data() + layer * n_ctx_ * kv_dim;
+    const uint16_t* vc = v_cache_.data() + layer * n_ctx_ * kv_dim;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    for (size_t i = 0; i < static_cast<size_t>(n * c.n_heads * hd); ++i) q16_[i] = fp32_to_fp16(q_[i]);
+
+    const int64_t tasks = n * c.n_heads;
+    const int64_t parts = std::min<int64_t>(pool_.size(), tasks);
+    pool_.run(parts, [&](int64_t part) {
+        float* s = scores_.data() + part * n_ctx_;
+        for (int64_t task = tasks * part / parts; task < tasks * (part + 1) / parts; ++task) {
+            const int64_t t = task / c.n_heads, h = task % c.n_heads, kvh = h / group;
+            const int64_t n_keys = n_past_ + t + 1;  // causal: this token and all before it
+            const uint16_t* q = q16_.data() + (t * c.n_heads + h) * hd;
+            float max_s = -INFINITY;
+            for (int64_t j = 0; j < n_keys; ++j) {
+                const uint16_t* k = kc + j * kv_dim + kvh * hd;
+                float dot = 0.0f;
+                for (int64_t d = 0; d < hd; ++d) dot += fp16_to_fp32(q[d]) * fp16_to_fp32(k[d]);
+                s[j] = dot * scale;
+                max_s = std::max(max_s, s[j]);
+            }
+            double sum = 0.0;
+            for (int64_t j = 0; j < n_keys; ++j) {
+                s[j] = std::exp(s[j] - max_s);
+                sum += s[j];
+            }
+            const float inv = static_cast<float>(1.0 / sum);
+            for (int64_t j = 0; j < n_keys; ++j) s[j] = fp16_to_fp32(fp32_to_fp16(s[j] * inv));
+            float* out = att_out_.data() + (t * c.n_heads + h) * hd;
+            std::fill(out, out + hd, 0.0f);
+            for (int64_t j = 0; j < n_keys; ++j) {
+                const uint16_t* v = vc + j * kv_dim + kvh * hd;
+                for (int64_t d = 0; d < hd; ++d) out[d] += s[j] * fp16_to_fp32(v[d]);
+            }
+        }
+    });
+}
+
+void Context::eval_batch(const int32_t* tokens, int64_t n, bool want_logits, int64_t logits_row) {
+    const LlamaConfig& c = model_.config();
+    const int64_t dim = c.dim, kv_dim = c.n_kv_heads * c.head_dim;
+    const WeightRef& emb = model_.token_embd;
+    for (int64_t t = 0; t < n; ++t) {
+        const auto* row = static_cast<const uint8_t*>(emb.data) + static_cast<size_t>(tokens[t]) * emb.row_bytes;
+        dequantize_row(emb.type, row, x_.data() + t * dim, dim);
+    }
+    // cos/sin per position and rotated pair, theta advanced by repeated multiplication as ggml does.
+    const float theta_scale = std::pow(c.rope_base, -2.0f / static_cast<float>(c.rope_dims));
+    for (int64_t t = 0; t < n; ++t) {
+        float theta = static_cast<float>(n_past_ + t);
+        float* cs = rope_cs_.data() + t * c.rope_dims;
+        for (int64_t i = 0; i < c.rope_dims; i += 2) {
+            const float ff = model_.rope_freq_factors.empty() ? 1.0f : model_.rope_freq_factors[i / 2];
+            cs[i] = std::cos(theta / ff);
+            cs[i + 1] = std::sin(theta / ff);
+            theta *= theta_scale;
+        }
+    }
+
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+        const LayerWeights& w = model_.layers[l];
+        for (int64_t t = 0; t < n; ++t) rmsnorm(x_.data() + t * dim, w.attn_norm.data(), xn_.data() + t * dim, dim, c.rms_eps);
+        matmul(w.wq, xn_.data(), n, q_.data());
+        matmul(w.wk, xn_.data(), n, k_.data(), w.wk.type == w.wq.type);
+        matmul(w.wv, xn_.data(), n, v_.data(), w.wv.type == w.wk.type);
+        rope(q_.data(), n, c.n_heads);
+        rope(k_.data(), n, c.n_kv_heads);
+        uint16_t* kc = k_cache_.data() + (l * n_ctx_ + n_past_) * kv_dim;
+        uint16_t* vc = v_cache_.data() + (l * n_ctx_ + n_past_) * kv_dim;
+        for (int64_t i = 0; i < n * kv_dim; ++i) {
+            kc[i] = fp32_to_fp16(k_[i]);
+            vc[i] = fp32_to_fp16(v_[i]);
+        }
+        attention(l, n);
+        matmul(w.wo, att_out_.data(), n, xn_.data());
+        for (int64_t i = 0; i < n * dim; ++i) x_[i] += xn_[i];
+
+        for (int64_t t = 0; t < n; ++t) rmsnorm(x_.data() + t * dim, w.ffn_norm.data(), xn_.data() + t * dim, dim, c.rms_eps);
+        matmul(w.w_gate, xn_.data(), n, gate_.data());
+        matmul(w.w_up, xn_.data(), n, up_.data(), w.w_up.type == w.w_gate.type);
+        for (int64_t i = 0; i < n * c.ffn_dim; ++i) {
+            const float g = gate_[i];
+            gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];
+        }
+        matmul(w.w_down, gate_.data(), n, xn_.data());
+        for (int64_t i = 0; i < n * dim; ++i) x_[i] += xn_[i];
+    }
+    n_past_ += n;
+
+    if (!want_logits) return;
+    const int64_t first = logits_rows_ > 1 ? 0 : n - 1;
+    const int64_t rows = n - first;
+    for (int64_t t = first; t < n; ++t) {
+        rmsnorm(x_.data() + t * dim, model_.output_norm.data(), xn_.data() + (t - first) * dim, dim, c.rms_eps);
+    }
+    matmul(model_.output, xn_.data(), rows, logits_.data() + logits_row * n_vocab());
+}
+
+}  // namespace microlm

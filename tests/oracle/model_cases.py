@@ -1,0 +1,96 @@
+"""Model references from llama.cpp: last-token logits and greedy continuations of SmolLM2,
+and greedy continuations of random-weight models written by `microlm make-random` (which
+checks that microlm's GGUF writer produces files llama.cpp loads and runs the same way).
+
+Writes into args.out:
+  model.json          prompts, their llama.cpp token ids, greedy ids and text
+  logits_<i>.f32      last-token logits of logit prompt i (float32, n_vocab values)
+  random_<type>.gguf  the random-weight models (written by microlm) that random cases use
+"""
+import json
+import os
+import subprocess
+
+import jinja2
+import numpy as np
+from llama_cpp import Llama
+
+LOGIT_PROMPTS = [
+    "The capital of France is",
+    "<|im_start|>user\nWrite a haiku about the sea.<|im_end|>\n<|im_start|>assistant\n",
+    "1, 2, 3, 4, 5,",
+    "def fibonacci(n):\n    ",
+]
+
+CHAT_PROMPTS = [
+    "What is the capital of France?",
+    "Give me three tips for sleeping better.",
+    "Explain photosynthesis to a ten-year-old.",
+    "Write a short poem about autumn leaves.",
+    "How do I reverse a list in Python?",
+    "What's the difference between weather and climate?",
+]
+
+GREEDY_TOKENS = 64
+RANDOM_TYPES = ["f32", "f16", "q8_0", "q4_0", "q4_1"]
+
+
+def chat_text(llm: Llama, user: str) -> str:
+    """Applies the model's own Jinja chat template, as llama-cpp-python's chat handler does."""
+    template = llm.metadata["tokenizer.chat_template"]
+    env = jinja2.Environment(loader=jinja2.BaseLoader())
+    return env.from_string(template).render(
+        messages=[{"role": "user", "content": user}], add_generation_prompt=True)
+
+
+def greedy(llm: Llama, prompt_ids, n):
+    llm.reset()
+    llm.eval(prompt_ids)
+    out = []
+    for _ in range(n):
+        logits = llm.scores[llm.n_tokens - 1]
+        tok = int(np.argmax(logits))
+        if llm._model.token_is_eog(tok):
+            break
+        out.append(tok)
+        llm.eval([tok])
+    return out
+
+
+def run(args):
+    llm = Llama(model_path=args.smollm2, n_ctx=1024, n_batch=512, logits_all=True,
+                verbose=False, n_threads=2, seed=1)
+    ref = {"logit_prompts": [], "chat": [], "random": []}
+    for i, text in enumerate(LOGIT_PROMPTS):
+        ids = llm.tokenize(text.encode(), add_bos=False, special=True)
+        llm.reset()
+        llm.eval(ids)
+        logits = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+        logits.tofile(os.path.join(args.out, f"logits_{i}.f32"))
+        ref["logit_prompts"].append({"text": text, "ids": ids, "file": f"logits_{i}.f32"})
+        print(f"  logits {i}: {len(ids)} tokens", flush=True)
+    for user in CHAT_PROMPTS:
+        text = chat_text(llm, user)
+        ids = llm.tokenize(text.encode(), add_bos=False, special=True)
+        gen = greedy(llm, ids, GREEDY_TOKENS)
+        reply = llm.detokenize(gen).decode("utf-8", errors="replace")
+        ref["chat"].append({"user": user, "text": text, "ids": ids, "greedy": gen, "reply": reply})
+        print(f"  greedy: {user!r} -> {reply[:60]!r}", flush=True)
+    del llm
+
+    for t in RANDOM_TYPES:
+        path = os.path.join(args.out, f"random_{t}.gguf")
+        subprocess.run([args.microlm, "make-random", "-o", path, "--shape", "tiny", "--type", t,
+                        "--seed", "7"], check=True)
+        rl = Llama(model_path=path, n_ctx=256, logits_all=True, verbose=False, n_threads=2)
+        prompt = [256 + 1, 300, 301, 17, 42, 99, 400, 12]
+        gen = greedy(rl, prompt, 32)
+        last = np.asarray(rl.scores[rl.n_tokens - 1], dtype=np.float32)
+        last.tofile(os.path.join(args.out, f"random_{t}_logits.f32"))
+        ref["random"].append({"type": t, "file": f"random_{t}.gguf", "prompt": prompt, "greedy": gen,
+                              "logits_file": f"random_{t}_logits.f32"})
+        print(f"  random {t}: {gen[:8]}...", flush=True)
+        del rl
+
+    with open(os.path.join(args.out, "model.json"), "w") as f:
+        json.dump(ref, f, indent=1)

@@ -1,0 +1,312 @@
+// Tests for the Kernels tables: the scalar table against a double-precision dot of the
+// dequantized weights (catches a wrong block layout), the AVX2 table against the scalar one,
+// and matmul's row/token ranges and output stride. Not a benchmark.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "microlm/kernels.h"
+
+using namespace microlm;
+
+namespace {
+
+// Scalar kernel vs the exact dot of dequantized weights with the float activations, as a
+// fraction of ||w||_2 * ||x||_2 (Cauchy-Schwarz: |sum w_i e_i| <= ||w|| ||e||). The error is
+// the rounding of the activations to the prepared type: F32 none (float products: 2^-24),
+// F16 2^-11 relative, Q8_0/Q8_1 up to amax/254 per element plus fp16 scales (about 0.008 of
+// ||x|| for this data), Q4_1 also the fp16 block sum s.
+constexpr double kF32RefTol = 1e-6;
+constexpr double kF16RefTol = 5e-4;
+constexpr double kQ4_0RefTol = 0.01;
+constexpr double kQ8_0RefTol = 0.01;
+constexpr double kQ4_1RefTol = 0.012;
+
+// AVX2 vs scalar: same prepared inputs and integer block sums, so only float summation order
+// differs: at most ~cols/32 + 10 float roundings (2^-24 each) along any path, as a fraction
+// of sum_i |w_i x_i| (the dequantized activations). Q4_1's two per-block terms can each be
+// several times that sum, so it gets more room.
+constexpr double kF32Avx2Tol = 2e-6;
+constexpr double kF16Avx2Tol = 2e-6;
+constexpr double kQ4_0Avx2Tol = 2e-6;
+constexpr double kQ8_0Avx2Tol = 2e-6;
+constexpr double kQ4_1Avx2Tol = 1e-5;
+
+struct TypeCase {
+    DType type;
+    double ref_tol;
+    double avx2_tol;
+};
+constexpr TypeCase kTypes[] = {
+    {DType::F32, kF32RefTol, kF32Avx2Tol},    {DType::F16, kF16RefTol, kF16Avx2Tol},
+    {DType::Q4_0, kQ4_0RefTol, kQ4_0Avx2Tol}, {DType::Q4_1, kQ4_1RefTol, kQ4_1Avx2Tol},
+    {DType::Q8_0, kQ8_0RefTol, kQ8_0Avx2Tol},
+};
+
+constexpr int64_t kCols[] = {32, 64, 576, 1536};
+constexpr int64_t kRows[] = {1, 7, 33};
+constexpr int64_t kTokens[] = {1, 3, 8};
+
+std::string name(DType t) { return std::string(dtype_name(static_cast<uint32_t>(t))); }
+
+// A weight matrix in `type` plus its dequantized float copy, the reference's view of it.
+struct Matrix {
+    DType type;
+    int64_t rows, cols;
+    size_t row_bytes;
+    std::vector<uint8_t> data;
+    std::vector<float> deq;  // (rows, cols)
+
+    WeightRef ref() const { return {type, data.data(), rows, cols, row_bytes}; }
+    const void* row(int64_t r) const { return data.data() + static_cast<size_t>(r) * row_bytes; }
+};
+
+// Rows at different scales, some offset from zero (Q4_1's minimum matters then).
+Matrix random_matrix(DType type, int64_t rows, int64_t cols, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    Matrix m{type, rows, cols, dtype_row_bytes(type, cols), {}, {}};
+    m.data.resize(m.row_bytes * static_cast<size_t>(rows));
+    m.deq.resize(static_cast<size_t>(rows * cols));
+    std::vector<float> src(static_cast<size_t>(cols));
+    for (int64_t r = 0; r < rows; r++) {
+        const float scale = std::pow(4.0f, static_cast<float>(r % 4) - 2.0f);
+        const float shift = (r % 3 == 1) ? 0.5f * scale : 0.0f;
+        for (float& v : src) v = u(rng) * scale + shift;
+        quantize_row(type, src.data(), m.data.data() + static_cast<size_t>(r) * m.row_bytes, cols);
+        dequantize_row(type, m.row(r), m.deq.data() + r * cols, cols);
+    }
+    return m;
+}
+
+// Activations with a few outlier channels, as transformer hidden states have.
+std::vector<float> random_activations(int64_t n, int64_t cols, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    std::vector<float> x(static_cast<size_t>(n * cols));
+    for (size_t i = 0; i < x.size(); i++) x[i] = u(rng) * ((i % 97 == 5) ? 8.0f : 1.0f);
+    return x;
+}
+
+std::vector<uint8_t> prepared(const Kernels& k, DType w, const std::vector<float>& x, int64_t n,
+                              int64_t cols) {
+    std::vector<uint8_t> out(prepared_row_bytes(w, cols) * static_cast<size_t>(n));
+    k.prepare(w, x.data(), n, cols, out.data());
+    return out;
+}
+
+struct MaxDiff {
+    double abs = 0.0, rel = 0.0;
+    void add(double a, double r) {
+        abs = std::max(abs, a);
+        rel = std::max(rel, r);
+    }
+};
+
+}  // namespace
+
+TEST(Kernels, ActivationTypes) {
+    EXPECT_EQ(activation_type(DType::F32), DType::F32);
+    EXPECT_EQ(activation_type(DType::F16), DType::F16);
+    EXPECT_EQ(activation_type(DType::Q4_0), DType::Q8_0);
+    EXPECT_EQ(activation_type(DType::Q8_0), DType::Q8_0);
+    EXPECT_EQ(activation_type(DType::Q4_1), DType::Q8_1);
+    EXPECT_EQ(prepared_row_bytes(DType::F32, 576), 576u * 4);
+    EXPECT_EQ(prepared_row_bytes(DType::F16, 576), 576u * 2);
+    EXPECT_EQ(prepared_row_bytes(DType::Q4_0, 576), 18u * 34);
+    EXPECT_EQ(prepared_row_bytes(DType::Q4_1, 576), 18u * 36);
+    EXPECT_EQ(prepared_row_bytes(DType::Q8_0, 576), 18u * 34);
+}
+
+TEST(Kernels, ScalarMatchesDoubleReference) {
+    const Kernels& k = kernels_scalar();
+    for (const TypeCase& tc : kTypes) {
+        MaxDiff worst;
+        for (int64_t cols : kCols) {
+            const Matrix w = random_matrix(tc.type, 33, cols, static_cast<uint32_t>(cols));
+            const int64_t n = 8;
+            const std::vector<float> x = random_activations(n, cols, 99);
+            const std::vector<uint8_t> xp = prepared(k, tc.type, x, n, cols);
+            std::vector<float> y(static_cast<size_t>(n * w.rows));
+            k.matmul(w.ref(), 0, w.rows, xp.data(), n, y.data(), w.rows);
+            for (int64_t t = 0; t < n; t++) {
+                for (int64_t r = 0; r < w.rows; r++) {
+                    double exact = 0.0, ww = 0.0, xx = 0.0;
+                    for (int64_t i = 0; i < cols; i++) {
+                        const double wi = w.deq[static_cast<size_t>(r * cols + i)];
+                        const double xi = x[static_cast<size_t>(t * cols + i)];
+                        exact += wi * xi;
+                        ww += wi * wi;
+                        xx += xi * xi;
+                    }
+                    const double err = std::fabs(y[static_cast<size_t>(t * w.rows + r)] - exact);
+                    const double rel = err / std::sqrt(ww * xx);
+                    worst.add(err, rel);
+                    ASSERT_LE(rel, tc.ref_tol)
+                        << name(tc.type) << " cols " << cols << " row " << r << " token " << t
+                        << ": got " << y[static_cast<size_t>(t * w.rows + r)] << ", exact "
+                        << exact;
+                }
+            }
+        }
+        std::printf("scalar vs double reference %-4s: max abs %.3g, max rel %.3g (tol %.3g)\n",
+                    name(tc.type).c_str(), worst.abs, worst.rel, tc.ref_tol);
+    }
+}
+
+TEST(Kernels, Avx2PrepareIsBitIdenticalToScalar) {
+    const Kernels* avx2 = kernels_avx2();
+    if (avx2 == nullptr) GTEST_SKIP() << "no AVX2 backend on this CPU or build";
+    for (const TypeCase& tc : kTypes) {
+        for (int64_t cols : kCols) {
+            const std::vector<float> x = random_activations(8, cols, 7);
+            EXPECT_EQ(prepared(*avx2, tc.type, x, 8, cols),
+                      prepared(kernels_scalar(), tc.type, x, 8, cols))
+                << name(tc.type) << " cols " << cols;
+        }
+    }
+    // Exact halves after scaling: roundf sends them away from zero, unlike the default
+    // round-to-nearest-even of the vector unit.
+    std::vector<float> ties(kQK);
+    for (int j = 0; j < kQK; j++) ties[static_cast<size_t>(j)] = static_cast<float>(j - 16) + 0.5f;
+    ties[0] = -127.0f;  // d = 1, so every other value lands exactly on a half
+    for (DType w : {DType::Q8_0, DType::Q4_1}) {
+        EXPECT_EQ(prepared(*avx2, w, ties, 1, kQK), prepared(kernels_scalar(), w, ties, 1, kQK))
+            << name(w);
+    }
+}
+
+TEST(Kernels, Avx2MatchesScalar) {
+    const Kernels* avx2 = kernels_avx2();
+    if (avx2 == nullptr) GTEST_SKIP() << "no AVX2 backend on this CPU or build";
+    const Kernels& scalar = kernels_scalar();
+    for (const TypeCase& tc : kTypes) {
+        MaxDiff worst;
+        for (int64_t cols : kCols) {
+            for (int64_t rows : kRows) {
+                for (int64_t n : kTokens) {
+                    const Matrix w = random_matrix(tc.type, rows, cols,
+                                                   static_cast<uint32_t>(rows * 1000 + cols));
+                    const std::vector<float> x = random_activations(n, cols, 5);
+                    const std::vector<uint8_t> xp = prepared(scalar, tc.type, x, n, cols);
+                    std::vector<float> xdeq(static_cast<size_t>(n * cols));
+                    const size_t stride = prepared_row_bytes(tc.type, cols);
+                    for (int64_t t = 0; t < n; t++) {
+                        dequantize_row(activation_type(tc.type), xp.data() + t * stride,
+                                       xdeq.data() + t * cols, cols);
+                    }
+                    std::vector<float> ys(static_cast<size_t>(n * rows)), ya(ys.size());
+                    scalar.matmul(w.ref(), 0, rows, xp.data(), n, ys.data(), rows);
+                    avx2->matmul(w.ref(), 0, rows, xp.data(), n, ya.data(), rows);
+                    for (int64_t t = 0; t < n; t++) {
+                        for (int64_t r = 0; r < rows; r++) {
+                            double l1 = 0.0;
+                            for (int64_t i = 0; i < cols; i++) {
+                                l1 += std::fabs(static_cast<double>(w.deq[r * cols + i]) *
+                                                xdeq[static_cast<size_t>(t * cols + i)]);
+                            }
+                            const size_t at = static_cast<size_t>(t * rows + r);
+                            const double err = std::fabs(static_cast<double>(ya[at]) - ys[at]);
+                            worst.add(err, err / l1);
+                            ASSERT_LE(err, tc.avx2_tol * l1)
+                                << name(tc.type) << " cols " << cols << " rows " << rows << " n "
+                                << n << " at row " << r << " token " << t << ": avx2 " << ya[at]
+                                << " scalar " << ys[at];
+                        }
+                    }
+                }
+            }
+        }
+        std::printf("avx2 vs scalar %-4s: max abs %.3g, max rel %.3g (tol %.3g)\n",
+                    name(tc.type).c_str(), worst.abs, worst.rel, tc.avx2_tol);
+    }
+}
+
+// F32 and F16 rows need not be a multiple of any vector width.
+TEST(Kernels, Avx2FloatTails) {
+    const Kernels* avx2 = kernels_avx2();
+    if (avx2 == nullptr) GTEST_SKIP() << "no AVX2 backend on this CPU or build";
+    for (DType type : {DType::F32, DType::F16}) {
+        for (int64_t cols : {1, 7, 8, 31, 33, 100}) {
+            const Matrix w = random_matrix(type, 3, cols, 11);
+            const std::vector<float> x = random_activations(5, cols, 12);
+            const std::vector<uint8_t> xp = prepared(kernels_scalar(), type, x, 5, cols);
+            EXPECT_EQ(prepared(*avx2, type, x, 5, cols), xp);
+            const size_t stride = prepared_row_bytes(type, cols);
+            for (int64_t r = 0; r < 3; r++) {
+                for (int64_t t = 0; t < 5; t++) {
+                    const float s =
+                        kernels_scalar().dot(type, w.row(r), xp.data() + t * stride, cols);
+                    const float a = avx2->dot(type, w.row(r), xp.data() + t * stride, cols);
+                    EXPECT_NEAR(a, s, 1e-5 * (1.0 + std::fabs(s)))
+                        << name(type) << " cols " << cols;
+                }
+            }
+        }
+    }
+}
+
+// matmul writes exactly y[t * ldy + r] for r in [r0, r1), t in [0, n), equal to dot() bit for
+// bit (a backend may block tokens, but each token's arithmetic must not change), and nothing
+// else: every other cell keeps its poison.
+TEST(Kernels, MatmulWritesOnlyItsRange) {
+    std::vector<const Kernels*> tables = {&kernels_scalar()};
+    if (kernels_avx2() != nullptr) tables.push_back(kernels_avx2());
+    const uint32_t poison = 0x7fc0deadu;
+    for (const Kernels* k : tables) {
+        for (const TypeCase& tc : kTypes) {
+            for (int64_t n : {1, 3, 5, 8}) {
+                const int64_t rows = 33, cols = 64, r0 = 5, r1 = 29, ldy = rows + 3;
+                const Matrix w = random_matrix(tc.type, rows, cols, 3);
+                const std::vector<float> x = random_activations(n, cols, 4);
+                const std::vector<uint8_t> xp = prepared(*k, tc.type, x, n, cols);
+                const size_t stride = prepared_row_bytes(tc.type, cols);
+                std::vector<uint32_t> y(static_cast<size_t>(n * ldy), poison);
+                auto* yf = reinterpret_cast<float*>(y.data());
+                k->matmul(w.ref(), r0, r1, xp.data(), n, yf, ldy);
+                for (int64_t t = 0; t < n; t++) {
+                    for (int64_t r = 0; r < ldy; r++) {
+                        const size_t at = static_cast<size_t>(t * ldy + r);
+                        if (r >= r0 && r < r1) {
+                            const float want =
+                                k->dot(tc.type, w.row(r), xp.data() + t * stride, cols);
+                            ASSERT_EQ(yf[at], want) << k->name << " " << name(tc.type) << " n " << n
+                                                    << " row " << r << " token " << t;
+                        } else {
+                            ASSERT_EQ(y[at], poison) << k->name << " " << name(tc.type) << " n "
+                                                     << n << " wrote row " << r << " token " << t;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST(Kernels, BestHonoursOverride) {
+    const char* saved = std::getenv("MICROLM_KERNELS");
+    const std::string restore = saved ? saved : "";
+    const char* best = kernels_avx2() ? kernels_avx2()->name : kernels_scalar().name;
+
+    unsetenv("MICROLM_KERNELS");
+    EXPECT_STREQ(kernels_best().name, best);
+    setenv("MICROLM_KERNELS", "scalar", 1);
+    EXPECT_STREQ(kernels_best().name, "scalar");
+    setenv("MICROLM_KERNELS", "avx2", 1);
+    EXPECT_STREQ(kernels_best().name, best);  // falls back when AVX2 is unavailable
+    setenv("MICROLM_KERNELS", "no-such-backend", 1);
+    EXPECT_STREQ(kernels_best().name, best);
+
+    if (saved) {
+        setenv("MICROLM_KERNELS", restore.c_str(), 1);
+    } else {
+        unsetenv("MICROLM_KERNELS");
+    }
+}

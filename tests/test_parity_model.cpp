@@ -1,0 +1,146 @@
+// Parity with llama.cpp on real and random models: last-token logits within a stated
+// tolerance, identical greedy tokens, identical chat formatting, and `microlm run` printing
+// llama.cpp's greedy answer. References come from tests/oracle/model_cases.py.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "microlm/chat.h"
+#include "microlm/generate.h"
+#include "microlm/model.h"
+#include "microlm/tokenizer.h"
+
+using namespace microlm;
+
+namespace {
+
+// SmolLM2 is Q4_1 with a Q8_0 embedding; llama.cpp and microlm quantize activations the same
+// way but sum in a different order and use different exp/fp16 routines.
+constexpr float kSmolLogitMaxAbsDiff = 0.05f;
+// Random tiny models: the same arithmetic on far smaller sums.
+constexpr float kRandomLogitMaxAbsDiff = 0.01f;
+constexpr int kGreedyTokens = 64;
+
+nlohmann::json load_ref() {
+    std::ifstream f(std::string(MICROLM_ORACLE_DIR) + "/model.json");
+    if (!f) {
+        ADD_FAILURE() << "missing " << MICROLM_ORACLE_DIR << "/model.json: run the oracle first "
+                      << "(ctest runs it as the fixture 'oracle_setup'; by hand: .venv/bin/python "
+                      << "tests/oracle/run_oracle.py --microlm build/microlm --smollm2 " << MICROLM_SMOLLM2
+                      << " --out " << MICROLM_ORACLE_DIR << ")";
+        return {};
+    }
+    return nlohmann::json::parse(f);
+}
+
+std::vector<float> read_f32(const std::string& path) {
+    std::ifstream f(path, std::ios::binary | std::ios::ate);
+    std::vector<float> v(static_cast<size_t>(f.tellg()) / sizeof(float));
+    f.seekg(0);
+    f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(v.size() * sizeof(float)));
+    return v;
+}
+
+float max_abs_diff(std::span<const float> a, const std::vector<float>& b) {
+    EXPECT_EQ(a.size(), b.size());
+    float m = 0.0f;
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+    return m;
+}
+
+std::vector<int32_t> greedy(const Model& model, const Tokenizer& tok, const std::vector<int32_t>& prompt, int n) {
+    Context ctx(model, static_cast<int64_t>(prompt.size()) + n + 1, 2);
+    SamplerParams sp;
+    sp.temperature = 0.0f;
+    Sampler sampler(sp);
+    std::vector<int32_t> out;
+    generate(ctx, sampler, tok, prompt, n, [&](int32_t id) {
+        out.push_back(id);
+        return true;
+    });
+    return out;
+}
+
+}  // namespace
+
+TEST(ParityModel, SmolLM2LogitsMatchLlamaCpp) {
+    const auto ref = load_ref();
+    ASSERT_FALSE(ref.empty());
+    auto model = Model::load(MICROLM_SMOLLM2);
+    for (const auto& p : ref["logit_prompts"]) {
+        const auto ids = p["ids"].get<std::vector<int32_t>>();
+        Context ctx(*model, 512, 2);
+        auto logits = ctx.eval(ids);
+        const auto expected = read_f32(std::string(MICROLM_ORACLE_DIR) + "/" + p["file"].get<std::string>());
+        const float d = max_abs_diff(logits, expected);
+        std::printf("logits of %-40.40s max |diff| = %.5f (tolerance %.3f)\n", p["text"].get<std::string>().c_str(), d,
+                    kSmolLogitMaxAbsDiff);
+        EXPECT_LE(d, kSmolLogitMaxAbsDiff) << p["text"];
+        EXPECT_EQ(argmax(logits), argmax(expected)) << p["text"];
+    }
+}
+
+TEST(ParityModel, SmolLM2GreedyTokensMatchLlamaCpp) {
+    const auto ref = load_ref();
+    ASSERT_FALSE(ref.empty());
+    auto model = Model::load(MICROLM_SMOLLM2);
+    Tokenizer tok(vocab_from_gguf(model->file()));
+    const auto default_system = chat_template_default_system(tok.vocab().chat_template);
+    for (const auto& c : ref["chat"]) {
+        const std::string user = c["user"];
+        EXPECT_EQ(format_chatml({{"user", user}}, true, default_system), c["text"].get<std::string>());
+        const auto ids = c["ids"].get<std::vector<int32_t>>();
+        EXPECT_EQ(tok.encode(c["text"].get<std::string>(), true, true), ids) << user;
+        const auto got = greedy(*model, tok, ids, kGreedyTokens);
+        EXPECT_EQ(got, c["greedy"].get<std::vector<int32_t>>()) << user << "\nmicrolm:   " << tok.decode(got, false)
+                                                                 << "\nllama.cpp: " << c["reply"].get<std::string>();
+    }
+}
+
+TEST(ParityModel, RandomModelsWrittenByMicrolmRunIdenticallyInLlamaCpp) {
+    const auto ref = load_ref();
+    ASSERT_FALSE(ref.empty());
+    for (const auto& r : ref["random"]) {
+        auto model = Model::load(std::string(MICROLM_ORACLE_DIR) + "/" + r["file"].get<std::string>());
+        Tokenizer tok(vocab_from_gguf(model->file()));
+        const auto prompt = r["prompt"].get<std::vector<int32_t>>();
+        const auto expected = r["greedy"].get<std::vector<int32_t>>();
+        const auto got = greedy(*model, tok, prompt, static_cast<int>(expected.size()));
+        EXPECT_EQ(got, expected) << r["type"];
+
+        std::vector<int32_t> all = prompt;
+        all.insert(all.end(), expected.begin(), expected.end());
+        Context ctx(*model, static_cast<int64_t>(all.size()), 1);
+        auto logits = ctx.eval(all);
+        const float d = max_abs_diff(logits, read_f32(std::string(MICROLM_ORACLE_DIR) + "/" + r["logits_file"].get<std::string>()));
+        std::printf("random %-5s max |logit diff| = %.6f (tolerance %.3f)\n", r["type"].get<std::string>().c_str(), d,
+                    kRandomLogitMaxAbsDiff);
+        EXPECT_LE(d, kRandomLogitMaxAbsDiff) << r["type"];
+    }
+}
+
+TEST(ParityModel, CliRunPrintsLlamaCppGreedyAnswer) {
+    const auto ref = load_ref();
+    ASSERT_FALSE(ref.empty());
+    for (const auto& c : ref["chat"]) {
+        if (c["user"] != "What is the capital of France?") continue;
+        const std::string cmd = std::string(MICROLM_BINARY) + " run -m " + MICROLM_SMOLLM2 +
+                                " --chat -p \"What is the capital of France?\" -n " + std::to_string(kGreedyTokens) +
+                                " --temp 0 2>/dev/null";
+        FILE* p = popen(cmd.c_str(), "r");
+        ASSERT_NE(p, nullptr);
+        std::string out;
+        char buf[4096];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+        ASSERT_EQ(pclose(p), 0) << cmd;
+        EXPECT_EQ(out, c["reply"].get<std::string>() + "\n");
+        return;
+    }
+    FAIL() << "the oracle has no 'capital of France' case";
+}
