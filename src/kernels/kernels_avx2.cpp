@@ -37,19 +37,9 @@ int hsum_i32(__m256i v) {
 
 float half(uint16_t h) { return _cvtsh_ss(h); }
 
-// roundf (halves away from zero), which _mm256_round_ps has no mode for: truncate, then step
-// away from zero when the dropped fraction (exact in float) is at least one half.
-__m256i round_away(__m256 v) {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    const __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
-    const __m256 up = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
-    const __m256 step = _mm256_or_ps(_mm256_and_ps(v, sign), _mm256_set1_ps(1.0f));
-    return _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_and_ps(up, step)));
-}
-
-// One block of 32 floats to int8 the way quantize_row's Q8 reference does; returns d.
-// *sum receives sum(q) for Q8_1.
+// One block of 32 activations to int8 as llama.cpp's x86 path quantizes activations
+// (scale 127/amax, halves to even), not as the weight reference quantizer does: matching it
+// removed most of the logit difference to llama.cpp. Returns d; *sum receives sum(q) for Q8_1.
 float quantize_q8_block(const float* x, int8_t* qs, int* sum) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 v[4];
@@ -61,11 +51,15 @@ float quantize_q8_block(const float* x, int8_t* qs, int* sum) {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    const float d = _mm_cvtss_f32(m) / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const float amax_s = _mm_cvtss_f32(m);
+    const float d = amax_s / 127.0f;
+    const float id = amax_s != 0.0f ? 127.0f / amax_s : 0.0f;
     const __m256 vid = _mm256_set1_ps(id);
     __m256i q[4];
-    for (int k = 0; k < 4; k++) q[k] = round_away(_mm256_mul_ps(v[k], vid));
+    for (int k = 0; k < 4; k++) {
+        const __m256 r = _mm256_round_ps(_mm256_mul_ps(v[k], vid), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        q[k] = _mm256_cvtps_epi32(r);
+    }
     if (sum != nullptr) {
         *sum =
             hsum_i32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));

@@ -1,17 +1,54 @@
 // The scalar reference backend: plain loops with ggml's arithmetic, block by block. It is the
 // oracle the SIMD backends are tested against, so it favours being obviously right over speed.
 // Not used on hot paths when a SIMD backend is available.
+#include <algorithm>
+#include <cmath>
+
 #include "microlm/kernels.h"
 
 namespace microlm {
 
 namespace {
 
+// Activations are quantized as llama.cpp's x86 path does (scale 127/amax, halves rounded to
+// even), which differs at rounding ties from the weight reference quantizer in dtype.cpp.
+float quantize_activation_block(const float* x, int8_t* qs, int* sum) {
+    float amax = 0.0f;
+    for (int j = 0; j < kQK; j++) amax = std::max(amax, std::fabs(x[j]));
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    int s = 0;
+    for (int j = 0; j < kQK; j++) {
+        qs[j] = static_cast<int8_t>(std::nearbyint(x[j] * id));
+        s += qs[j];
+    }
+    *sum = s;
+    return amax / 127.0f;
+}
+
 void prepare(DType weight, const float* x, int64_t n, int64_t cols, void* out) {
     const DType act = activation_type(weight);
     const size_t stride = prepared_row_bytes(weight, cols);
     auto* dst = static_cast<uint8_t*>(out);
-    for (int64_t t = 0; t < n; t++) quantize_row(act, x + t * cols, dst + t * stride, cols);
+    for (int64_t t = 0; t < n; t++) {
+        const float* row = x + t * cols;
+        uint8_t* o = dst + t * stride;
+        int sum = 0;
+        if (act == DType::Q8_0) {
+            auto* y = reinterpret_cast<BlockQ8_0*>(o);
+            for (int64_t b = 0; b < cols / kQK; b++) {
+                y[b].d = fp32_to_fp16(quantize_activation_block(row + b * kQK, y[b].qs, &sum));
+            }
+        } else if (act == DType::Q8_1) {
+            auto* y = reinterpret_cast<BlockQ8_1*>(o);
+            for (int64_t b = 0; b < cols / kQK; b++) {
+                const float d = quantize_activation_block(row + b * kQK, y[b].qs, &sum);
+                y[b].d = fp32_to_fp16(d);
+                y[b].s = fp32_to_fp16(static_cast<float>(sum) * d);
+            }
+        } else {
+            quantize_row(act, row, o, cols);
+        }
+    }
 }
 
 // F32 and F16 sum in double, as ggml's scalar ggml_vec_dot_f32/f16 do (ggml_float).

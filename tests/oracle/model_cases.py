@@ -12,6 +12,7 @@ import os
 import subprocess
 
 import jinja2
+import llama_cpp
 import numpy as np
 from llama_cpp import Llama
 
@@ -24,6 +25,9 @@ LOGIT_PROMPTS = [
 
 CHAT_PROMPTS = [
     "What is the capital of France?",
+    "Name three primary colors.",
+    "What is 12 times 12?",
+    "Translate 'good morning' into Spanish.",
     "Give me three tips for sleeping better.",
     "Explain photosynthesis to a ten-year-old.",
     "Write a short poem about autumn leaves.",
@@ -43,14 +47,18 @@ def chat_text(llm: Llama, user: str) -> str:
         messages=[{"role": "user", "content": user}], add_generation_prompt=True)
 
 
-def greedy(llm: Llama, prompt_ids, n):
+def greedy(llm: Llama, prompt_ids, n, margins=None):
+    """Greedy tokens; `margins` (if given) receives the top-1 minus top-2 logit per step."""
     llm.reset()
     llm.eval(prompt_ids)
     out = []
     for _ in range(n):
         logits = llm.scores[llm.n_tokens - 1]
         tok = int(np.argmax(logits))
-        if llm._model.token_is_eog(tok):
+        if margins is not None:
+            top2 = np.partition(logits, -2)[-2:]
+            margins.append(float(abs(top2[1] - top2[0])))
+        if llama_cpp.llama_vocab_is_eog(llm._model.vocab, tok):
             break
         out.append(tok)
         llm.eval([tok])
@@ -72,9 +80,11 @@ def run(args):
     for user in CHAT_PROMPTS:
         text = chat_text(llm, user)
         ids = llm.tokenize(text.encode(), add_bos=False, special=True)
-        gen = greedy(llm, ids, GREEDY_TOKENS)
+        margins = []
+        gen = greedy(llm, ids, GREEDY_TOKENS, margins)
         reply = llm.detokenize(gen).decode("utf-8", errors="replace")
-        ref["chat"].append({"user": user, "text": text, "ids": ids, "greedy": gen, "reply": reply})
+        ref["chat"].append({"user": user, "text": text, "ids": ids, "greedy": gen, "reply": reply,
+                            "margins": margins})
         print(f"  greedy: {user!r} -> {reply[:60]!r}", flush=True)
     del llm
 

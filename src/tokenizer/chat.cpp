@@ -1,0 +1,94 @@
+// ChatML prompt formatting and the one thing microlm reads from a Jinja chat template: the
+// default system message. Templates are searched as text, never executed; a template that does
+// something other than ChatML is not detected here.
+#include "microlm/chat.h"
+
+namespace microlm {
+namespace {
+
+constexpr std::string_view kSystemHeader = "<|im_start|>system";
+constexpr std::string_view kEnd = "<|im_end|>";
+
+// Undoes the escapes of a Jinja string literal that a default system message can contain.
+std::string unescape(std::string_view s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+        if (s[i] != '\\' || i + 1 == s.size()) {
+            out.push_back(s[i]);
+            continue;
+        }
+        const char c = s[++i];
+        switch (c) {
+            case 'n': out.push_back('\n'); break;
+            case 't': out.push_back('\t'); break;
+            case 'r': out.push_back('\r'); break;
+            default: out.push_back(c); break;  // \\ \' \"
+        }
+    }
+    return out;
+}
+
+// True if `s` holds an unescaped `quote`, i.e. the string literal would end inside it.
+bool leaves_literal(std::string_view s, char quote) {
+    for (size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '\\') {
+            ++i;
+        } else if (s[i] == quote) {
+            return true;
+        }
+    }
+    return false;
+}
+
+}  // namespace
+
+// A default system message is a string literal "<|im_start|>system\n...<|im_end|>" whose
+// content is constant. An occurrence built from the conversation, such as
+// '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>', leaves the literal before
+// <|im_end|> and is skipped, so a template with both forms yields its default.
+std::optional<std::string> chat_template_default_system(std::string_view tmpl) {
+    for (size_t at = tmpl.find(kSystemHeader); at != std::string_view::npos;
+         at = tmpl.find(kSystemHeader, at + 1)) {
+        const size_t quote_at = tmpl.find_last_of("'\"", at);
+        if (quote_at == std::string_view::npos) continue;
+        const char quote = tmpl[quote_at];
+
+        size_t begin = at + kSystemHeader.size();
+        if (tmpl.substr(begin, 1) == "\n") {
+            begin += 1;
+        } else if (tmpl.substr(begin, 2) == "\\n") {
+            begin += 2;
+        } else {
+            continue;
+        }
+        const size_t end = tmpl.find(kEnd, begin);
+        if (end == std::string_view::npos) break;
+        const std::string_view content = tmpl.substr(begin, end - begin);
+        if (leaves_literal(content, quote)) continue;
+        std::string message = unescape(content);
+        if (!message.empty()) return message;
+    }
+    return std::nullopt;
+}
+
+std::string format_chatml(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                          const std::optional<std::string>& default_system) {
+    std::string out;
+    const auto turn = [&](std::string_view role, std::string_view content) {
+        out += "<|im_start|>";
+        out += role;
+        out += '\n';
+        out += content;
+        out += "<|im_end|>\n";
+    };
+    // As in SmolLM2's template, the default system turn is inserted before the first message
+    // (so not into an empty conversation) unless that message is a system message itself.
+    if (default_system && !messages.empty() && messages.front().role != "system") {
+        turn("system", *default_system);
+    }
+    for (const ChatMessage& m : messages) turn(m.role, m.content);
+    if (add_generation_prompt) out += "<|im_start|>assistant\n";
+    return out;
+}
+
+}  // namespace microlm

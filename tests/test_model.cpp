@@ -1,0 +1,123 @@
+// The forward pass on random-weight models microlm writes itself: batched prefill equals
+// token-by-token decoding, threads do not change results, truncate() reuses a prefix
+// exactly, every weight type runs, and bad inputs are errors. (Agreement with llama.cpp is
+// test_parity_model.cpp.)
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "microlm/error.h"
+#include "microlm/model.h"
+#include "microlm/random_model.h"
+#include "microlm/sampler.h"
+
+using namespace microlm;
+
+namespace {
+
+std::string random_model(DType type, bool tied = true) {
+    const std::string path = (std::filesystem::temp_directory_path() /
+                              ("microlm_test_model_" + std::to_string(::getpid()) + "_" +
+                               std::string(dtype_name(uint32_t(type))) + (tied ? "" : "_untied") + ".gguf"))
+                                 .string();
+    ModelShape s = *model_shape_preset("tiny");
+    s.tied = tied;
+    write_random_llama(path, s, type, 3);
+    return path;
+}
+
+float max_diff(std::span<const float> a, std::span<const float> b) {
+    float d = 0;
+    for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::fabs(a[i] - b[i]));
+    return d;
+}
+
+const std::vector<int32_t> kPrompt = {257, 300, 301, 17, 42, 99, 400, 12, 5, 6, 7, 8, 260, 261, 262, 263, 264};
+
+}  // namespace
+
+TEST(Model, BatchedPrefillEqualsTokenByTokenForEveryType) {
+    for (DType t : {DType::F32, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_1}) {
+        const std::string path = random_model(t);
+        auto m = Model::load(path);
+        EXPECT_EQ(m->config().n_vocab, 512);
+        EXPECT_TRUE(m->tied_output);
+        Context batched(*m, 64, 1, 8), single(*m, 64, 1, 1);
+        std::vector<float> a(batched.eval(kPrompt, true).size());
+        const auto all = batched.logits();
+        ASSERT_EQ(all.size(), kPrompt.size() * 512);
+        for (size_t i = 0; i < kPrompt.size(); ++i) {
+            auto l = single.eval(std::span<const int32_t>(&kPrompt[i], 1));
+            const float d = max_diff(l, all.subspan(i * 512, 512));
+            EXPECT_LE(d, 1e-4f) << dtype_name(uint32_t(t)) << " position " << i;
+        }
+        std::filesystem::remove(path);
+    }
+}
+
+TEST(Model, ThreadsGiveTheSameLogits) {
+    const std::string path = random_model(DType::Q8_0, false);
+    auto m = Model::load(path);
+    EXPECT_FALSE(m->tied_output);
+    Context one(*m, 64, 1), three(*m, 64, 3);
+    auto a = one.eval(kPrompt);
+    std::vector<float> va(a.begin(), a.end());
+    EXPECT_EQ(max_diff(va, three.eval(kPrompt)), 0.0f);
+    std::filesystem::remove(path);
+}
+
+TEST(Model, TruncateReusesAPrefixExactly) {
+    const std::string path = random_model(DType::Q4_1);
+    auto m = Model::load(path);
+    Context ctx(*m, 64, 1), fresh(*m, 64, 1);
+    ctx.eval(std::span<const int32_t>(kPrompt.data(), 10));
+    ctx.eval(std::vector<int32_t>{1, 2, 3});
+    ctx.truncate(10);
+    EXPECT_EQ(ctx.n_past(), 10);
+    auto a = ctx.eval(std::span<const int32_t>(kPrompt.data() + 10, kPrompt.size() - 10));
+    std::vector<float> va(a.begin(), a.end());
+    EXPECT_EQ(max_diff(va, fresh.eval(kPrompt)), 0.0f);
+    EXPECT_THROW(ctx.truncate(100), Error);
+    std::filesystem::remove(path);
+}
+
+TEST(Model, BadTokensAndFullContextAreErrors) {
+    const std::string path = random_model(DType::Q8_0);
+    auto m = Model::load(path);
+    Context ctx(*m, 8, 1);
+    EXPECT_THROW(ctx.eval(std::vector<int32_t>{512}), Error);
+    EXPECT_THROW(ctx.eval(std::vector<int32_t>{-1}), Error);
+    EXPECT_THROW(ctx.eval(std::vector<int32_t>{}), Error);
+    EXPECT_EQ(ctx.n_past(), 0);
+    EXPECT_THROW(ctx.eval(std::vector<int32_t>(9, 1)), Error);
+    ctx.eval(std::vector<int32_t>(8, 1));
+    EXPECT_THROW(ctx.eval(std::vector<int32_t>{1}), Error);
+    std::filesystem::remove(path);
+}
+
+TEST(Model, NonLlamaArchitectureAndMissingTensorsAreNamed) {
+    GgufWriter w;
+    w.set("general.architecture", GgufValue::str("mamba"));
+    const std::string path = (std::filesystem::temp_directory_path() / "microlm_test_mamba.gguf").string();
+    w.write(path);
+    try {
+        Model::load(path);
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("'mamba', which this build cannot run (supported: llama)"), std::string::npos);
+    }
+    w.set("general.architecture", GgufValue::str("llama"));
+    w.set("llama.embedding_length", GgufValue::u32(64));
+    w.set("llama.block_count", GgufValue::u32(1));
+    w.set("llama.attention.head_count", GgufValue::u32(4));
+    w.set("llama.feed_forward_length", GgufValue::u32(128));
+    w.write(path);
+    try {
+        Model::load(path);
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("token_embd.weight"), std::string::npos) << e.what();
+    }
+    std::filesystem::remove(path);
+}
