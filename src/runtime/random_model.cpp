@@ -7,31 +7,12 @@
 
 #include "microlm/error.h"
 #include "microlm/gguf.h"
+#include "tokenizer/unicode.h"
 
 namespace microlm {
 namespace {
 
-// GPT-2's byte-to-unicode table: printable bytes map to themselves, the rest to U+0100+.
-std::string byte_token(int b) {
-    int cp = b;
-    const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-    if (!printable) {
-        int n = 0;
-        for (int c = 0; c < b; ++c) {
-            const bool p = (c >= 0x21 && c <= 0x7E) || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF);
-            if (!p) ++n;
-        }
-        cp = 256 + n;
-    }
-    std::string s;
-    if (cp < 0x80) {
-        s += static_cast<char>(cp);
-    } else {
-        s += static_cast<char>(0xC0 | (cp >> 6));
-        s += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-    return s;
-}
+std::string byte_token(int b) { return std::string(unicode::byte_to_utf8(static_cast<uint8_t>(b))); }
 
 class Rng {
 public:
