@@ -37,12 +37,21 @@ struct Kernels {
     // n == 1 is matrix x vector. Rows are split across threads by the caller via r0/r1.
     void (*matmul)(const WeightRef& w, int64_t r0, int64_t r1, const void* x_prepared, int64_t n,
                    float* y, int64_t ldy);
+    // Attention for one query head against an fp16 KV cache whose rows are `stride` halves
+    // apart (head_dim hd): scores[j] = scale * dot(q16, k[j]) for j in [0, n_keys).
+    void (*attn_scores)(const uint16_t* q16, const uint16_t* k, int64_t stride, int64_t n_keys,
+                        int64_t hd, float scale, float* scores);
+    // out[d] = sum_j p[j] * v[j][d] for d in [0, hd).
+    void (*attn_values)(const float* p, const uint16_t* v, int64_t stride, int64_t n_keys,
+                        int64_t hd, float* out);
 };
 
 const Kernels& kernels_scalar();
 // nullptr when this build or this CPU has no such backend.
 const Kernels* kernels_avx2();
-// The fastest backend this CPU supports; MICROLM_KERNELS=scalar|avx2 overrides.
+const Kernels* kernels_avx512();  // AVX-512 F/BW/VL (+ VNNI when present)
+const Kernels* kernels_neon();    // aarch64 NEON (+ dotprod when present)
+// The fastest backend this CPU supports; MICROLM_KERNELS=scalar|avx2|avx512|neon overrides.
 const Kernels& kernels_best();
 
 }  // namespace microlm

@@ -1,5 +1,5 @@
 // Picks a compute backend at run time and answers what activations each weight type wants.
-// The backends themselves live in kernels_scalar.cpp and kernels_avx2.cpp.
+// The backends themselves live in kernels_<name>.cpp, one file each.
 #include "microlm/kernels.h"
 
 #include <cstdlib>
@@ -27,10 +27,16 @@ size_t prepared_row_bytes(DType weight, int64_t cols) {
 // An unknown or unavailable MICROLM_KERNELS value falls back to the best backend, because a
 // typo in a tuning knob should not stop inference.
 const Kernels& kernels_best() {
-    const Kernels* avx2 = kernels_avx2();
-    const char* env = std::getenv("MICROLM_KERNELS");
-    if (env != nullptr && std::string_view(env) == "scalar") return kernels_scalar();
-    if (avx2 != nullptr) return *avx2;
+    const Kernels* candidates[] = {kernels_avx512(), kernels_avx2(), kernels_neon()};
+    if (const char* env = std::getenv("MICROLM_KERNELS")) {
+        if (std::string_view(env) == "scalar") return kernels_scalar();
+        for (const Kernels* k : candidates) {
+            if (k != nullptr && std::string_view(env) == k->name) return *k;
+        }
+    }
+    for (const Kernels* k : candidates) {
+        if (k != nullptr) return *k;
+    }
     return kernels_scalar();
 }
 

@@ -8,6 +8,7 @@
 #include <cpuid.h>
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstddef>
 #include <cstring>
 
@@ -294,7 +295,62 @@ void matmul(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t n
     }
 }
 
-constexpr Kernels kAvx2 = {"avx2", prepare, dot, matmul};
+// Attention sums in the scalar table's (llama.cpp's) order: 16 FMA lanes, element e in lane
+// e % 16, then lanes l + l+8 (two ymm added), then hsum's l+4, l+2, l+1 tree. A tail shorter
+// than 16 is folded in scalar code in the same lane positions.
+__m256 load_half8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+
+void attn_scores(const uint16_t* q16, const uint16_t* k, int64_t stride, int64_t n_keys, int64_t hd,
+                 float scale, float* scores) {
+    const int64_t full = hd / 16 * 16;
+    for (int64_t j = 0; j < n_keys; j++) {
+        const uint16_t* kj = k + j * stride;
+        __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+        for (int64_t d = 0; d < full; d += 16) {
+            lo = _mm256_fmadd_ps(load_half8(q16 + d), load_half8(kj + d), lo);
+            hi = _mm256_fmadd_ps(load_half8(q16 + d + 8), load_half8(kj + d + 8), hi);
+        }
+        if (full == hd) {
+            scores[j] = hsum(_mm256_add_ps(lo, hi)) * scale;
+            continue;
+        }
+        alignas(32) float lanes[16];
+        _mm256_store_ps(lanes, lo);
+        _mm256_store_ps(lanes + 8, hi);
+        for (int64_t d = full; d < hd; d++) lanes[d % 16] = std::fma(half(q16[d]), half(kj[d]), lanes[d % 16]);
+        scores[j] = hsum(_mm256_add_ps(_mm256_load_ps(lanes), _mm256_load_ps(lanes + 8))) * scale;
+    }
+}
+
+void attn_values(const float* p, const uint16_t* v, int64_t stride, int64_t n_keys, int64_t hd,
+                 float* out) {
+    // acc[l][d]: lane l of output d, 8 outputs per ymm. 16 lanes x hd floats on the stack.
+    constexpr int64_t kMaxHead = 256;
+    if (hd % 8 != 0 || hd > kMaxHead) {
+        kernels_scalar().attn_values(p, v, stride, n_keys, hd, out);
+        return;
+    }
+    alignas(32) float acc[16][kMaxHead];
+    for (int l = 0; l < 16; l++) std::memset(acc[l], 0, static_cast<size_t>(hd) * sizeof(float));
+    for (int64_t j = 0; j < n_keys; j++) {
+        const __m256 pj = _mm256_set1_ps(p[j]);
+        const uint16_t* vj = v + j * stride;
+        float* a = acc[j % 16];
+        for (int64_t d = 0; d < hd; d += 8) {
+            _mm256_store_ps(a + d, _mm256_fmadd_ps(pj, load_half8(vj + d), _mm256_load_ps(a + d)));
+        }
+    }
+    for (int width = 8; width >= 1; width /= 2) {
+        for (int l = 0; l < width; l++) {
+            for (int64_t d = 0; d < hd; d += 8) {
+                _mm256_store_ps(acc[l] + d, _mm256_add_ps(_mm256_load_ps(acc[l] + d), _mm256_load_ps(acc[l + width] + d)));
+            }
+        }
+    }
+    std::memcpy(out, acc[0], static_cast<size_t>(hd) * sizeof(float));
+}
+
+constexpr Kernels kAvx2 = {"avx2", prepare, dot, matmul, attn_scores, attn_values};
 
 }  // namespace
 

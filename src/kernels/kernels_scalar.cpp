@@ -136,7 +136,46 @@ void matmul(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t n
     }
 }
 
-constexpr Kernels kScalar = {"scalar", prepare, dot, matmul};
+// Attention sums in llama.cpp's order so that greedy decoding agrees with it: 16 lanes, lane
+// l accumulating elements l, l+16, l+32, ... with fused multiply-adds, then a pairwise tree
+// (lane l with l+8, then l+4, l+2, l+1). That is how its CPU backend multiplies the fp16 KV
+// cache (16-wide FMA tiles, then a 512-bit horizontal add); any other order is equally exact
+// but parts from llama.cpp's greedy path at near-ties.
+constexpr int kAttnLanes = 16;
+
+float lane_tree_sum(float* lanes) {
+    for (int width = kAttnLanes / 2; width >= 1; width /= 2) {
+        for (int l = 0; l < width; l++) lanes[l] += lanes[l + width];
+    }
+    return lanes[0];
+}
+
+void attn_scores(const uint16_t* q16, const uint16_t* k, int64_t stride, int64_t n_keys, int64_t hd,
+                 float scale, float* scores) {
+    for (int64_t j = 0; j < n_keys; j++) {
+        const uint16_t* kj = k + j * stride;
+        float lanes[kAttnLanes] = {};
+        for (int64_t d = 0; d < hd; d++) {
+            float& acc = lanes[d % kAttnLanes];
+            acc = std::fma(fp16_to_fp32(q16[d]), fp16_to_fp32(kj[d]), acc);
+        }
+        scores[j] = lane_tree_sum(lanes) * scale;
+    }
+}
+
+void attn_values(const float* p, const uint16_t* v, int64_t stride, int64_t n_keys, int64_t hd,
+                 float* out) {
+    for (int64_t d = 0; d < hd; d++) {
+        float lanes[kAttnLanes] = {};
+        for (int64_t j = 0; j < n_keys; j++) {
+            float& acc = lanes[j % kAttnLanes];
+            acc = std::fma(p[j], fp16_to_fp32(v[j * stride + d]), acc);
+        }
+        out[d] = lane_tree_sum(lanes);
+    }
+}
+
+constexpr Kernels kScalar = {"scalar", prepare, dot, matmul, attn_scores, attn_values};
 
 }  // namespace
 

@@ -1,7 +1,9 @@
 // Context: the Llama forward pass over a batch of tokens with a fp16 KV cache.
 // Numerics follow llama.cpp's CPU path where it matters for agreement: RMSNorm summed in
-// double, RoPE on adjacent pairs (GGUF llama tensors are stored permuted for it), query and
-// attention weights rounded to fp16 against the fp16 cache, softmax summed in double.
+// double, RoPE on adjacent pairs (GGUF llama tensors are stored permuted for it) with fused
+// multiply-adds, query and attention weights rounded to fp16 against the fp16 cache, softmax
+// summed in double. SiLU uses libm's expf, not llama.cpp's vectorised approximation: that is
+// the one known source of last-bit differences left (see tests/test_parity_model.cpp).
 #include <algorithm>
 #include <cmath>
 
@@ -101,8 +103,10 @@ void Context::rope(float* x, int64_t n, int64_t n_heads) const {
             float* v = x + (t * n_heads + h) * c.head_dim;
             for (int64_t i = 0; i < c.rope_dims; i += 2) {
                 const float x0 = v[i], x1 = v[i + 1], cos_t = cs[i], sin_t = cs[i + 1];
-                v[i] = x0 * cos_t - x1 * sin_t;
-                v[i + 1] = x0 * sin_t + x1 * cos_t;
+                // The fused forms llama.cpp's build contracts these to; plain a*b - c*d
+                // parts from it by an ulp and, over 30 layers, by tenths of a logit.
+                v[i] = std::fma(x0, cos_t, -(x1 * sin_t));
+                v[i + 1] = std::fma(x0, sin_t, x1 * cos_t);
             }
         }
     }
@@ -124,14 +128,9 @@ void Context::attention(int64_t layer, int64_t n) {
             const int64_t t = task / c.n_heads, h = task % c.n_heads, kvh = h / group;
             const int64_t n_keys = n_past_ + t + 1;  // causal: this token and all before it
             const uint16_t* q = q16_.data() + (t * c.n_heads + h) * hd;
+            kernels_->attn_scores(q, kc + kvh * hd, kv_dim, n_keys, hd, scale, s);
             float max_s = -INFINITY;
-            for (int64_t j = 0; j < n_keys; ++j) {
-                const uint16_t* k = kc + j * kv_dim + kvh * hd;
-                float dot = 0.0f;
-                for (int64_t d = 0; d < hd; ++d) dot += fp16_to_fp32(q[d]) * fp16_to_fp32(k[d]);
-                s[j] = dot * scale;
-                max_s = std::max(max_s, s[j]);
-            }
+            for (int64_t j = 0; j < n_keys; ++j) max_s = std::max(max_s, s[j]);
             double sum = 0.0;
             for (int64_t j = 0; j < n_keys; ++j) {
                 s[j] = std::exp(s[j] - max_s);
@@ -139,12 +138,7 @@ void Context::attention(int64_t layer, int64_t n) {
             }
             const float inv = static_cast<float>(1.0 / sum);
             for (int64_t j = 0; j < n_keys; ++j) s[j] = fp16_to_fp32(fp32_to_fp16(s[j] * inv));
-            float* out = att_out_.data() + (t * c.n_heads + h) * hd;
-            std::fill(out, out + hd, 0.0f);
-            for (int64_t j = 0; j < n_keys; ++j) {
-                const uint16_t* v = vc + j * kv_dim + kvh * hd;
-                for (int64_t d = 0; d < hd; ++d) out[d] += s[j] * fp16_to_fp32(v[d]);
-            }
+            kernels_->attn_values(s, vc + kvh * hd, kv_dim, n_keys, hd, att_out_.data() + (t * c.n_heads + h) * hd);
         }
     });
 }
