@@ -121,3 +121,24 @@ TEST(Model, NonLlamaArchitectureAndMissingTensorsAreNamed) {
     }
     std::filesystem::remove(path);
 }
+
+TEST(Model, ReusePrefixKeepsTheCommonPrefixAndGivesTheSameLogits) {
+    const std::string path = random_model(DType::Q8_0);
+    auto m = Model::load(path);
+    Context ctx(*m, 64, 1), fresh(*m, 64, 1);
+    // Turn 1: system prompt + question; turn 2 shares the system prompt only.
+    std::vector<int32_t> turn1(kPrompt.begin(), kPrompt.begin() + 12);
+    turn1.insert(turn1.end(), {40, 41, 42});
+    ctx.eval(turn1);
+    std::vector<int32_t> turn2(kPrompt.begin(), kPrompt.begin() + 12);
+    turn2.insert(turn2.end(), {50, 51});
+    EXPECT_EQ(ctx.reuse_prefix(turn2), 12);
+    EXPECT_EQ(ctx.n_past(), 12);
+    auto a = ctx.eval(std::span<const int32_t>(turn2).subspan(12));
+    std::vector<float> va(a.begin(), a.end());
+    EXPECT_EQ(max_diff(va, fresh.eval(turn2)), 0.0f);
+    EXPECT_TRUE(std::equal(ctx.tokens().begin(), ctx.tokens().end(), turn2.begin(), turn2.end()));
+    // A prompt identical to the cache keeps all but its last token, so eval yields logits.
+    EXPECT_EQ(ctx.reuse_prefix(turn2), static_cast<int64_t>(turn2.size()) - 1);
+    std::filesystem::remove(path);
+}

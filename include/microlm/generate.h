@@ -13,16 +13,18 @@
 namespace microlm {
 
 struct GenerateStats {
-    int64_t prompt_tokens = 0;
+    int64_t reused_tokens = 0;  // prompt tokens whose KV state was already in the context
+    int64_t prompt_tokens = 0;  // prompt tokens evaluated
     double prompt_ms = 0.0;   // prefill of the prompt
     int64_t gen_tokens = 0;   // tokens sampled (end-of-generation token not counted)
     double gen_ms = 0.0;      // from the first sample to the last token handed out
     double first_token_ms = 0.0;  // from the start of prefill to the first sampled token
 };
 
-// Evaluates `prompt` (appended to what ctx holds) and then samples up to max_tokens tokens,
-// calling on_token(id) for each; on_token returns false to stop early. Prompt tokens are fed
-// to the sampler's repetition history.
+// Brings ctx to `prompt` (the whole conversation so far: the longest prefix already in the
+// cache, such as a fixed system prompt, is reused, the rest evaluated), then samples up to
+// max_tokens tokens, calling on_token(id) for each; on_token returns false to stop early.
+// Prompt tokens are fed to the sampler's repetition history.
 GenerateStats generate(Context& ctx, Sampler& sampler, const Tokenizer& tok, std::span<const int32_t> prompt,
                        int64_t max_tokens, const std::function<bool(int32_t)>& on_token);
 

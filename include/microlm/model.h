@@ -83,6 +83,12 @@ public:
     // Forgets every position from n on (n <= n_past): reuse a common prefix, e.g. the
     // system prompt, without recomputing it.
     void truncate(int64_t n);
+    // Keeps the longest prefix of the cached tokens that `tokens` starts with (at most
+    // tokens.size() - 1, so that evaluating the rest yields logits), drops the rest, and
+    // returns its length: eval(tokens.subspan(result)) then continues the conversation.
+    int64_t reuse_prefix(std::span<const int32_t> tokens);
+    // The tokens whose keys and values are in the cache, in order.
+    std::span<const int32_t> tokens() const { return {tokens_.data(), static_cast<size_t>(n_past_)}; }
     const Kernels& kernels() const { return *kernels_; }
 
 private:
@@ -99,6 +105,7 @@ private:
     int64_t n_ctx_;
     int64_t n_batch_;
     int64_t n_past_ = 0;
+    std::vector<int32_t> tokens_;  // (n_ctx) the token at each cached position
 
     std::vector<uint16_t> k_cache_;  // (n_layers, n_ctx, n_kv_heads * head_dim) fp16
     std::vector<uint16_t> v_cache_;  // (n_layers, n_ctx, n_kv_heads * head_dim) fp16

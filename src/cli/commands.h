@@ -10,5 +10,6 @@ void register_run(CLI::App& app);
 void register_info(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_make_random(CLI::App& app);
+void register_bench(CLI::App& app);
 
 }  // namespace microlm::cli

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
     microlm::cli::register_info(app);
     microlm::cli::register_tokenize(app);
     microlm::cli::register_make_random(app);
+    microlm::cli::register_bench(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

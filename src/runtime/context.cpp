@@ -52,6 +52,7 @@ Context::Context(const Model& model, int64_t n_ctx, int n_threads, int64_t n_bat
     }
     prepared_.assign(prep * static_cast<size_t>(n_batch_), 0);
     logits_.assign(static_cast<size_t>(c.n_vocab), 0.0f);
+    tokens_.assign(static_cast<size_t>(n_ctx_), 0);
 }
 
 Context::~Context() = default;
@@ -61,6 +62,14 @@ void Context::truncate(int64_t n) {
         throw Error("truncate(" + std::to_string(n) + "): the cache holds " + std::to_string(n_past_) + " positions");
     }
     n_past_ = n;
+}
+
+int64_t Context::reuse_prefix(std::span<const int32_t> tokens) {
+    const int64_t limit = std::min<int64_t>(n_past_, static_cast<int64_t>(tokens.size()) - 1);
+    int64_t n = 0;
+    while (n < limit && tokens_[static_cast<size_t>(n)] == tokens[static_cast<size_t>(n)]) ++n;
+    n_past_ = n;
+    return n;
 }
 
 std::span<const float> Context::eval(std::span<const int32_t> tokens, bool all_logits) {
@@ -80,6 +89,7 @@ std::span<const float> Context::eval(std::span<const int32_t> tokens, bool all_l
     if (logits_.size() < static_cast<size_t>(logits_rows_ * n_vocab())) {
         logits_.resize(static_cast<size_t>(logits_rows_ * n_vocab()));
     }
+    std::copy(tokens.begin(), tokens.end(), tokens_.begin() + n_past_);
     for (int64_t i = 0; i < n; i += n_batch_) {
         const int64_t m = std::min(n_batch_, n - i);
         const bool want = all_logits || i + m == n;

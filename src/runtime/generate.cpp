@@ -16,9 +16,10 @@ GenerateStats generate(Context& ctx, Sampler& sampler, const Tokenizer& tok, std
                        int64_t max_tokens, const std::function<bool(int32_t)>& on_token) {
     GenerateStats st;
     const auto t0 = std::chrono::steady_clock::now();
-    std::span<const float> logits = ctx.eval(prompt);
+    st.reused_tokens = ctx.reuse_prefix(prompt);
+    std::span<const float> logits = ctx.eval(prompt.subspan(static_cast<size_t>(st.reused_tokens)));
     st.prompt_ms = ms_since(t0);
-    st.prompt_tokens = static_cast<int64_t>(prompt.size());
+    st.prompt_tokens = static_cast<int64_t>(prompt.size()) - st.reused_tokens;
     for (int32_t id : prompt) sampler.accept(id);
 
     const auto t1 = std::chrono::steady_clock::now();

@@ -38,7 +38,7 @@ void ThreadPool::worker(int) {
     }
 }
 
-void ThreadPool::run(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
+void ThreadPool::run(int64_t n_tasks, FunctionRef<void(int64_t)> fn) {
     if (n_threads_ == 1 || n_tasks <= 1) {
         for (int64_t i = 0; i < n_tasks; ++i) fn(i);
         return;
@@ -61,13 +61,14 @@ void ThreadPool::run(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
     job_ = nullptr;
 }
 
-void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+void ThreadPool::parallel_for(int64_t n, FunctionRef<void(int64_t, int64_t)> fn) {
     const int64_t parts = std::min<int64_t>(n_threads_, n);
     if (parts <= 1) {
         if (n > 0) fn(0, n);
         return;
     }
-    run(parts, [&](int64_t p) { fn(n * p / parts, n * (p + 1) / parts); });
+    auto part = [&](int64_t p) { fn(n * p / parts, n * (p + 1) / parts); };
+    run(parts, part);
 }
 
 }  // namespace microlm
