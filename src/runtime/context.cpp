@@ -128,7 +128,8 @@ void Context::attention(int64_t layer, int64_t n) {
     const uint16_t* kc = k_cache_.data() + layer * n_ctx_ * kv_dim;
     const uint16_t* vc = v_cache_.data() + layer * n_ctx_ * kv_dim;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    for (size_t i = 0; i < static_cast<size_t>(n * c.n_heads * hd); ++i) q16_[i] = fp32_to_fp16(q_[i]);
+    // F16 "activation preparation" is exactly a round-to-nearest-even conversion, vectorised.
+    kernels_->prepare(DType::F16, q_.data(), 1, n * c.n_heads * hd, q16_.data());
 
     const int64_t tasks = n * c.n_heads;
     const int64_t parts = std::min<int64_t>(pool_.size(), tasks);
@@ -184,10 +185,8 @@ void Context::eval_batch(const int32_t* tokens, int64_t n, bool want_logits, int
         rope(k_.data(), n, c.n_kv_heads);
         uint16_t* kc = k_cache_.data() + (l * n_ctx_ + n_past_) * kv_dim;
         uint16_t* vc = v_cache_.data() + (l * n_ctx_ + n_past_) * kv_dim;
-        for (int64_t i = 0; i < n * kv_dim; ++i) {
-            kc[i] = fp32_to_fp16(k_[i]);
-            vc[i] = fp32_to_fp16(v_[i]);
-        }
+        kernels_->prepare(DType::F16, k_.data(), 1, n * kv_dim, kc);
+        kernels_->prepare(DType::F16, v_.data(), 1, n * kv_dim, vc);
         attention(l, n);
         matmul(w.wo, att_out_.data(), n, xn_.data());
         for (int64_t i = 0; i < n * dim; ++i) x_[i] += xn_[i];
