@@ -39,7 +39,9 @@ float half(uint16_t h) {
     return f;  // FCVT, in base ARMv8: no +fp16 needed for conversions
 }
 
-float32x4_t load_half4(const uint16_t* p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
+float32x4_t load_half4(const uint16_t* p) {
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+}
 
 // One block of 32 activations to int8 exactly as the scalar table does (scale 127/amax, halves
 // to even: FCVTNS rounds to nearest even). Returns d; *sum receives sum(q) for Q8_1.
@@ -73,13 +75,16 @@ float quantize_q8_block(const float* x, int8_t* qs, int* sum) {
 
 void prepare_row(DType act, const float* x, int64_t cols, void* out) {
     switch (act) {
-        case DType::F32: std::memcpy(out, x, static_cast<size_t>(cols) * sizeof(float)); return;
+        case DType::F32:
+            std::memcpy(out, x, static_cast<size_t>(cols) * sizeof(float));
+            return;
         case DType::F16: {
             // FCVTN rounds to nearest even and quiets NaNs keeping the payload's top bits, as
             // fp32_to_fp16 does.
             auto* y = static_cast<uint16_t*>(out);
             int64_t i = 0;
-            for (; i + 4 <= cols; i += 4) vst1_u16(y + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(x + i))));
+            for (; i + 4 <= cols; i += 4)
+                vst1_u16(y + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(x + i))));
             for (; i < cols; i++) y[i] = fp32_to_fp16(x[i]);
             return;
         }
@@ -101,7 +106,8 @@ void prepare_row(DType act, const float* x, int64_t cols, void* out) {
             return;
         }
         case DType::Q4_0:
-        case DType::Q4_1: return;  // never an activation type
+        case DType::Q4_1:
+            return;  // never an activation type
     }
 }
 
@@ -120,10 +126,18 @@ void prepare(DType weight, const float* x, int64_t n, int64_t cols, void* out) {
 // latency), then a scalar FMA tail for rows that are not a multiple of 16.
 constexpr int kFloatStep = 16;
 
-float32x4_t load4(const float* p) { return vld1q_f32(p); }
-float32x4_t load4(const uint16_t* p) { return load_half4(p); }
-float scalar1(float v) { return v; }
-float scalar1(uint16_t h) { return half(h); }
+float32x4_t load4(const float* p) {
+    return vld1q_f32(p);
+}
+float32x4_t load4(const uint16_t* p) {
+    return load_half4(p);
+}
+float scalar1(float v) {
+    return v;
+}
+float scalar1(uint16_t h) {
+    return half(h);
+}
 
 template <int NT, typename T>
 void float_rows(const T* w, const void* const* xs, int64_t cols, float* out) {
@@ -178,8 +192,8 @@ void q8_0_rows(const BlockQ8_0* w, const void* const* xs, int64_t nb, float* out
         const int8x16_t w1 = vld1q_s8(w[b].qs + 16);
         const float dw = half(w[b].d);
         for (int t = 0; t < NT; t++) {
-            const int32x4_t p = dot_i8x16(dot_i8x16(vdupq_n_s32(0), w0, vld1q_s8(x[t][b].qs)), w1,
-                                          vld1q_s8(x[t][b].qs + 16));
+            const int32x4_t p =
+                dot_i8x16(dot_i8x16(vdupq_n_s32(0), w0, vld1q_s8(x[t][b].qs)), w1, vld1q_s8(x[t][b].qs + 16));
             acc[t] = vfmaq_n_f32(acc[t], vcvtq_f32_s32(p), dw * half(x[t][b].d));
         }
     }
@@ -202,8 +216,8 @@ void q4_0_rows(const BlockQ4_0* w, const void* const* xs, int64_t nb, float* out
         w1 = vsubq_s8(w1, eight);
         const float dw = half(w[b].d);
         for (int t = 0; t < NT; t++) {
-            const int32x4_t p = dot_i8x16(dot_i8x16(vdupq_n_s32(0), w0, vld1q_s8(x[t][b].qs)), w1,
-                                          vld1q_s8(x[t][b].qs + 16));
+            const int32x4_t p =
+                dot_i8x16(dot_i8x16(vdupq_n_s32(0), w0, vld1q_s8(x[t][b].qs)), w1, vld1q_s8(x[t][b].qs + 16));
             acc[t] = vfmaq_n_f32(acc[t], vcvtq_f32_s32(p), dw * half(x[t][b].d));
         }
     }
@@ -226,8 +240,8 @@ void q4_1_rows(const BlockQ4_1* w, const void* const* xs, int64_t nb, float* out
         const float dw = half(w[b].d);
         const float mw = half(w[b].m);
         for (int t = 0; t < NT; t++) {
-            const int32x4_t p = dot_i8x16(dot_i8x16(vdupq_n_s32(0), w0, vld1q_s8(x[t][b].qs)), w1,
-                                          vld1q_s8(x[t][b].qs + 16));
+            const int32x4_t p =
+                dot_i8x16(dot_i8x16(vdupq_n_s32(0), w0, vld1q_s8(x[t][b].qs)), w1, vld1q_s8(x[t][b].qs + 16));
             acc[t] = vfmaq_n_f32(acc[t], vcvtq_f32_s32(p), dw * half(x[t][b].d));
             mins[t] = std::fma(mw, half(x[t][b].s), mins[t]);
         }
@@ -238,20 +252,28 @@ void q4_1_rows(const BlockQ4_1* w, const void* const* xs, int64_t nb, float* out
 template <int NT>
 void quant_rows_nt(DType type, const void* w, const void* const* xs, int64_t nb, float* out) {
     switch (type) {
-        case DType::Q4_0: return q4_0_rows<NT>(static_cast<const BlockQ4_0*>(w), xs, nb, out);
-        case DType::Q4_1: return q4_1_rows<NT>(static_cast<const BlockQ4_1*>(w), xs, nb, out);
-        case DType::Q8_0: return q8_0_rows<NT>(static_cast<const BlockQ8_0*>(w), xs, nb, out);
-        default: break;
+        case DType::Q4_0:
+            return q4_0_rows<NT>(static_cast<const BlockQ4_0*>(w), xs, nb, out);
+        case DType::Q4_1:
+            return q4_1_rows<NT>(static_cast<const BlockQ4_1*>(w), xs, nb, out);
+        case DType::Q8_0:
+            return q8_0_rows<NT>(static_cast<const BlockQ8_0*>(w), xs, nb, out);
+        default:
+            break;
     }
     for (int t = 0; t < NT; t++) out[t] = 0.0f;
 }
 
 void quant_rows_baseline(DType type, const void* w, const void* const* xs, int nt, int64_t nb, float* out) {
     switch (nt) {
-        case 1: return quant_rows_nt<1>(type, w, xs, nb, out);
-        case 2: return quant_rows_nt<2>(type, w, xs, nb, out);
-        case 3: return quant_rows_nt<3>(type, w, xs, nb, out);
-        default: return quant_rows_nt<kTokenBlock>(type, w, xs, nb, out);
+        case 1:
+            return quant_rows_nt<1>(type, w, xs, nb, out);
+        case 2:
+            return quant_rows_nt<2>(type, w, xs, nb, out);
+        case 3:
+            return quant_rows_nt<3>(type, w, xs, nb, out);
+        default:
+            return quant_rows_nt<kTokenBlock>(type, w, xs, nb, out);
     }
 }
 
@@ -259,10 +281,14 @@ template <typename T>
 void float_rows_any(const void* w, const void* const* xs, int nt, int64_t cols, float* out) {
     const T* wt = static_cast<const T*>(w);
     switch (nt) {
-        case 1: return float_rows<1>(wt, xs, cols, out);
-        case 2: return float_rows<2>(wt, xs, cols, out);
-        case 3: return float_rows<3>(wt, xs, cols, out);
-        default: return float_rows<kTokenBlock>(wt, xs, cols, out);
+        case 1:
+            return float_rows<1>(wt, xs, cols, out);
+        case 2:
+            return float_rows<2>(wt, xs, cols, out);
+        case 3:
+            return float_rows<3>(wt, xs, cols, out);
+        default:
+            return float_rows<kTokenBlock>(wt, xs, cols, out);
     }
 }
 
@@ -272,12 +298,16 @@ using QuantRows = void (*)(DType, const void*, const void* const*, int, int64_t,
 template <QuantRows Q>
 void dot_rows(DType type, const void* w, const void* const* xs, int nt, int64_t cols, float* out) {
     switch (type) {
-        case DType::F32: return float_rows_any<float>(w, xs, nt, cols, out);
-        case DType::F16: return float_rows_any<uint16_t>(w, xs, nt, cols, out);
+        case DType::F32:
+            return float_rows_any<float>(w, xs, nt, cols, out);
+        case DType::F16:
+            return float_rows_any<uint16_t>(w, xs, nt, cols, out);
         case DType::Q4_0:
         case DType::Q4_1:
-        case DType::Q8_0: return Q(type, w, xs, nt, cols / kQK, out);
-        case DType::Q8_1: break;  // activation format only
+        case DType::Q8_0:
+            return Q(type, w, xs, nt, cols / kQK, out);
+        case DType::Q8_1:
+            break;  // activation format only
     }
     for (int t = 0; t < nt; t++) out[t] = 0.0f;
 }
@@ -312,8 +342,8 @@ void matmul(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t n
 // registers and the tree is written out: vaddvq_f32 would pair (0+1)+(2+3), a different order.
 float lane_tree_sum(const float32x4_t a[4]) {
     const float32x4_t s4 = vaddq_f32(vaddq_f32(a[0], a[2]), vaddq_f32(a[1], a[3]));  // l+8, then l+4
-    const float32x2_t s2 = vadd_f32(vget_low_f32(s4), vget_high_f32(s4));             // l+2
-    return vget_lane_f32(s2, 0) + vget_lane_f32(s2, 1);                                 // l+1
+    const float32x2_t s2 = vadd_f32(vget_low_f32(s4), vget_high_f32(s4));            // l+2
+    return vget_lane_f32(s2, 0) + vget_lane_f32(s2, 1);                              // l+1
 }
 
 void attn_scores(const uint16_t* q16, const uint16_t* k, int64_t stride, int64_t n_keys, int64_t hd,
@@ -323,7 +353,8 @@ void attn_scores(const uint16_t* q16, const uint16_t* k, int64_t stride, int64_t
         const uint16_t* kj = k + j * stride;
         float32x4_t a[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
         for (int64_t d = 0; d < full; d += 16) {
-            for (int g = 0; g < 4; g++) a[g] = vfmaq_f32(a[g], load_half4(q16 + d + 4 * g), load_half4(kj + d + 4 * g));
+            for (int g = 0; g < 4; g++)
+                a[g] = vfmaq_f32(a[g], load_half4(q16 + d + 4 * g), load_half4(kj + d + 4 * g));
         }
         // A tail of whole quads lands in lanes 0-3, 4-7, 8-11 of the same registers; the last
         // hd % 4 elements go through memory one lane at a time.
@@ -334,7 +365,8 @@ void attn_scores(const uint16_t* q16, const uint16_t* k, int64_t stride, int64_t
         if (hd % 4 != 0) {
             float lanes[16];
             for (int g = 0; g < 4; g++) vst1q_f32(lanes + 4 * g, a[g]);
-            for (int64_t d = hd - hd % 4; d < hd; d++) lanes[d % 16] = std::fma(half(q16[d]), half(kj[d]), lanes[d % 16]);
+            for (int64_t d = hd - hd % 4; d < hd; d++)
+                lanes[d % 16] = std::fma(half(q16[d]), half(kj[d]), lanes[d % 16]);
             for (int g = 0; g < 4; g++) a[g] = vld1q_f32(lanes + 4 * g);
         }
         scores[j] = lane_tree_sum(a) * scale;
@@ -352,7 +384,8 @@ void attn_values(const float* p, const uint16_t* v, int64_t stride, int64_t n_ke
         for (float32x4_t& a : acc) a = vdupq_n_f32(0.0f);
         const uint16_t* vd = v + d;
         for (int64_t j0 = 0; j0 < full_keys; j0 += 16) {
-            for (int l = 0; l < 16; l++) acc[l] = vfmaq_n_f32(acc[l], load_half4(vd + (j0 + l) * stride), p[j0 + l]);
+            for (int l = 0; l < 16; l++)
+                acc[l] = vfmaq_n_f32(acc[l], load_half4(vd + (j0 + l) * stride), p[j0 + l]);
         }
         for (int l = 0; l < 16; l++) {
             const int64_t j = full_keys + l;
@@ -366,10 +399,18 @@ void attn_values(const float* p, const uint16_t* v, int64_t stride, int64_t n_ke
     if (quads < hd) kernels_scalar().attn_values(p, v + quads, stride, n_keys, hd - quads, out + quads);
 }
 
-constexpr Kernels kNeon = {"neon",          prepare,    dot<quant_rows_baseline>, matmul<quant_rows_baseline>,
-                           attn_scores, attn_values};
-constexpr Kernels kNeonDotprod = {"neon",          prepare,    dot<neon_dotprod::quant_rows>,
-                                  matmul<neon_dotprod::quant_rows>, attn_scores, attn_values};
+constexpr Kernels kNeon = {.name = "neon",
+                           .prepare = prepare,
+                           .dot = dot<quant_rows_baseline>,
+                           .matmul = matmul<quant_rows_baseline>,
+                           .attn_scores = attn_scores,
+                           .attn_values = attn_values};
+constexpr Kernels kNeonDotprod = {.name = "neon",
+                                  .prepare = prepare,
+                                  .dot = dot<neon_dotprod::quant_rows>,
+                                  .matmul = matmul<neon_dotprod::quant_rows>,
+                                  .attn_scores = attn_scores,
+                                  .attn_values = attn_values};
 
 bool cpu_has_dotprod() {
 #if defined(__linux__)
@@ -391,7 +432,9 @@ const Kernels* kernels_neon() {
 #else  // not aarch64: no such backend in this build
 
 namespace microlm {
-const Kernels* kernels_neon() { return nullptr; }
+const Kernels* kernels_neon() {
+    return nullptr;
+}
 }  // namespace microlm
 
 #endif
