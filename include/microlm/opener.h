@@ -1,0 +1,167 @@
+// The local opener policy: the μLM decodes the first 4-8 words of the reply, hands out each
+// whole word the moment it is complete, scores its own confidence and, when unsure, says a
+// neutral phrase instead. Not here: what the cloud is sent or how its text is joined (handoff.h).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "microlm/chat.h"
+#include "microlm/model.h"
+#include "microlm/sampler.h"
+#include "microlm/tokenizer.h"
+
+namespace microlm {
+
+// One finished word as the assembler sees it.
+struct Word {
+    std::string text;          // the word's characters (punctuation attached), valid UTF-8, no whitespace
+    std::string space_before;  // the whitespace that preceded it in the model's text (may be "")
+    bool counts = false;       // holds a letter or digit; pure punctuation ("—", "**") does not count
+    bool clause_end = false;   // ends in , ; : . ! ? (closing quotes aside), is a dash, or ends a line
+};
+
+// Turns decoded token pieces (raw bytes, any split) into whole words. A word is complete when
+// whitespace follows it, when end of turn is reached (finish), or, for Chinese and Japanese
+// text, which has no spaces, when the next ideograph or kana begins. Bytes of a character split
+// across pieces are held until the character is complete, so a word is never cut inside one.
+class WordAssembler {
+public:
+    // The words this piece completed, in order (usually none or one).
+    std::vector<Word> push(std::string_view piece);
+    // End of turn: the word in progress, if any, is complete.
+    std::optional<Word> finish();
+    // True while characters of an unfinished word are held.
+    bool has_partial_word() const { return !word_.empty() || !held_.empty(); }
+
+private:
+    void complete(std::vector<Word>& out, bool newline_follows);
+
+    std::string held_;          // the first bytes of a character split across pieces
+    std::string word_;          // the word in progress
+    std::string space_;         // whitespace seen since the last word
+    bool word_is_cjk_ = false;  // the word in progress holds an ideograph or kana
+};
+
+// True for a word (as WordAssembler makes them) that ends a clause; `newline_follows` when the
+// whitespace after it holds a line break. Exposed for the tests and the stitcher.
+bool word_ends_clause(std::string_view word, bool newline_follows);
+
+// The neutral phrases a hedge picks from: safe whatever the question was.
+std::vector<std::string> default_hedge_phrases();
+
+struct OpenerConfig {
+    int min_words = 4;    // do not stop at a clause boundary before this many words
+    int max_words = 8;    // stop here whatever comes next
+    int max_tokens = 24;  // decode budget; a word still unfinished when it runs out is dropped
+    // Greedy by default: an opener is said before anything can be checked, so it should be
+    // the μLM's single most likely start, and the same question should give the same start.
+    SamplerParams sampling{.temperature = 0.0f};
+    // The system message when the conversation has none: unset = the chat template's default
+    // (SmolLM2's "You are a helpful AI assistant named SmolLM, ..."), "" = no system message.
+    std::optional<std::string> system_prompt;
+
+    // Hedge: replace an unsure opener by the most likely of hedge_phrases. The defaults were
+    // measured on SmolLM2-135M-Instruct (see opener.cpp); a μLM of another size or training
+    // run should measure its own with the same procedure.
+    bool hedge = true;
+    float hedge_min_mean_logprob = -1.1f;  // hedge when the mean token log-probability is lower
+    float hedge_max_entropy = 4.85f;       // or when any step's entropy (nats) is higher
+    std::vector<std::string> hedge_phrases = default_hedge_phrases();
+    // false: words are held until the opener is complete and judged (needed to hedge before
+    // anything is shown); true: each word is handed out as decoded and no hedge is applied
+    // (the result still says whether the opener was unsure).
+    bool stream_before_confident = false;
+};
+
+struct OpenerWord {
+    std::string text;          // as in Word::text
+    std::string space_before;  // "" for the first word; otherwise as the model wrote it (" ", "\n", ...)
+    double ms = 0.0;           // when it was handed out, from the start of run()
+};
+
+struct OpenerConfidence {
+    double mean_logprob = 0.0;  // mean over the opener's tokens of log p(token), natural log
+    double min_logprob = 0.0;   // the least likely token's log p
+    double max_entropy = 0.0;   // the most uncertain step's entropy of the next-token distribution, nats
+    bool unsure = false;        // below the configured thresholds, or no words at all
+};
+
+enum class OpenerStop {
+    kMaxWords,   // reached max_words
+    kClause,     // a clause boundary after at least min_words
+    kEndOfTurn,  // the model ended its turn
+    kMaxTokens,  // the token budget ran out
+};
+
+struct OpenerTimings {
+    int64_t prompt_tokens = 0;    // tokens of the formatted conversation
+    int64_t reused_tokens = 0;    // of those, already in the KV cache (system prompt, earlier turns)
+    int64_t decoded_tokens = 0;   // tokens sampled for the opener, the stopping token included
+    double prefill_ms = 0.0;      // formatting, tokenizing and evaluating the prompt
+    double first_word_ms = -1.0;  // from the start of run() to the first on_word call; -1 if none
+    double hedge_ms = 0.0;        // scoring the hedge phrases, when that happened
+    double total_ms = 0.0;        // the whole run()
+};
+
+struct OpenerResult {
+    std::string text;  // what the user was given: the words joined with their spacing
+    std::vector<OpenerWord> words;
+    // What the μLM decoded (also when it was hedged away): the tokens behind its words (not
+    // the look-ahead token that only proved the last word finished, not the end-of-turn token),
+    // log p of each under the model's own distribution, and that distribution's entropy.
+    std::vector<int32_t> tokens;
+    std::vector<float> logprobs;
+    std::vector<float> entropies;
+    OpenerConfidence confidence;
+    bool ended_turn = false;  // the model ended its reply within the opener: no cloud needed
+    OpenerStop stop = OpenerStop::kMaxTokens;
+    bool hedged = false;              // text is a hedge phrase; decoded_text is what it replaced
+    std::string decoded_text;         // the μLM's own opener
+    std::vector<float> hedge_scores;  // mean log p of each hedge phrase, when they were scored
+    OpenerTimings timings;
+};
+
+// Runs the opener policy on one Context (one conversation): not thread-safe. The Context and
+// Tokenizer must outlive the Opener.
+class Opener {
+public:
+    Opener(Context& ctx, const Tokenizer& tok, OpenerConfig cfg = {});
+
+    // Evaluates the system turn now, so that the first run() only prefills the user's message.
+    void warm_up();
+
+    // Formats `history` (ChatML, several turns; its own leading system message wins over the
+    // configured one) plus the assistant header, reuses the KV prefix the context already
+    // holds, and decodes the opener. on_word is called for each word as it is handed out:
+    // as soon as decoded when stream_before_confident, otherwise once the opener is judged.
+    // Oldest turns are left out when the conversation does not fit the context.
+    OpenerResult run(const std::vector<ChatMessage>& history,
+                     const std::function<void(const OpenerWord&)>& on_word = {});
+
+    // Scores every hedge phrase as the start of the assistant's reply to `history` (mean
+    // token log p) and returns the index of the best; scores get one entry per phrase.
+    size_t choose_hedge(const std::vector<ChatMessage>& history, std::vector<float>* scores = nullptr);
+
+    const OpenerConfig& config() const { return cfg_; }
+    // The system message used when a conversation has none (nullopt: none).
+    const std::optional<std::string>& system_prompt() const { return system_; }
+
+private:
+    std::vector<int32_t> prompt_tokens(const std::vector<ChatMessage>& history) const;
+    int64_t prefill(const std::vector<int32_t>& ids);  // returns the reused prefix length
+    size_t score_hedges(int64_t prompt_len, std::vector<float>& scores);
+
+    Context& ctx_;
+    const Tokenizer& tok_;
+    OpenerConfig cfg_;
+    std::optional<std::string> system_;
+    std::vector<std::vector<int32_t>> hedge_tokens_;  // hedge_phrases, tokenized once
+    std::vector<float> prompt_logits_;                // (n_vocab) the logits after the prompt
+};
+
+}  // namespace microlm
