@@ -11,5 +11,7 @@ void register_info(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_make_random(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_tokenizer_train(CLI::App& app);
+void register_data(CLI::App& app);
 
 }  // namespace microlm::cli

@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
     microlm::cli::register_tokenize(app);
     microlm::cli::register_make_random(app);
     microlm::cli::register_bench(app);
+    microlm::cli::register_tokenizer_train(app);
+    microlm::cli::register_data(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
