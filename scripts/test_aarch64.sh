@@ -52,7 +52,7 @@ fi
 
 say "building microlm and its tests for aarch64 in $dir/"
 cmake -S . -B "$dir" "${toolchain[@]}" -DGTest_DIR="$deps/lib/cmake/GTest" \
-    -Dnlohmann_json_DIR="$deps/share/cmake/nlohmann_json" -DCLI11_DIR="$deps/share/cmake/CLI11" >/dev/null
+    -Dnlohmann_json_DIR="$deps/share/cmake/nlohmann_json" -DCLI11_DIR="$deps/share/cmake/CLI11" -DMICROLM_NET=OFF >/dev/null
 cmake --build "$dir" -j "$(nproc)" --target microlm "${tests[@]}" test_parity_model
 
 # The tests have the oracle folder compiled in as $dir/oracle; point it at the x86 run's.

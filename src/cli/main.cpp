@@ -16,6 +16,10 @@ int main(int argc, char** argv) {
     microlm::cli::register_bench(app);
     microlm::cli::register_tokenizer_train(app);
     microlm::cli::register_data(app);
+#if MICROLM_NET
+    microlm::cli::register_serve_model(app);
+    microlm::cli::register_chat(app);
+#endif
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -11,7 +11,6 @@
 #include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <tuple>
 
 #include "microlm/data.h"
@@ -293,10 +292,23 @@ void commit(const fs::path& dir, ShardWriter& train, ShardWriter& val, TempFiles
             written.push_back(sh.mask);
         }
     }
-    const std::regex ours(R"((train|val)-\d{5}\.(tok|mask))");
+    // Our shard names: (train|val)-NNNNN.(tok|mask).
+    const auto ours = [](const std::string& name) {
+        const size_t dash = name.find('-');
+        if (dash == std::string::npos || (name.compare(0, dash, "train") != 0 && name.compare(0, dash, "val") != 0)) {
+            return false;
+        }
+        const std::string rest = name.substr(dash + 1);
+        if (rest.size() < 6 || rest[5] != '.') return false;
+        for (size_t i = 0; i < 5; ++i) {
+            if (rest[i] < '0' || rest[i] > '9') return false;
+        }
+        const std::string ext = rest.substr(6);
+        return ext == "tok" || ext == "mask";
+    };
     for (const auto& e : fs::directory_iterator(dir, ec)) {
         const std::string name = e.path().filename().string();
-        if (std::regex_match(name, ours) &&
+        if (ours(name) &&
             std::find(written.begin(), written.end(), name) == written.end()) {
             fs::remove(e.path(), ec);
         }

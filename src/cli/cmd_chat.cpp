@@ -1,0 +1,158 @@
+// `microlm chat [PROMPT]`: the main job. The local μLM says the first words at once and a cloud
+// model (a real endpoint, or an in-process serve-model of SmolLM2 with a simulated delay)
+// continues the sentence; one turn with PROMPT, else an interactive multi-turn loop.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "commands.h"
+#include "microlm/cloud_client.h"
+#include "microlm/error.h"
+#include "microlm/model.h"
+#include "microlm/model_server.h"
+#include "microlm/opener.h"
+#include "microlm/tokenizer.h"
+#include "microlm/turn.h"
+
+namespace microlm::cli {
+namespace {
+
+constexpr const char* kSmolLM2 = "models/cache/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+struct Style {
+    bool tty = false;
+    const char* local() const { return tty ? "\x1b[1;36m" : ""; }     // bold cyan: the μLM's words
+    const char* recovery() const { return tty ? "\x1b[33m" : ""; }    // yellow: pivot, retract, close
+    const char* dim() const { return tty ? "\x1b[2m" : ""; }
+    const char* reset() const { return tty ? "\x1b[0m" : ""; }
+};
+
+void print_event(const TurnEvent& e, const Style& st) {
+    using K = TurnEvent::Kind;
+    switch (e.kind) {
+        case K::kOpener: std::printf("%s%s%s", st.local(), e.text.c_str(), st.reset()); break;
+        case K::kHedge: break;  // its words arrived as opener words; the timing line says so
+        case K::kContinuation: std::printf("%s", e.text.c_str()); break;
+        case K::kPivot: std::printf("%s[pivot]%s", st.recovery(), st.reset()); break;
+        case K::kRetract: std::printf("\n%s[retract]%s %s", st.recovery(), st.reset(), e.text.c_str()); break;
+        case K::kLocalClose: std::printf("%s%s%s", st.local(), e.text.c_str(), st.reset()); break;
+        case K::kError:
+            std::fflush(stdout);
+            std::fprintf(stderr, "\n%smicrolm: cloud error (%s)%s\n", st.recovery(), e.text.c_str(), st.reset());
+            break;
+    }
+    std::fflush(stdout);
+}
+
+}  // namespace
+
+void register_chat(CLI::App& app) {
+    auto* cmd = app.add_subcommand("chat", "Instant replies: the local μLM opens, a cloud model continues the sentence");
+    struct Opts {
+        std::string prompt, local = kSmolLM2, cloud, cloud_model, api_key_env, stand_in = kSmolLM2, system;
+        std::string mode, modality = "text";
+        int cloud_delay_ms = 1500, threads = 1;
+        int connect_timeout_ms = 3000, first_byte_timeout_ms = 10000;
+        int64_t max_tokens = 160;
+        float temp = 0.7f;
+        bool no_continue_fields = false;
+    };
+    auto o = std::make_shared<Opts>();
+    cmd->add_option("prompt", o->prompt, "The user's message (none: an interactive conversation)");
+    cmd->add_option("--local", o->local, "The local μLM (GGUF)")->capture_default_str();
+    cmd->add_option("--cloud", o->cloud, "OpenAI-compatible base URL (none: an in-process serve-model stand-in)");
+    cmd->add_option("--cloud-model", o->cloud_model, "Model name for --cloud");
+    cmd->add_option("--api-key-env", o->api_key_env, "NAME of the environment variable holding the API key for --cloud");
+    cmd->add_option("--stand-in", o->stand_in, "GGUF the stand-in cloud serves")->capture_default_str();
+    cmd->add_option("--cloud-delay-ms", o->cloud_delay_ms, "The stand-in's delay before its first token")->capture_default_str()->check(CLI::Range(0, 600000));
+    cmd->add_option("--mode", o->mode, "prefill | instruct (default: prefill for the stand-in, instruct for --cloud)")->check(CLI::IsMember({"prefill", "instruct"}));
+    cmd->add_option("--modality", o->modality, "speech (pivot only) | text (retract allowed)")->capture_default_str()->check(CLI::IsMember({"speech", "text"}));
+    cmd->add_option("--system", o->system, "System message (default: the local model's template default)");
+    cmd->add_option("-n,--max-tokens", o->max_tokens, "Cloud continuation token limit")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{100000}));
+    cmd->add_option("--temp", o->temp, "Cloud temperature")->capture_default_str()->check(CLI::Range(0.0f, 2.0f));
+    cmd->add_option("-t,--threads", o->threads, "Threads for each local model")->capture_default_str()->check(CLI::Range(1, 256));
+    cmd->add_option("--connect-timeout-ms", o->connect_timeout_ms, "Cloud connect timeout")->capture_default_str()->check(CLI::Range(1, 600000));
+    cmd->add_option("--first-byte-timeout-ms", o->first_byte_timeout_ms, "Cloud time limit for the first byte")->capture_default_str()->check(CLI::Range(1, 600000));
+    cmd->add_flag("--no-continue-fields", o->no_continue_fields, "Prefill: do not send vLLM's continue_final_message fields");
+    cmd->callback([o] {
+        if (!std::filesystem::exists(o->local))
+            throw Error(o->local + ": no such model; pass --local FILE (scripts/setup.sh downloads SmolLM2 into models/cache)");
+        auto model = Model::load(o->local);
+        Tokenizer tok(vocab_from_gguf(model->file()));
+        Context ctx(*model, std::min<int64_t>(2048, model->config().n_ctx_train), o->threads);
+        OpenerConfig ocfg;
+        if (!o->system.empty()) ocfg.system_prompt = o->system;
+        Opener opener(ctx, tok, ocfg);
+        opener.warm_up();
+
+        std::unique_ptr<ModelServer> stand_in;
+        CloudConfig ccfg;
+        ccfg.connect_timeout_ms = o->connect_timeout_ms;
+        ccfg.first_byte_timeout_ms = o->first_byte_timeout_ms;
+        if (o->cloud.empty()) {
+            ModelServerConfig scfg;
+            scfg.model_path = o->stand_in;
+            scfg.port = 0;
+            scfg.delay_ms = o->cloud_delay_ms;
+            scfg.threads = o->threads;
+            stand_in = std::make_unique<ModelServer>(scfg);
+            stand_in->start();
+            ccfg.base_url = stand_in->base_url();
+            ccfg.model = stand_in->model_name();
+            ccfg.first_byte_timeout_ms = std::max(ccfg.first_byte_timeout_ms, o->cloud_delay_ms + 5000);
+        } else {
+            ccfg.base_url = o->cloud;
+            ccfg.model = o->cloud_model;
+            ccfg.api_key_env = o->api_key_env;
+        }
+        CloudClient cloud(ccfg);
+
+        TurnConfig tcfg;
+        tcfg.mode = (o->mode.empty() ? (o->cloud.empty() ? "prefill" : "instruct") : o->mode) == "prefill" ? ContinuationMode::kPrefill
+                                                                                                            : ContinuationMode::kInstruct;
+        tcfg.modality = o->modality == "speech" ? Modality::kSpeech : Modality::kText;
+        tcfg.max_tokens = o->max_tokens;
+        tcfg.temperature = o->temp;
+        tcfg.send_continue_fields = !o->no_continue_fields;
+
+        Style st;
+        st.tty = isatty(STDOUT_FILENO);
+        std::vector<ChatMessage> history;
+        if (!o->system.empty()) history.push_back({"system", o->system});
+        auto turn = [&](const std::string& user) {
+            history.push_back({"user", user});
+            const TurnResult r = run_turn(opener, ctx, tok, cloud, history, tcfg, [&](const TurnEvent& e) { print_event(e, st); });
+            std::printf("\n");
+            std::fflush(stdout);
+            const auto& t = r.timings;
+            std::fprintf(stderr,
+                         "%sfirst word %.0f ms | opener %.0f ms (%zu words%s) | cloud first token %.0f ms | stall %.0f ms | "
+                         "verdict %s | total %.0f ms%s\n",
+                         st.dim(), t.first_word_ms, t.opener_ms, r.opener.words.size(), r.opener.hedged ? ", hedged" : "",
+                         t.cloud_first_token_ms, t.stall_ms,
+                         r.verdict ? std::string(verdict_name(*r.verdict)).c_str() : (r.cloud_used ? "none" : "no cloud"),
+                         t.total_ms, st.reset());
+            history.push_back({"assistant", r.text});
+        };
+        if (!o->prompt.empty()) {
+            turn(o->prompt);
+            return;
+        }
+        const bool interactive = isatty(STDIN_FILENO);
+        for (std::string line;;) {
+            if (interactive) {
+                std::printf("> ");
+                std::fflush(stdout);
+            }
+            if (!std::getline(std::cin, line) || line == "/exit" || line == "/quit") break;
+            if (line.empty()) continue;
+            turn(line);
+        }
+    });
+}
+
+}  // namespace microlm::cli

@@ -1,0 +1,435 @@
+// ModelServer: OpenAI-compatible /v1/chat/completions, /v1/completions and /v1/models over
+// cpp-httplib, one generation at a time on one Context (its KV prefix reused across requests).
+// Not here: openers, stitching or recovery (that is the gateway); no auth (loopback by default).
+#include "microlm/model_server.h"
+
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "microlm/chat.h"
+#include "microlm/error.h"
+#include "microlm/generate.h"
+#include "microlm/handoff.h"
+#include "microlm/model.h"
+#include "microlm/sampler.h"
+#include "microlm/tokenizer.h"
+
+namespace microlm {
+namespace {
+
+using json = nlohmann::json;
+
+// A client error (bad request): becomes a 400 with OpenAI's error object.
+struct BadRequest : Error {
+    using Error::Error;
+};
+
+// Model text is made valid UTF-8 by Utf8Streamer, but a prompt echoed in an error may not be.
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+json error_body(const std::string& message, const std::string& type) {
+    return {{"error", {{"message", message}, {"type", type}, {"param", nullptr}, {"code", nullptr}}}};
+}
+
+void send_error(httplib::Response& res, int status, const std::string& message, const std::string& type) {
+    res.status = status;
+    res.set_content(dump(error_body(message, type)), "application/json");
+}
+
+// Holds back streamed text that may be the start of a stop string, so that a stop string is
+// never sent, even split across tokens.
+class StopFilter {
+public:
+    explicit StopFilter(std::vector<std::string> stops) : stops_(std::move(stops)) {}
+
+    // Text that can be sent now; sets stopped() when a stop string completed.
+    std::string push(const std::string& text) {
+        buf_ += text;
+        size_t cut = std::string::npos;
+        for (const auto& s : stops_) cut = std::min(cut, buf_.find(s));
+        if (cut != std::string::npos) {
+            stopped_ = true;
+            std::string out = buf_.substr(0, cut);
+            buf_.clear();
+            return out;
+        }
+        size_t hold = 0;
+        for (const auto& s : stops_)
+            for (size_t n = std::min(s.size() - 1, buf_.size()); n > hold; --n)
+                if (buf_.compare(buf_.size() - n, n, s, 0, n) == 0) {
+                    hold = n;
+                    break;
+                }
+        std::string out = buf_.substr(0, buf_.size() - hold);
+        buf_.erase(0, buf_.size() - hold);
+        return out;
+    }
+    std::string finish() { return std::exchange(buf_, {}); }
+    bool stopped() const { return stopped_; }
+
+private:
+    std::vector<std::string> stops_;
+    std::string buf_;
+    bool stopped_ = false;
+};
+
+struct Request {
+    std::string prompt;  // the text the model continues, chat template already applied
+    int64_t max_tokens = 0;
+    SamplerParams sampling;
+    std::vector<std::string> stops;
+    bool stream = false;
+};
+
+std::string content_text(const json& content) {
+    if (content.is_string()) return content.get<std::string>();
+    if (content.is_null()) return {};
+    // The array form: [{"type": "text", "text": "..."}, ...]; other part types are not ours.
+    if (content.is_array()) {
+        std::string out;
+        for (const auto& part : content) {
+            if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+                throw BadRequest("only text content parts are supported");
+            out += part["text"].get<std::string>();
+        }
+        return out;
+    }
+    throw BadRequest("'content' must be a string or an array of text parts");
+}
+
+int64_t now_s() {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+struct ModelServer::Impl {
+    ModelServerConfig cfg;
+    std::unique_ptr<Model> model;
+    std::unique_ptr<Tokenizer> tok;
+    std::unique_ptr<Context> ctx;
+    std::optional<std::string> default_system;
+    std::mutex gen_mutex;  // one generation at a time: the Context is one conversation's state
+    httplib::Server http;
+    std::thread thread;
+    std::atomic<int> port{0};
+    std::atomic<bool> stopping{false};
+    std::atomic<uint64_t> next_id{1};
+
+    explicit Impl(ModelServerConfig c) : cfg(std::move(c)) {
+        model = Model::load(cfg.model_path);
+        tok = std::make_unique<Tokenizer>(vocab_from_gguf(model->file()));
+        const int64_t n_ctx = std::min<int64_t>(cfg.n_ctx, model->config().n_ctx_train);
+        ctx = std::make_unique<Context>(*model, n_ctx, cfg.threads);
+        default_system = chat_template_default_system(tok->vocab().chat_template);
+        if (cfg.model_name.empty()) cfg.model_name = std::filesystem::path(cfg.model_path).stem().string();
+        routes();
+    }
+
+    Request common(const json& body) const {
+        Request r;
+        r.max_tokens = cfg.default_max_tokens;
+        auto num = [&](const char* key) -> std::optional<double> {
+            if (!body.contains(key) || body[key].is_null()) return std::nullopt;
+            if (!body[key].is_number()) throw BadRequest(std::string("'") + key + "' must be a number");
+            return body[key].get<double>();
+        };
+        // OpenAI's sampling: temperature and top_p only (no top-k, no min-p), defaults 1.
+        r.sampling = SamplerParams{.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f};
+        if (auto v = num("max_tokens")) r.max_tokens = static_cast<int64_t>(*v);
+        if (auto v = num("max_completion_tokens")) r.max_tokens = static_cast<int64_t>(*v);
+        if (r.max_tokens < 0) throw BadRequest("'max_tokens' must be >= 0");
+        if (auto v = num("temperature")) {
+            if (*v < 0 || *v > 2) throw BadRequest("'temperature' must be between 0 and 2");
+            r.sampling.temperature = static_cast<float>(*v);
+        }
+        if (auto v = num("top_p")) {
+            if (*v <= 0 || *v > 1) throw BadRequest("'top_p' must be in (0, 1]");
+            r.sampling.top_p = static_cast<float>(*v);
+        }
+        if (auto v = num("seed")) r.sampling.seed = static_cast<uint64_t>(static_cast<int64_t>(*v));
+        else r.sampling.seed = std::random_device{}();
+        if (body.contains("stop") && !body["stop"].is_null()) {
+            const json& s = body["stop"];
+            if (s.is_string()) r.stops.push_back(s.get<std::string>());
+            else if (s.is_array()) {
+                for (const auto& x : s) {
+                    if (!x.is_string()) throw BadRequest("'stop' must be a string or an array of strings");
+                    r.stops.push_back(x.get<std::string>());
+                }
+            } else throw BadRequest("'stop' must be a string or an array of strings");
+            std::erase_if(r.stops, [](const std::string& x) { return x.empty(); });
+        }
+        if (body.contains("stream") && !body["stream"].is_null()) {
+            if (!body["stream"].is_boolean()) throw BadRequest("'stream' must be a boolean");
+            r.stream = body["stream"].get<bool>();
+        }
+        return r;
+    }
+
+    // A chat request whose last message is the assistant's is continued: its text stays open
+    // (no end token), which is how the prefill handoff asks the cloud to finish a sentence.
+    // vLLM's fields are honoured: continue_final_message false, or add_generation_prompt true
+    // without continue_final_message, start a new assistant turn instead.
+    Request chat_request(const json& body) const {
+        Request r = common(body);
+        if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty())
+            throw BadRequest("'messages' must be a non-empty array");
+        std::vector<ChatMessage> msgs;
+        for (const auto& m : body["messages"]) {
+            if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
+                throw BadRequest("each message needs a string 'role'");
+            std::string role = m["role"].get<std::string>();
+            if (role == "developer") role = "system";
+            if (role != "system" && role != "user" && role != "assistant")
+                throw BadRequest("unsupported role '" + role + "' (expected system, user or assistant)");
+            msgs.push_back({role, m.contains("content") ? content_text(m["content"]) : std::string()});
+        }
+        bool cont = msgs.back().role == "assistant";
+        auto flag = [&](const char* key) -> std::optional<bool> {
+            if (!body.contains(key) || body[key].is_null()) return std::nullopt;
+            if (!body[key].is_boolean()) throw BadRequest(std::string("'") + key + "' must be a boolean");
+            return body[key].get<bool>();
+        };
+        const auto cfm = flag("continue_final_message");
+        const auto agp = flag("add_generation_prompt");
+        if (cfm) cont = *cfm && cont;
+        else if (agp && *agp) cont = false;
+        if (cfm && *cfm && msgs.back().role != "assistant")
+            throw BadRequest("continue_final_message needs the last message to be the assistant's");
+        if (cont) {
+            const std::string opener = msgs.back().content;
+            msgs.pop_back();
+            r.prompt = prefill_prompt(msgs, opener, default_system);
+        } else {
+            r.prompt = format_chatml(msgs, true, default_system);
+        }
+        return r;
+    }
+
+    Request completion_request(const json& body) const {
+        Request r = common(body);
+        if (!body.contains("prompt")) throw BadRequest("'prompt' is required");
+        const json& p = body["prompt"];
+        if (p.is_string()) r.prompt = p.get<std::string>();
+        else if (p.is_array() && p.size() == 1 && p[0].is_string()) r.prompt = p[0].get<std::string>();
+        else throw BadRequest("'prompt' must be a string (one prompt per request)");
+        return r;
+    }
+
+    struct Generated {
+        std::string finish_reason = "stop";
+        int64_t prompt_tokens = 0;
+        int64_t completion_tokens = 0;
+    };
+
+    // Runs one request, handing text to emit as it is decoded; emit returns false when the
+    // client has gone, which stops generation.
+    Generated generate_text(const Request& r, const std::function<bool(const std::string&)>& emit) {
+        Generated g;
+        const auto ids = tok->encode(r.prompt, /*add_special=*/true, /*parse_special=*/true);
+        if (ids.empty()) throw BadRequest("the prompt is empty");
+        g.prompt_tokens = static_cast<int64_t>(ids.size());
+        if (g.prompt_tokens >= ctx->n_ctx())
+            throw BadRequest("the prompt has " + std::to_string(ids.size()) + " tokens; this server's context holds " +
+                             std::to_string(ctx->n_ctx()));
+        const int64_t budget = std::min<int64_t>(r.max_tokens, ctx->n_ctx() - g.prompt_tokens);
+
+        for (int waited = 0; waited < cfg.delay_ms && !stopping; waited += 10)
+            std::this_thread::sleep_for(std::chrono::milliseconds(std::min(10, cfg.delay_ms - waited)));
+
+        std::lock_guard lock(gen_mutex);
+        if (budget == 0) {
+            g.finish_reason = "length";
+            return g;
+        }
+        Sampler sampler(r.sampling);
+        Utf8Streamer utf8;
+        StopFilter stop(r.stops);
+        bool gone = false;
+        const GenerateStats st = generate(*ctx, sampler, *tok, ids, budget, [&](int32_t id) {
+            const std::string text = stop.push(utf8.push(tok->token_to_piece(id, false)));
+            if (!text.empty() && !emit(text)) gone = true;
+            return !gone && !stop.stopped() && !stopping;
+        });
+        g.completion_tokens = st.gen_tokens;
+        if (!stop.stopped() && !gone) {
+            const std::string rest = stop.push(utf8.flush());
+            const std::string tail = stop.stopped() ? rest : rest + stop.finish();
+            if (!tail.empty()) emit(tail);
+        }
+        if (!stop.stopped() && st.gen_tokens == budget) g.finish_reason = "length";
+        return g;
+    }
+
+    // Shared by both endpoints: chat differs in the request's shape and the chunk's shape.
+    void serve(const httplib::Request& req, httplib::Response& res, bool chat) {
+        json body;
+        try {
+            body = json::parse(req.body);
+        } catch (const json::exception& e) {
+            return send_error(res, 400, std::string("the request body is not valid JSON: ") + e.what(), "invalid_request_error");
+        }
+        if (!body.is_object()) return send_error(res, 400, "the request body must be a JSON object", "invalid_request_error");
+        Request r;
+        try {
+            r = chat ? chat_request(body) : completion_request(body);
+        } catch (const Error& e) {
+            return send_error(res, 400, e.what(), "invalid_request_error");
+        }
+        const std::string id = std::string(chat ? "chatcmpl-" : "cmpl-") + std::to_string(next_id++);
+        const int64_t created = now_s();
+        const std::string object = chat ? "chat.completion.chunk" : "text_completion";
+
+        auto chunk = [=, this](const std::string* text, const char* finish, bool first) {
+            json choice = {{"index", 0}};
+            if (chat) {
+                json delta = json::object();
+                if (first) delta["role"] = "assistant";
+                if (text) delta["content"] = *text;
+                choice["delta"] = delta;
+            } else {
+                choice["text"] = text ? *text : "";
+                choice["logprobs"] = nullptr;
+            }
+            choice["finish_reason"] = finish ? json(finish) : json(nullptr);
+            json c = {{"id", id}, {"object", object}, {"created", created}, {"model", cfg.model_name},
+                      {"choices", json::array({choice})}};
+            return "data: " + dump(c) + "\n\n";
+        };
+
+        if (r.stream) {
+            res.set_header("Cache-Control", "no-cache");
+            res.set_chunked_content_provider("text/event-stream", [this, r, chunk, chat](size_t, httplib::DataSink& sink) {
+                auto write = [&](const std::string& s) { return sink.is_writable() && sink.write(s.data(), s.size()); };
+                std::string end;
+                try {
+                    bool first = chat;
+                    if (chat) {
+                        // The role comes first, as OpenAI sends it, before any content.
+                        const std::string empty;
+                        if (!write(chunk(&empty, nullptr, true))) return false;
+                        first = false;
+                    }
+                    const Generated g = generate_text(r, [&](const std::string& t) { return write(chunk(&t, nullptr, first)); });
+                    end = chunk(nullptr, g.finish_reason.c_str(), false);
+                } catch (const std::exception& e) {
+                    // Headers are gone: the error travels as an event, as OpenAI's API does.
+                    end = "data: " + dump(error_body(e.what(), "server_error")) + "\n\n";
+                }
+                write(end + "data: [DONE]\n\n");
+                sink.done();
+                return true;
+            });
+            return;
+        }
+
+        std::string text;
+        Generated g;
+        try {
+            g = generate_text(r, [&](const std::string& t) {
+                text += t;
+                return true;
+            });
+        } catch (const BadRequest& e) {
+            return send_error(res, 400, e.what(), "invalid_request_error");
+        } catch (const std::exception& e) {
+            return send_error(res, 500, e.what(), "server_error");
+        }
+        json choice = {{"index", 0}, {"finish_reason", g.finish_reason}};
+        if (chat) choice["message"] = {{"role", "assistant"}, {"content", text}};
+        else {
+            choice["text"] = text;
+            choice["logprobs"] = nullptr;
+        }
+        json out = {{"id", id},
+                    {"object", chat ? "chat.completion" : "text_completion"},
+                    {"created", created},
+                    {"model", cfg.model_name},
+                    {"choices", json::array({choice})},
+                    {"usage",
+                     {{"prompt_tokens", g.prompt_tokens},
+                      {"completion_tokens", g.completion_tokens},
+                      {"total_tokens", g.prompt_tokens + g.completion_tokens}}}};
+        res.set_content(dump(out), "application/json");
+    }
+
+    void routes() {
+        http.set_payload_max_length(cfg.max_body_bytes);
+        http.set_read_timeout(cfg.read_timeout_s, 0);
+        http.Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& s) { serve(q, s, true); });
+        http.Post("/v1/completions", [this](const httplib::Request& q, httplib::Response& s) { serve(q, s, false); });
+        http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& s) {
+            json m = {{"id", cfg.model_name}, {"object", "model"}, {"created", now_s()}, {"owned_by", "microlm"}};
+            s.set_content(json{{"object", "list"}, {"data", json::array({m})}}.dump(), "application/json");
+        });
+        http.Get("/health", [](const httplib::Request&, httplib::Response& s) { s.set_content("{\"status\":\"ok\"}", "application/json"); });
+        http.set_error_handler([](const httplib::Request&, httplib::Response& s) {
+            if (!s.body.empty()) return;  // a handler already wrote an OpenAI error object
+            const std::string msg = s.status == 413 ? "the request body is too large"
+                                    : s.status == 404 ? "no such endpoint"
+                                                      : "request failed with HTTP " + std::to_string(s.status);
+            s.set_content(error_body(msg, "invalid_request_error").dump(), "application/json");
+        });
+        http.set_exception_handler([](const httplib::Request&, httplib::Response& s, std::exception_ptr ep) {
+            std::string msg = "internal error";
+            try {
+                if (ep) std::rethrow_exception(ep);
+            } catch (const std::exception& e) {
+                msg = e.what();
+            } catch (...) {
+            }
+            send_error(s, 500, msg, "server_error");
+        });
+    }
+
+    void bind() {
+        const int p = cfg.port == 0 ? http.bind_to_any_port(cfg.host) : (http.bind_to_port(cfg.host, cfg.port) ? cfg.port : -1);
+        if (p <= 0)
+            throw Error("serve-model: cannot listen on " + cfg.host + ":" + std::to_string(cfg.port) +
+                        " (in use, or not an address of this machine); pick another --port or --host");
+        port = p;
+    }
+};
+
+ModelServer::ModelServer(ModelServerConfig cfg) : impl_(std::make_unique<Impl>(std::move(cfg))) {}
+
+ModelServer::~ModelServer() {
+    stop();
+    if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+int ModelServer::start() {
+    impl_->bind();
+    impl_->thread = std::thread([this] { impl_->http.listen_after_bind(); });
+    // Wait until the accept loop runs: a stop() before that would be lost and the join hang.
+    while (!impl_->http.is_running() && impl_->thread.joinable() && !impl_->stopping)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return impl_->port;
+}
+
+void ModelServer::run(const std::function<void(int)>& on_listening) {
+    impl_->bind();
+    if (on_listening) on_listening(impl_->port);
+    impl_->http.listen_after_bind();
+}
+
+void ModelServer::stop() {
+    impl_->stopping = true;
+    impl_->http.stop();
+}
+
+int ModelServer::port() const { return impl_->port; }
+std::string ModelServer::base_url() const { return "http://" + impl_->cfg.host + ":" + std::to_string(impl_->port); }
+const std::string& ModelServer::model_name() const { return impl_->cfg.model_name; }
+
+}  // namespace microlm
