@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The main job (README): set-up, build, then SmolLM2-135M-Instruct answers a question
-# offline through `microlm run`. Pass a different question as the first argument.
+# The main job (README): set-up, build, then an instant reply offline: the local model says
+# the opener at once and a cloud stand-in (SmolLM2-135M-Instruct in-process, behind a 1.5 s
+# simulated network delay) continues the same sentence. Pass your own question as arguments;
+# with none, a sample question is asked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh >/dev/null
-question="${1:-What is the capital of France?}"
-exec build/microlm run -m models/cache/SmolLM2-135M-Instruct.Q4_1.gguf --chat -p "$question" -n 128 --temp 0
+if [ $# -eq 0 ]; then set -- "What should I pack for a day hike?"; fi
+exec build/microlm chat "$*"

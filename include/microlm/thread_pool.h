@@ -2,6 +2,7 @@
 // product, heads of attention) across cores. With one thread everything runs inline.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -50,14 +51,18 @@ private:
 
     int n_threads_;
     std::vector<std::thread> workers_;
+    // Workers spin briefly on `generation_` before sleeping on the condition variable, and
+    // the caller spins on `busy_`: a matrix product of a tiny model takes tens of
+    // microseconds, less than a futex wake-up. Task hand-out itself stays under the mutex.
     std::mutex mu_;
-    std::condition_variable start_cv_, done_cv_;
+    std::condition_variable start_cv_;
     const FunctionRef<void(int64_t)>* job_ = nullptr;
     int64_t n_tasks_ = 0;
     int64_t next_task_ = 0;
-    int busy_ = 0;
-    uint64_t generation_ = 0;
-    bool stop_ = false;
+    int sleepers_ = 0;
+    std::atomic<int> busy_{0};
+    std::atomic<uint64_t> generation_{0};
+    std::atomic<bool> stop_{false};
 };
 
 }  // namespace microlm

@@ -1,10 +1,28 @@
-// ThreadPool: workers wait on a condition variable for a new generation of tasks and take
-// task indices from a shared counter; the caller works on tasks too, then waits.
+// ThreadPool: the caller publishes a job under the mutex and bumps an atomic generation;
+// workers (spinning for a moment, then sleeping) take task indices from a shared counter; the
+// caller works on tasks too, then spins until no worker is busy.
 #include "microlm/thread_pool.h"
 
 #include <algorithm>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 namespace microlm {
+namespace {
+
+constexpr int kSpinIterations = 20000;  // a few hundred microseconds of pause instructions
+
+inline void cpu_relax() {
+#if defined(__x86_64__)
+    _mm_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+}
+
+}  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
     for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker(i); });
@@ -13,7 +31,7 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
 ThreadPool::~ThreadPool() {
     {
         std::lock_guard<std::mutex> lock(mu_);
-        stop_ = true;
+        stop_.store(true);
     }
     start_cv_.notify_all();
     for (auto& t : workers_) t.join();
@@ -21,20 +39,29 @@ ThreadPool::~ThreadPool() {
 
 void ThreadPool::worker(int) {
     uint64_t seen = 0;
-    std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
-        start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-        if (stop_) return;
-        seen = generation_;
-        ++busy_;
+        for (int s = 0; s < kSpinIterations && generation_.load(std::memory_order_acquire) == seen &&
+                        !stop_.load(std::memory_order_relaxed);
+             ++s) {
+            cpu_relax();
+        }
+        std::unique_lock<std::mutex> lock(mu_);
+        if (generation_.load() == seen && !stop_.load()) {
+            ++sleepers_;
+            start_cv_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+            --sleepers_;
+        }
+        if (stop_.load()) return;
+        seen = generation_.load();
+        busy_.fetch_add(1);
         while (next_task_ < n_tasks_) {
-            int64_t i = next_task_++;
+            const int64_t i = next_task_++;
             const auto* job = job_;
             lock.unlock();
             (*job)(i);
             lock.lock();
         }
-        if (--busy_ == 0) done_cv_.notify_all();
+        busy_.fetch_sub(1, std::memory_order_release);
     }
 }
 
@@ -47,17 +74,18 @@ void ThreadPool::run(int64_t n_tasks, FunctionRef<void(int64_t)> fn) {
     job_ = &fn;
     n_tasks_ = n_tasks;
     next_task_ = 0;
-    ++generation_;
-    start_cv_.notify_all();
-    ++busy_;
+    generation_.fetch_add(1, std::memory_order_release);
+    if (sleepers_ > 0) start_cv_.notify_all();
     while (next_task_ < n_tasks_) {
-        int64_t i = next_task_++;
+        const int64_t i = next_task_++;
         lock.unlock();
         fn(i);
         lock.lock();
     }
-    --busy_;
-    done_cv_.wait(lock, [&] { return busy_ == 0 && next_task_ >= n_tasks_; });
+    lock.unlock();
+    // Every task is taken; wait for the workers still running theirs.
+    while (busy_.load(std::memory_order_acquire) != 0) cpu_relax();
+    lock.lock();
     job_ = nullptr;
 }
 
