@@ -13,9 +13,13 @@
 #include <string>
 #include <vector>
 
+#include "kernel_test_util.h"
 #include "microlm/kernels.h"
 
 using namespace microlm;
+using test::Matrix;
+using test::name;
+using test::random_activations;
 
 namespace {
 
@@ -48,21 +52,6 @@ constexpr int64_t kCols[] = {32, 64, 256, 576, 1408, 1536};
 constexpr int64_t kRows[] = {1, 7, 33, 100};
 constexpr int64_t kTokens[] = {1, 2, 3, 5, 8, 17, 32, 64};
 
-std::string name(DType t) {
-    return std::string(dtype_name(static_cast<uint32_t>(t)));
-}
-
-struct Matrix {
-    DType type;
-    int64_t rows, cols;
-    size_t row_bytes;
-    std::vector<uint8_t> data;
-    std::vector<float> deq;  // (rows, cols)
-
-    WeightRef ref() const { return {type, data.data(), rows, cols, row_bytes}; }
-    const void* row(int64_t r) const { return data.data() + static_cast<size_t>(r) * row_bytes; }
-};
-
 // Rows at scales 2^-4 .. 2^2, every third shifted off zero so Q4_1's minimum matters, and a
 // few rows with a -128 weight (Q8_0 files from other quantizers may hold one).
 Matrix random_matrix(DType type, int64_t rows, int64_t cols, uint32_t seed) {
@@ -86,20 +75,9 @@ Matrix random_matrix(DType type, int64_t rows, int64_t cols, uint32_t seed) {
     return m;
 }
 
-// Activations with outlier channels, as transformer hidden states have.
-std::vector<float> random_activations(int64_t n, int64_t cols, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-    std::vector<float> x(static_cast<size_t>(n * cols));
-    for (size_t i = 0; i < x.size(); i++) x[i] = u(rng) * ((i % 97 == 5) ? 8.0f : 1.0f);
-    return x;
-}
-
-std::vector<uint8_t> prepared(const Kernels& k, DType w, const std::vector<float>& x, int64_t n,
-                              int64_t cols) {
-    std::vector<uint8_t> out(prepared_row_bytes(w, cols) * static_cast<size_t>(n), 0xa5);
-    k.prepare(w, x.data(), n, cols, out.data());
-    return out;
+// Poisoned output buffers: a prepare that leaves bytes unwritten differs from scalar's.
+std::vector<uint8_t> prepared(const Kernels& k, DType w, const std::vector<float>& x, int64_t n, int64_t cols) {
+    return test::prepared(k, w, x, n, cols, 0xa5);
 }
 
 }  // namespace

@@ -12,9 +12,11 @@
 #include <string>
 #include <vector>
 
+#include "kernel_test_util.h"
 #include "microlm/kernels.h"
 
 using namespace microlm;
+using namespace microlm::test;
 
 namespace {
 
@@ -37,46 +39,6 @@ constexpr TypeCase kTypes[] = {
     {DType::F32, kF32Tol},   {DType::F16, kF16Tol},   {DType::Q4_0, kQ4_0Tol},
     {DType::Q4_1, kQ4_1Tol}, {DType::Q8_0, kQ8_0Tol},
 };
-
-std::string name(DType t) {
-    return std::string(dtype_name(static_cast<uint32_t>(t)));
-}
-
-// Rows at different scales, some offset from zero (Q4_1's minimum matters then); returns the
-// dequantized copy in deq (rows, cols).
-std::vector<uint8_t> random_matrix(DType type, int64_t rows, int64_t cols, uint32_t seed,
-                                   std::vector<float>* deq) {
-    std::mt19937 rng(seed);
-    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-    const size_t row_bytes = dtype_row_bytes(type, cols);
-    std::vector<uint8_t> data(row_bytes * static_cast<size_t>(rows));
-    deq->resize(static_cast<size_t>(rows * cols));
-    std::vector<float> src(static_cast<size_t>(cols));
-    for (int64_t r = 0; r < rows; r++) {
-        const float scale = std::pow(4.0f, static_cast<float>(r % 4) - 2.0f);
-        const float shift = (r % 3 == 1) ? 0.5f * scale : 0.0f;
-        for (float& v : src) v = u(rng) * scale + shift;
-        quantize_row(type, src.data(), data.data() + static_cast<size_t>(r) * row_bytes, cols);
-        dequantize_row(type, data.data() + static_cast<size_t>(r) * row_bytes, deq->data() + r * cols, cols);
-    }
-    return data;
-}
-
-// Activations with a few outlier channels, as transformer hidden states have.
-std::vector<float> random_activations(int64_t n, int64_t cols, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-    std::vector<float> x(static_cast<size_t>(n * cols));
-    for (size_t i = 0; i < x.size(); i++) x[i] = u(rng) * ((i % 97 == 5) ? 8.0f : 1.0f);
-    return x;
-}
-
-std::vector<uint8_t> prepared(const Kernels& k, DType w, const std::vector<float>& x, int64_t n,
-                              int64_t cols) {
-    std::vector<uint8_t> out(prepared_row_bytes(w, cols) * static_cast<size_t>(n));
-    k.prepare(w, x.data(), n, cols, out.data());
-    return out;
-}
 
 }  // namespace
 
@@ -127,9 +89,9 @@ TEST(KernelsNeon, MatmulMatchesScalar) {
         for (int64_t cols : {32, 64, 576, 1536}) {
             for (int64_t rows : {1, 7, 33}) {
                 for (int64_t n : {1, 3, 8}) {
-                    std::vector<float> wdeq;
-                    const std::vector<uint8_t> w =
-                        random_matrix(tc.type, rows, cols, static_cast<uint32_t>(rows * 1000 + cols), &wdeq);
+                    const Matrix m = random_matrix(tc.type, rows, cols, static_cast<uint32_t>(rows * 1000 + cols));
+                    const std::vector<uint8_t>& w = m.data;
+                    const std::vector<float>& wdeq = m.deq;
                     const WeightRef ref{tc.type, w.data(), rows, cols, dtype_row_bytes(tc.type, cols)};
                     const std::vector<float> x = random_activations(n, cols, 5);
                     const std::vector<uint8_t> xp = prepared(scalar, tc.type, x, n, cols);
@@ -172,8 +134,8 @@ TEST(KernelsNeon, FloatTails) {
     if (neon == nullptr) GTEST_SKIP() << "no NEON backend in this build";
     for (DType type : {DType::F32, DType::F16}) {
         for (int64_t cols : {1, 3, 4, 7, 15, 16, 17, 31, 33, 100}) {
-            std::vector<float> wdeq;
-            const std::vector<uint8_t> w = random_matrix(type, 3, cols, 11, &wdeq);
+            const Matrix m = random_matrix(type, 3, cols, 11);
+            const std::vector<uint8_t>& w = m.data;
             const size_t row_bytes = dtype_row_bytes(type, cols);
             const std::vector<float> x = random_activations(5, cols, 12);
             const std::vector<uint8_t> xp = prepared(kernels_scalar(), type, x, 5, cols);
@@ -200,8 +162,8 @@ TEST(KernelsNeon, MatmulEqualsDotAndWritesOnlyItsRange) {
     for (const TypeCase& tc : kTypes) {
         for (int64_t n : {1, 2, 3, 4, 5, 8, 63, 64}) {
             const int64_t rows = 33, cols = 96, r0 = 5, r1 = 29, ldy = rows + 3;
-            std::vector<float> wdeq;
-            const std::vector<uint8_t> w = random_matrix(tc.type, rows, cols, 3, &wdeq);
+            const Matrix m = random_matrix(tc.type, rows, cols, 3);
+            const std::vector<uint8_t>& w = m.data;
             const size_t row_bytes = dtype_row_bytes(tc.type, cols);
             const std::vector<float> x = random_activations(n, cols, 4);
             const std::vector<uint8_t> xp = prepared(*neon, tc.type, x, n, cols);
