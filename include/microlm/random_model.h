@@ -9,20 +9,9 @@
 #include <string_view>
 
 #include "microlm/dtype.h"
+#include "microlm/llama_gguf.h"
 
 namespace microlm {
-
-struct ModelShape {
-    int64_t n_vocab = 512;
-    int64_t dim = 64;
-    int64_t n_layers = 2;
-    int64_t n_heads = 4;
-    int64_t n_kv_heads = 2;
-    int64_t ffn_dim = 160;
-    int64_t n_ctx = 512;
-    float rope_base = 10000.0f;
-    bool tied = true;
-};
 
 // "tiny" (tests), "8m", "28m", "135m" (SmolLM2-135M's shape); nullopt otherwise.
 std::optional<ModelShape> model_shape_preset(std::string_view name);

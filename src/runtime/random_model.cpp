@@ -36,9 +36,9 @@ private:
 
 std::optional<ModelShape> model_shape_preset(std::string_view name) {
     if (name == "tiny") return ModelShape{};
-    if (name == "8m") return ModelShape{8192, 256, 8, 8, 2, 704, 2048, 10000.0f, true};
-    if (name == "28m") return ModelShape{12288, 512, 8, 8, 2, 1408, 2048, 10000.0f, true};
-    if (name == "135m") return ModelShape{49152, 576, 30, 9, 3, 1536, 8192, 100000.0f, true};
+    if (name == "8m") return ModelShape{8192, 256, 8, 8, 2, 704, 2048, 10000.0f, true, 1e-5f};
+    if (name == "28m") return ModelShape{12288, 512, 8, 8, 2, 1408, 2048, 10000.0f, true, 1e-5f};
+    if (name == "135m") return ModelShape{49152, 576, 30, 9, 3, 1536, 8192, 100000.0f, true, 1e-5f};
     return std::nullopt;
 }
 
@@ -55,22 +55,7 @@ void write_random_llama(const std::string& path, const ModelShape& s, DType type
     }
 
     GgufWriter w;
-    w.set("general.architecture", GgufValue::str("llama"));
-    w.set("general.name", GgufValue::str("microlm random " + std::to_string(s.dim) + "x" + std::to_string(s.n_layers)));
-    // llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q4_1 3, MOSTLY_Q8_0 7.
-    const uint32_t ftype = type == DType::F32 ? 0 : type == DType::F16 ? 1 : type == DType::Q4_0 ? 2
-                         : type == DType::Q4_1 ? 3 : 7;
-    w.set("general.file_type", GgufValue::u32(ftype));
-    w.set("llama.context_length", GgufValue::u32(static_cast<uint32_t>(s.n_ctx)));
-    w.set("llama.embedding_length", GgufValue::u32(static_cast<uint32_t>(s.dim)));
-    w.set("llama.block_count", GgufValue::u32(static_cast<uint32_t>(s.n_layers)));
-    w.set("llama.feed_forward_length", GgufValue::u32(static_cast<uint32_t>(s.ffn_dim)));
-    w.set("llama.attention.head_count", GgufValue::u32(static_cast<uint32_t>(s.n_heads)));
-    w.set("llama.attention.head_count_kv", GgufValue::u32(static_cast<uint32_t>(s.n_kv_heads)));
-    w.set("llama.rope.freq_base", GgufValue::f32(s.rope_base));
-    w.set("llama.rope.dimension_count", GgufValue::u32(static_cast<uint32_t>(head_dim)));
-    w.set("llama.attention.layer_norm_rms_epsilon", GgufValue::f32(1e-5f));
-    w.set("llama.vocab_size", GgufValue::u32(static_cast<uint32_t>(s.n_vocab)));
+    set_llama_keys(w, s, type, "microlm random " + std::to_string(s.dim) + "x" + std::to_string(s.n_layers));
 
     // Vocabulary: bytes, specials, then merged byte pairs "ab" with merge "a b".
     std::vector<std::string> tokens, merges;
@@ -115,11 +100,7 @@ void write_random_llama(const std::string& path, const ModelShape& s, DType type
         std::vector<float> f(static_cast<size_t>(cols * rows));
         const float scale = 1.0f / std::sqrt(static_cast<float>(cols));
         for (auto& v : f) v = rng.normal() * scale;
-        std::vector<uint8_t> q(dtype_row_bytes(type, cols) * static_cast<size_t>(rows));
-        for (int64_t r = 0; r < rows; ++r) {
-            quantize_row(type, f.data() + r * cols, q.data() + static_cast<size_t>(r) * dtype_row_bytes(type, cols), cols);
-        }
-        w.add_tensor(name, type, {cols, rows}, q.data(), q.size());
+        add_matrix_tensor(w, name, type, f.data(), cols, rows);
     };
     auto add_norm = [&](const std::string& name, int64_t n) {
         std::vector<float> f(static_cast<size_t>(n));
