@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,9 @@ struct TurnConfig {
     std::optional<float> temperature = 0.7f;
     std::optional<uint64_t> seed;
     int64_t close_max_tokens = 16;  // the local close after a cloud failure
+    // An extra sleep between the opener and the cloud request, standing in for a slower network
+    // (the gateway's per-request "cloud_delay_ms"); it counts in stall_ms, not in cloud_first_token_ms.
+    int cloud_delay_ms = 0;
 };
 
 struct TurnEvent {
@@ -63,9 +67,11 @@ struct TurnResult {
 };
 
 // `opener` runs on the local Context; after a cloud failure the same Context (through ctx and
-// tok) writes the close. The conversation's last message is the user's.
+// tok) writes the close. The conversation's last message is the user's. `stop` (e.g. the client
+// went away) cancels the cloud delay and request: the turn then ends with a kError event of
+// kind cancelled and no local close.
 TurnResult run_turn(Opener& opener, Context& ctx, const Tokenizer& tok, const CloudClient& cloud,
                     const std::vector<ChatMessage>& history, const TurnConfig& cfg,
-                    const std::function<void(const TurnEvent&)>& on_event);
+                    const std::function<void(const TurnEvent&)>& on_event, std::stop_token stop = {});
 
 }  // namespace microlm

@@ -3,7 +3,9 @@
 // Not here: the opener policy itself (opener.cpp), HTTP (cloud_client.cpp), printing.
 #include "microlm/turn.h"
 
+#include <algorithm>
 #include <chrono>
+#include <thread>
 
 #include "microlm/error.h"
 #include "microlm/generate.h"
@@ -50,7 +52,7 @@ std::string local_close(Context& ctx, const Tokenizer& tok, const std::vector<Ch
 
 TurnResult run_turn(Opener& opener, Context& ctx, const Tokenizer& tok, const CloudClient& cloud,
                     const std::vector<ChatMessage>& history, const TurnConfig& cfg,
-                    const std::function<void(const TurnEvent&)>& on_event) {
+                    const std::function<void(const TurnEvent&)>& on_event, std::stop_token stop) {
     auto emit = [&](TurnEvent::Kind k, const std::string& text) {
         if (on_event) on_event({k, text});
     };
@@ -96,18 +98,28 @@ TurnResult run_turn(Opener& opener, Context& ctx, const Tokenizer& tok, const Cl
         emit(TurnEvent::Kind::kContinuation, out);
     };
 
+    for (auto until = Clock::now() + std::chrono::milliseconds(cfg.cloud_delay_ms); Clock::now() < until && !stop.stop_requested();)
+        std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(5)));
     const auto t_cloud = Clock::now();
     try {
-        cloud.chat(req, [&](std::string_view delta) {
-            if (r.timings.cloud_first_token_ms < 0) r.timings.cloud_first_token_ms = ms_between(t_cloud, Clock::now());
-            show(joiner.push(delta));
-        });
+        if (stop.stop_requested()) throw CloudError(CloudErrorKind::kCancelled, "the turn was cancelled before the cloud request");
+        cloud.chat(
+            req,
+            [&](std::string_view delta) {
+                if (r.timings.cloud_first_token_ms < 0) r.timings.cloud_first_token_ms = ms_between(t_cloud, Clock::now());
+                show(joiner.push(delta));
+            },
+            stop);
         show(joiner.finish());
         if (!r.verdict) r.verdict = joiner.verdict();
     } catch (const CloudError& e) {
         r.error = e.kind;
         show(joiner.finish());
         emit(TurnEvent::Kind::kError, std::string(cloud_error_kind_name(e.kind)) + ": " + e.what());
+        if (e.kind == CloudErrorKind::kCancelled) {
+            r.timings.total_ms = ms_between(t0, Clock::now());
+            return r;
+        }
         std::vector<ChatMessage> h = history;
         const std::string close = local_close(ctx, tok, h, r.text, opener.system_prompt(), cfg.close_max_tokens);
         if (!close.empty()) {

@@ -22,28 +22,16 @@
 #include "microlm/model.h"
 #include "microlm/sampler.h"
 #include "microlm/tokenizer.h"
+#include "server/http_util.h"
 
 namespace microlm {
 namespace {
 
 using json = nlohmann::json;
-
-// A client error (bad request): becomes a 400 with OpenAI's error object.
-struct BadRequest : Error {
-    using Error::Error;
-};
-
-// Model text is made valid UTF-8 by Utf8Streamer, but a prompt echoed in an error may not be.
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
-json error_body(const std::string& message, const std::string& type) {
-    return {{"error", {{"message", message}, {"type", type}, {"param", nullptr}, {"code", nullptr}}}};
-}
-
-void send_error(httplib::Response& res, int status, const std::string& message, const std::string& type) {
-    res.status = status;
-    res.set_content(dump(error_body(message, type)), "application/json");
-}
+using http::BadRequest;
+using http::dump;
+using http::error_body;
+using http::send_error;
 
 // Holds back streamed text that may be the start of a stop string, so that a stop string is
 // never sent, even split across tokens.
@@ -90,26 +78,6 @@ struct Request {
     bool stream = false;
 };
 
-std::string content_text(const json& content) {
-    if (content.is_string()) return content.get<std::string>();
-    if (content.is_null()) return {};
-    // The array form: [{"type": "text", "text": "..."}, ...]; other part types are not ours.
-    if (content.is_array()) {
-        std::string out;
-        for (const auto& part : content) {
-            if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
-                throw BadRequest("only text content parts are supported");
-            out += part["text"].get<std::string>();
-        }
-        return out;
-    }
-    throw BadRequest("'content' must be a string or an array of text parts");
-}
-
-int64_t now_s() {
-    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 }  // namespace
 
 struct ModelServer::Impl {
@@ -119,7 +87,7 @@ struct ModelServer::Impl {
     std::unique_ptr<Context> ctx;
     std::optional<std::string> default_system;
     std::mutex gen_mutex;  // one generation at a time: the Context is one conversation's state
-    httplib::Server http;
+    httplib::Server server;
     std::thread thread;
     std::atomic<int> port{0};
     std::atomic<bool> stopping{false};
@@ -138,22 +106,18 @@ struct ModelServer::Impl {
     Request common(const json& body) const {
         Request r;
         r.max_tokens = cfg.default_max_tokens;
-        auto num = [&](const char* key) -> std::optional<double> {
-            if (!body.contains(key) || body[key].is_null()) return std::nullopt;
-            if (!body[key].is_number()) throw BadRequest(std::string("'") + key + "' must be a number");
-            return body[key].get<double>();
-        };
+        auto num = [&](const char* key) { return http::number_field(body, key); };
         // OpenAI's sampling: temperature and top_p only (no top-k, no min-p), defaults 1.
         r.sampling = SamplerParams{.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f};
         if (auto v = num("max_tokens")) r.max_tokens = static_cast<int64_t>(*v);
         if (auto v = num("max_completion_tokens")) r.max_tokens = static_cast<int64_t>(*v);
-        if (r.max_tokens < 0) throw BadRequest("'max_tokens' must be >= 0");
+        if (r.max_tokens < 0) throw BadRequest("'max_tokens' must be >= 0", "max_tokens");
         if (auto v = num("temperature")) {
-            if (*v < 0 || *v > 2) throw BadRequest("'temperature' must be between 0 and 2");
+            if (*v < 0 || *v > 2) throw BadRequest("'temperature' must be between 0 and 2", "temperature");
             r.sampling.temperature = static_cast<float>(*v);
         }
         if (auto v = num("top_p")) {
-            if (*v <= 0 || *v > 1) throw BadRequest("'top_p' must be in (0, 1]");
+            if (*v <= 0 || *v > 1) throw BadRequest("'top_p' must be in (0, 1]", "top_p");
             r.sampling.top_p = static_cast<float>(*v);
         }
         if (auto v = num("seed")) r.sampling.seed = static_cast<uint64_t>(static_cast<int64_t>(*v));
@@ -163,16 +127,13 @@ struct ModelServer::Impl {
             if (s.is_string()) r.stops.push_back(s.get<std::string>());
             else if (s.is_array()) {
                 for (const auto& x : s) {
-                    if (!x.is_string()) throw BadRequest("'stop' must be a string or an array of strings");
+                    if (!x.is_string()) throw BadRequest("'stop' must be a string or an array of strings", "stop");
                     r.stops.push_back(x.get<std::string>());
                 }
-            } else throw BadRequest("'stop' must be a string or an array of strings");
+            } else throw BadRequest("'stop' must be a string or an array of strings", "stop");
             std::erase_if(r.stops, [](const std::string& x) { return x.empty(); });
         }
-        if (body.contains("stream") && !body["stream"].is_null()) {
-            if (!body["stream"].is_boolean()) throw BadRequest("'stream' must be a boolean");
-            r.stream = body["stream"].get<bool>();
-        }
+        if (auto v = http::bool_field(body, "stream")) r.stream = *v;
         return r;
     }
 
@@ -182,30 +143,15 @@ struct ModelServer::Impl {
     // without continue_final_message, start a new assistant turn instead.
     Request chat_request(const json& body) const {
         Request r = common(body);
-        if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty())
-            throw BadRequest("'messages' must be a non-empty array");
-        std::vector<ChatMessage> msgs;
-        for (const auto& m : body["messages"]) {
-            if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
-                throw BadRequest("each message needs a string 'role'");
-            std::string role = m["role"].get<std::string>();
-            if (role == "developer") role = "system";
-            if (role != "system" && role != "user" && role != "assistant")
-                throw BadRequest("unsupported role '" + role + "' (expected system, user or assistant)");
-            msgs.push_back({role, m.contains("content") ? content_text(m["content"]) : std::string()});
-        }
+        std::vector<ChatMessage> msgs = http::parse_messages(body);
         bool cont = msgs.back().role == "assistant";
-        auto flag = [&](const char* key) -> std::optional<bool> {
-            if (!body.contains(key) || body[key].is_null()) return std::nullopt;
-            if (!body[key].is_boolean()) throw BadRequest(std::string("'") + key + "' must be a boolean");
-            return body[key].get<bool>();
-        };
+        auto flag = [&](const char* key) { return http::bool_field(body, key); };
         const auto cfm = flag("continue_final_message");
         const auto agp = flag("add_generation_prompt");
         if (cfm) cont = *cfm && cont;
         else if (agp && *agp) cont = false;
         if (cfm && *cfm && msgs.back().role != "assistant")
-            throw BadRequest("continue_final_message needs the last message to be the assistant's");
+            throw BadRequest("continue_final_message needs the last message to be the assistant's", "continue_final_message");
         if (cont) {
             const std::string opener = msgs.back().content;
             msgs.pop_back();
@@ -218,11 +164,11 @@ struct ModelServer::Impl {
 
     Request completion_request(const json& body) const {
         Request r = common(body);
-        if (!body.contains("prompt")) throw BadRequest("'prompt' is required");
+        if (!body.contains("prompt")) throw BadRequest("'prompt' is required", "prompt");
         const json& p = body["prompt"];
         if (p.is_string()) r.prompt = p.get<std::string>();
         else if (p.is_array() && p.size() == 1 && p[0].is_string()) r.prompt = p[0].get<std::string>();
-        else throw BadRequest("'prompt' must be a string (one prompt per request)");
+        else throw BadRequest("'prompt' must be a string (one prompt per request)", "prompt");
         return r;
     }
 
@@ -274,20 +220,17 @@ struct ModelServer::Impl {
     // Shared by both endpoints: chat differs in the request's shape and the chunk's shape.
     void serve(const httplib::Request& req, httplib::Response& res, bool chat) {
         json body;
-        try {
-            body = json::parse(req.body);
-        } catch (const json::exception& e) {
-            return send_error(res, 400, std::string("the request body is not valid JSON: ") + e.what(), "invalid_request_error");
-        }
-        if (!body.is_object()) return send_error(res, 400, "the request body must be a JSON object", "invalid_request_error");
         Request r;
         try {
+            body = http::parse_body(req.body);
             r = chat ? chat_request(body) : completion_request(body);
+        } catch (const BadRequest& e) {
+            return send_error(res, 400, e.what(), "invalid_request_error", e.param);
         } catch (const Error& e) {
             return send_error(res, 400, e.what(), "invalid_request_error");
         }
         const std::string id = std::string(chat ? "chatcmpl-" : "cmpl-") + std::to_string(next_id++);
-        const int64_t created = now_s();
+        const int64_t created = http::unix_now_s();
         const std::string object = chat ? "chat.completion.chunk" : "text_completion";
 
         auto chunk = [=, this](const std::string* text, const char* finish, bool first) {
@@ -341,7 +284,7 @@ struct ModelServer::Impl {
                 return true;
             });
         } catch (const BadRequest& e) {
-            return send_error(res, 400, e.what(), "invalid_request_error");
+            return send_error(res, 400, e.what(), "invalid_request_error", e.param);
         } catch (const std::exception& e) {
             return send_error(res, 500, e.what(), "server_error");
         }
@@ -364,41 +307,19 @@ struct ModelServer::Impl {
     }
 
     void routes() {
-        http.set_payload_max_length(cfg.max_body_bytes);
-        http.set_read_timeout(cfg.read_timeout_s, 0);
-        http.Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& s) { serve(q, s, true); });
-        http.Post("/v1/completions", [this](const httplib::Request& q, httplib::Response& s) { serve(q, s, false); });
-        http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& s) {
-            json m = {{"id", cfg.model_name}, {"object", "model"}, {"created", now_s()}, {"owned_by", "microlm"}};
+        server.set_payload_max_length(cfg.max_body_bytes);
+        server.set_read_timeout(cfg.read_timeout_s, 0);
+        server.Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& s) { serve(q, s, true); });
+        server.Post("/v1/completions", [this](const httplib::Request& q, httplib::Response& s) { serve(q, s, false); });
+        server.Get("/v1/models", [this](const httplib::Request&, httplib::Response& s) {
+            json m = {{"id", cfg.model_name}, {"object", "model"}, {"created", http::unix_now_s()}, {"owned_by", "microlm"}};
             s.set_content(json{{"object", "list"}, {"data", json::array({m})}}.dump(), "application/json");
         });
-        http.Get("/health", [](const httplib::Request&, httplib::Response& s) { s.set_content("{\"status\":\"ok\"}", "application/json"); });
-        http.set_error_handler([](const httplib::Request&, httplib::Response& s) {
-            if (!s.body.empty()) return;  // a handler already wrote an OpenAI error object
-            const std::string msg = s.status == 413 ? "the request body is too large"
-                                    : s.status == 404 ? "no such endpoint"
-                                                      : "request failed with HTTP " + std::to_string(s.status);
-            s.set_content(error_body(msg, "invalid_request_error").dump(), "application/json");
-        });
-        http.set_exception_handler([](const httplib::Request&, httplib::Response& s, std::exception_ptr ep) {
-            std::string msg = "internal error";
-            try {
-                if (ep) std::rethrow_exception(ep);
-            } catch (const std::exception& e) {
-                msg = e.what();
-            } catch (...) {
-            }
-            send_error(s, 500, msg, "server_error");
-        });
+        server.Get("/health", [](const httplib::Request&, httplib::Response& s) { s.set_content("{\"status\":\"ok\"}", "application/json"); });
+        http::install_error_handlers(server);
     }
 
-    void bind() {
-        const int p = cfg.port == 0 ? http.bind_to_any_port(cfg.host) : (http.bind_to_port(cfg.host, cfg.port) ? cfg.port : -1);
-        if (p <= 0)
-            throw Error("serve-model: cannot listen on " + cfg.host + ":" + std::to_string(cfg.port) +
-                        " (in use, or not an address of this machine); pick another --port or --host");
-        port = p;
-    }
+    void bind() { port = http::bind(server, cfg.host, cfg.port, "serve-model"); }
 };
 
 ModelServer::ModelServer(ModelServerConfig cfg) : impl_(std::make_unique<Impl>(std::move(cfg))) {}
@@ -410,9 +331,9 @@ ModelServer::~ModelServer() {
 
 int ModelServer::start() {
     impl_->bind();
-    impl_->thread = std::thread([this] { impl_->http.listen_after_bind(); });
+    impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
     // Wait until the accept loop runs: a stop() before that would be lost and the join hang.
-    while (!impl_->http.is_running() && impl_->thread.joinable() && !impl_->stopping)
+    while (!impl_->server.is_running() && impl_->thread.joinable() && !impl_->stopping)
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     return impl_->port;
 }
@@ -420,12 +341,12 @@ int ModelServer::start() {
 void ModelServer::run(const std::function<void(int)>& on_listening) {
     impl_->bind();
     if (on_listening) on_listening(impl_->port);
-    impl_->http.listen_after_bind();
+    impl_->server.listen_after_bind();
 }
 
 void ModelServer::stop() {
     impl_->stopping = true;
-    impl_->http.stop();
+    impl_->server.stop();
 }
 
 int ModelServer::port() const { return impl_->port; }

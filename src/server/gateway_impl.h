@@ -1,0 +1,78 @@
+// The gateway's private state, shared by its two source files: gateway.cpp (routes, auth,
+// static files, health, metrics, lifecycle) and gateway_stream.cpp (POST /v1/chat/completions).
+// Not a public header: nothing outside src/server/ includes it.
+#pragma once
+
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "microlm/cloud_client.h"
+#include "microlm/gateway.h"
+#include "microlm/model.h"
+#include "microlm/opener.h"
+#include "microlm/tokenizer.h"
+#include "microlm/turn.h"
+#include "server/gateway_metrics.h"
+
+namespace microlm {
+
+// One chat request, checked and ready to run.
+struct ChatJob {
+    std::vector<ChatMessage> history;
+    TurnConfig turn;
+    bool stream = false;
+    std::string id;
+    int64_t created = 0;
+    std::chrono::steady_clock::time_point received;
+    std::shared_ptr<void> slot;  // holds a place in the turn queue until the job is destroyed
+};
+
+struct Gateway::Impl {
+    GatewayConfig cfg;
+    std::unique_ptr<Model> model;
+    std::unique_ptr<Tokenizer> tok;
+    std::unique_ptr<Context> ctx;
+    std::unique_ptr<Opener> opener;
+    std::unique_ptr<CloudClient> cloud;  // one request at a time: used under turn_mutex only
+    std::string token;                   // the bearer token; empty: none required
+    std::filesystem::path web_root;      // canonical; empty: no demo
+
+    std::mutex turn_mutex;       // one turn at a time: the Context is one conversation's state
+    std::atomic<int> queued{0};  // turns admitted and not finished (running + waiting)
+    std::atomic<int> running{0};
+    GatewayMetrics metrics;
+
+    httplib::Server server;
+    std::thread thread;   // start(): the accept loop
+    std::thread watcher;  // turns stop() (signal-safe flags) into cancellation of running turns
+    std::atomic<int> port{0};
+    std::atomic<bool> stopping{false};
+    std::stop_source shutdown;
+    std::atomic<uint64_t> next_id{1};
+
+    explicit Impl(GatewayConfig c);
+    ~Impl();
+
+    void routes();
+    void log(const std::string& line) const;
+    bool authorized(const httplib::Request& req, httplib::Response& res);
+    void serve_static(const httplib::Request& req, httplib::Response& res);
+    void health(httplib::Response& res) const;
+
+    // gateway_stream.cpp
+    void chat_completions(const httplib::Request& req, httplib::Response& res);
+    ChatJob parse_chat(const std::string& body) const;
+    void stream_turn(ChatJob& job, httplib::DataSink& sink);
+    void whole_turn(ChatJob& job, httplib::Response& res);
+};
+
+}  // namespace microlm

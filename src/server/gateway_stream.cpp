@@ -1,0 +1,420 @@
+// POST /v1/chat/completions on the gateway: the request's checks, a place in the turn queue,
+// then one turn whose events become chat.completion.chunk server-sent events (or one
+// chat.completion), each carrying the "microlm" object of docs/GATEWAY.md.
+// Not here: the turn itself (handoff/turn.cpp); routes, auth and static files (gateway.cpp).
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <optional>
+
+#include "microlm/error.h"
+#include "server/gateway_impl.h"
+#include "server/http_util.h"
+
+namespace microlm {
+namespace {
+
+using json = nlohmann::json;
+// Responses keep OpenAI's field order (id, object, created, model, choices), then "microlm".
+using ojson = nlohmann::ordered_json;
+using Clock = std::chrono::steady_clock;
+using http::BadRequest;
+
+double ms_between(Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+double round1(double v) {
+    return std::round(v * 10.0) / 10.0;
+}
+
+// Releases a place in the turn queue when the request is done with, however it ends.
+class QueueSlot {
+public:
+    explicit QueueSlot(std::atomic<int>& queued) : queued_(queued) {}
+    ~QueueSlot() { queued_.fetch_sub(1); }
+    QueueSlot(const QueueSlot&) = delete;
+    QueueSlot& operator=(const QueueSlot&) = delete;
+
+private:
+    std::atomic<int>& queued_;
+};
+
+struct WireTag {
+    const char* source;  // "local" or "cloud": who wrote the text
+    const char* event;
+};
+
+// What a turn event is called on the wire. The local close after a cloud failure is local
+// text continuing the reply, so it is a local "continuation".
+WireTag wire_tag(TurnEvent::Kind k) {
+    using K = TurnEvent::Kind;
+    switch (k) {
+        case K::kOpener:
+            return {"local", "opener"};
+        case K::kHedge:
+            return {"local", "hedge"};
+        case K::kContinuation:
+            return {"cloud", "continuation"};
+        case K::kPivot:
+            return {"cloud", "pivot"};
+        case K::kRetract:
+            return {"cloud", "retract"};
+        case K::kLocalClose:
+            return {"local", "continuation"};
+        case K::kError:
+            return {"cloud", "error"};
+    }
+    return {"local", "error"};
+}
+
+// How a turn ended, as the gateway reports it.
+struct Outcome {
+    TurnResult r;
+    double queue_ms = 0;     // request received to the turn starting (waiting for the local model)
+    std::string error_kind;  // "" when the turn had no failure
+    std::string error_message;
+};
+
+ojson timings_json(const Outcome& o) {
+    const TurnTimings& t = o.r.timings;
+    auto opt = [](double v) { return v < 0 ? ojson(nullptr) : ojson(round1(v)); };
+    // first_word_ms and total_ms count from the request's arrival, waiting included: that is
+    // what the client sees. The others are the turn's own spans.
+    return {
+        {"first_word_ms", t.first_word_ms < 0 ? ojson(nullptr) : ojson(round1(o.queue_ms + t.first_word_ms))},
+        {"opener_ms", round1(t.opener_ms)},
+        {"cloud_first_token_ms", opt(t.cloud_first_token_ms)},
+        {"stall_ms", opt(t.stall_ms)},
+        {"total_ms", round1(o.queue_ms + t.total_ms)},
+        {"queue_ms", round1(o.queue_ms)}};
+}
+
+// The fields the last chunk (and a whole response) adds to its "microlm" object.
+void add_summary(ojson& m, const Outcome& o) {
+    m["verdict"] = o.r.verdict ? ojson(std::string(verdict_name(*o.r.verdict))) : ojson(nullptr);
+    m["hedged"] = o.r.opener.hedged;
+    m["opener"] = o.r.opener.text;
+    m["cloud_used"] = o.r.cloud_used;
+    m["error"] =
+        o.error_kind.empty() ? ojson(nullptr) : ojson{{"kind", o.error_kind}, {"message", o.error_message}};
+    m["timings"] = timings_json(o);
+}
+
+// Turns TurnEvents into SSE chunks, in order, each written whole (one write per event: a
+// client never sees half a JSON line). A pivot marker rides on the continuation text that
+// follows it; the error event is held until the local close has been sent, so the stream
+// reads opener, close, error, end.
+class ChunkStream {
+public:
+    ChunkStream(const ChatJob& job, const std::string& model, GatewayMetrics& metrics,
+                std::function<void(const std::string&)> write)
+        : job_(job), model_(model), metrics_(metrics), write_(std::move(write)) {}
+
+    void event(const TurnEvent& e) {
+        using K = TurnEvent::Kind;
+        const WireTag tag = wire_tag(e.kind);
+        switch (e.kind) {
+            case K::kPivot:
+                pivot_pending_ = true;
+                return;
+            case K::kError:
+                error_pending_ = true;
+                return;
+            case K::kHedge:
+                send(std::nullopt, tag, {{"text", e.text}});
+                return;
+            case K::kRetract: {
+                // A client that ignores "microlm" appends the replacement after the opener it
+                // showed, so it gets a separating space; one that reads it replaces everything.
+                const bool sep = !shown_.empty() && !std::isspace(static_cast<unsigned char>(shown_.back()));
+                shown_.clear();
+                send((sep ? " " : "") + e.text, tag, {{"text", e.text}});
+                return;
+            }
+            case K::kContinuation:
+                if (pivot_pending_) {
+                    pivot_pending_ = false;
+                    send(e.text, wire_tag(K::kPivot), {});
+                    return;
+                }
+                send(e.text, tag, {});
+                return;
+            case K::kOpener:
+            case K::kLocalClose:
+                send(e.text, tag, {});
+                return;
+        }
+    }
+
+    // The held error event, the last chunk (finish_reason, timings) and [DONE].
+    void finish(const Outcome& o) {
+        if (error_pending_ || !o.error_kind.empty())
+            send(std::nullopt, {o.error_kind == "internal" ? "local" : "cloud", "error"},
+                 {{"error", {{"kind", o.error_kind}, {"message", o.error_message}}}});
+        ojson m = {{"source", last_source_}, {"event", "done"}};
+        add_summary(m, o);
+        write_("data: " + http::dump(chunk(ojson::object(), "stop", std::move(m))) + "\n\n" +
+               "data: [DONE]\n\n");
+    }
+
+private:
+    ojson chunk(ojson delta, const char* finish, ojson microlm) {
+        if (first_) {
+            // OpenAI sends the role once, on the first chunk, ahead of any content.
+            ojson with_role = {{"role", "assistant"}};
+            with_role.update(delta);
+            delta = std::move(with_role);
+            first_ = false;
+        }
+        ojson choice = {{"index", 0},
+                        {"delta", std::move(delta)},
+                        {"logprobs", nullptr},
+                        {"finish_reason", finish ? ojson(finish) : ojson(nullptr)}};
+        return {{"id", job_.id},
+                {"object", "chat.completion.chunk"},
+                {"created", job_.created},
+                {"model", model_},
+                {"choices", ojson::array({std::move(choice)})},
+                {"microlm", std::move(microlm)}};
+    }
+
+    void send(const std::optional<std::string>& text, WireTag tag, ojson extra) {
+        ojson m = {{"source", tag.source}, {"event", tag.event}};
+        for (auto& [k, v] : extra.items()) m[k] = v;
+        ojson delta = ojson::object();
+        if (text) {
+            delta["content"] = *text;
+            shown_ += *text;
+            last_source_ = tag.source;
+        }
+        metrics_.count_event(tag.event);
+        write_("data: " + http::dump(chunk(std::move(delta), nullptr, std::move(m))) + "\n\n");
+    }
+
+    const ChatJob& job_;
+    const std::string& model_;
+    GatewayMetrics& metrics_;
+    std::function<void(const std::string&)> write_;
+    bool first_ = true;
+    bool pivot_pending_ = false;
+    bool error_pending_ = false;
+    std::string shown_;
+    std::string last_source_ = "local";
+};
+
+}  // namespace
+
+ChatJob Gateway::Impl::parse_chat(const std::string& text) const {
+    const json body = http::parse_body(text);
+    ChatJob job;
+    job.history = http::parse_messages(body);
+    if (job.history.back().role != "user")
+        throw BadRequest("the last message in 'messages' must be the user's: the gateway answers it",
+                         "messages");
+    if (auto v = http::bool_field(body, "stream")) job.stream = *v;
+    if (auto n = http::integer_field(body, "n"); n && *n != 1)
+        throw BadRequest("'n' must be 1: the gateway writes one reply", "n");
+
+    TurnConfig& t = job.turn;
+    t.mode = cfg.mode;
+    t.send_continue_fields = cfg.send_continue_fields;
+    t.modality = cfg.default_modality;
+    t.max_tokens = cfg.default_max_tokens;
+    t.temperature = cfg.default_temperature;
+    for (const char* key : {"max_tokens", "max_completion_tokens"})
+        if (auto v = http::integer_field(body, key)) {
+            if (*v < 1 || *v > cfg.max_max_tokens)
+                throw BadRequest(
+                    std::string("'") + key + "' must be between 1 and " + std::to_string(cfg.max_max_tokens),
+                    key);
+            t.max_tokens = *v;
+        }
+    if (auto v = http::number_field(body, "temperature")) {
+        if (*v < 0 || *v > 2) throw BadRequest("'temperature' must be between 0 and 2", "temperature");
+        t.temperature = static_cast<float>(*v);
+    }
+    if (auto v = http::integer_field(body, "seed")) t.seed = static_cast<uint64_t>(*v);
+
+    if (body.contains("microlm") && !body["microlm"].is_null()) {
+        const json& m = body["microlm"];
+        if (!m.is_object()) throw BadRequest("'microlm' must be an object", "microlm");
+        for (const auto& [key, value] : m.items()) {
+            const std::string field = "microlm." + key;
+            if (key == "modality") {
+                if (!value.is_string() || (value != "speech" && value != "text"))
+                    throw BadRequest("'" + field + "' must be \"speech\" or \"text\"", field);
+                t.modality = value == "speech" ? Modality::kSpeech : Modality::kText;
+            } else if (key == "cloud_delay_ms") {
+                if (!value.is_number_integer() || value.get<int64_t>() < 0 ||
+                    value.get<int64_t>() > cfg.max_cloud_delay_ms)
+                    throw BadRequest("'" + field + "' must be an integer between 0 and " +
+                                         std::to_string(cfg.max_cloud_delay_ms),
+                                     field);
+                t.cloud_delay_ms = value.get<int>();
+            } else {
+                throw BadRequest("unknown field '" + field + "' (known: modality, cloud_delay_ms)", field);
+            }
+        }
+    }
+    return job;
+}
+
+void Gateway::Impl::chat_completions(const httplib::Request& req, httplib::Response& res) {
+    const auto received = Clock::now();
+    // JSON only: a web page elsewhere can send a form or text/plain POST to a loopback address
+    // without the browser asking first; a JSON one needs a CORS preflight, which this server
+    // never grants. So no other origin can spend the cloud key through a user's browser.
+    std::string type = req.get_header_value("Content-Type");
+    std::transform(type.begin(), type.end(), type.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (type.rfind("application/json", 0) != 0) {
+        metrics.count_rejected("bad_request");
+        return http::send_error(res, 415, "send the request body as JSON, with Content-Type: application/json",
+                                "invalid_request_error");
+    }
+    ChatJob job;
+    try {
+        job = parse_chat(req.body);
+    } catch (const BadRequest& e) {
+        metrics.count_rejected("bad_request");
+        return http::send_error(res, 400, e.what(), "invalid_request_error", e.param);
+    }
+    // One turn runs; up to max_waiting more wait for the local model. Beyond that a request is
+    // refused at once rather than holding one of the server's worker threads.
+    if (queued.fetch_add(1) >= 1 + cfg.max_waiting) {
+        queued.fetch_sub(1);
+        metrics.count_rejected("busy");
+        res.set_header("Retry-After", "1");
+        return http::send_error(
+            res, 503,
+            "the gateway is busy: " + std::to_string(cfg.max_waiting) + " turns are already waiting",
+            "server_error", {}, "busy");
+    }
+    job.slot = std::make_shared<QueueSlot>(queued);
+    job.id = "chatcmpl-microlm-" + std::to_string(next_id++);
+    job.created = http::unix_now_s();
+    job.received = received;
+    if (!job.stream) return whole_turn(job, res);
+
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("X-Accel-Buffering", "no");
+    auto shared = std::make_shared<ChatJob>(std::move(job));
+    auto started = std::make_shared<bool>(false);
+    res.set_chunked_content_provider("text/event-stream",
+                                     [this, shared, started](size_t, httplib::DataSink& sink) {
+                                         if (!*started) {
+                                             *started = true;
+                                             stream_turn(*shared, sink);
+                                         }
+                                         sink.done();
+                                         return true;
+                                     });
+}
+
+namespace {
+
+// The kError event's text is "<kind>: <message>"; the message is what clients are told.
+std::string error_message_of(const TurnEvent& e) {
+    const size_t colon = e.text.find(": ");
+    return colon == std::string::npos ? e.text : e.text.substr(colon + 2);
+}
+
+// Runs the job's turn under the turn mutex and records what the metrics and the log need.
+Outcome run_job(Gateway::Impl& g, ChatJob& job, const std::function<void(const TurnEvent&)>& on_event,
+                std::stop_token stop) {
+    Outcome o;
+    std::string cloud_message;
+    auto tap = [&](const TurnEvent& e) {
+        if (e.kind == TurnEvent::Kind::kError) cloud_message = error_message_of(e);
+        if (on_event) on_event(e);
+    };
+    {
+        std::lock_guard lock(g.turn_mutex);
+        g.running = 1;
+        o.queue_ms = ms_between(job.received, Clock::now());
+        try {
+            o.r = run_turn(*g.opener, *g.ctx, *g.tok, *g.cloud, job.history, job.turn, tap, stop);
+        } catch (const std::exception& e) {
+            o.error_kind = "internal";
+            o.error_message = e.what();
+        }
+        g.running = 0;
+    }
+    // The place in the queue is given back before the client can see the end of this turn, so
+    // that its next request never finds the slot still taken.
+    job.slot.reset();
+    if (o.r.error) {
+        o.error_kind = std::string(cloud_error_kind_name(*o.r.error));
+        o.error_message = cloud_message.empty() ? "the cloud request failed" : cloud_message;
+    }
+
+    const TurnTimings& t = o.r.timings;
+    g.metrics.count_turn(o.r.verdict ? verdict_name(*o.r.verdict) : "none");
+    if (!o.error_kind.empty()) g.metrics.count_cloud_error(o.error_kind);
+    if (t.first_word_ms >= 0) g.metrics.observe_first_word_ms(o.queue_ms + t.first_word_ms);
+    if (t.stall_ms >= 0) g.metrics.observe_stall_ms(t.stall_ms);
+    if (t.cloud_first_token_ms >= 0) g.metrics.observe_cloud_first_token_ms(t.cloud_first_token_ms);
+    g.metrics.observe_total_ms(o.queue_ms + t.total_ms);
+
+    char line[512];
+    std::snprintf(
+        line, sizeof line,
+        "turn %s: first word %.1f ms (queued %.1f), opener %.1f ms (%zu words%s), cloud first token %.0f ms, "
+        "stall %.0f ms, verdict %s, total %.0f ms",
+        job.id.c_str(), t.first_word_ms < 0 ? -1.0 : o.queue_ms + t.first_word_ms, o.queue_ms, t.opener_ms,
+        o.r.opener.words.size(), o.r.opener.hedged ? ", hedged" : "", t.cloud_first_token_ms, t.stall_ms,
+        o.r.verdict ? std::string(verdict_name(*o.r.verdict)).c_str() : "none", o.queue_ms + t.total_ms);
+    g.log(line + (o.error_kind.empty() ? std::string() : ", error " + o.error_kind + ": " + o.error_message));
+    return o;
+}
+
+}  // namespace
+
+void Gateway::Impl::stream_turn(ChatJob& job, httplib::DataSink& sink) {
+    // The cloud request is cancelled when the client goes away or the gateway shuts down.
+    std::stop_source stop;
+    std::stop_callback on_shutdown(shutdown.get_token(), [&stop] { stop.request_stop(); });
+    bool gone = false;
+    auto write = [&](const std::string& s) {
+        if (gone) return;
+        if (!sink.is_writable() || !sink.write(s.data(), s.size())) {
+            gone = true;
+            stop.request_stop();
+        }
+    };
+    ChunkStream out(job, cfg.model_name, metrics, write);
+    const Outcome o = run_job(
+        *this, job, [&](const TurnEvent& e) { out.event(e); }, stop.get_token());
+    out.finish(o);
+}
+
+void Gateway::Impl::whole_turn(ChatJob& job, httplib::Response& res) {
+    ojson events = ojson::array();
+    const Outcome o = run_job(
+        *this, job,
+        [&](const TurnEvent& e) {
+            const WireTag tag = wire_tag(e.kind);
+            metrics.count_event(tag.event);
+            if (e.kind == TurnEvent::Kind::kError) return;  // reported once, in "error"
+            events.push_back({{"source", tag.source}, {"event", tag.event}, {"text", e.text}});
+        },
+        shutdown.get_token());
+    ojson m = {{"source", o.r.cloud_used && o.error_kind.empty() ? "cloud" : "local"},
+               {"event", "done"},
+               {"events", std::move(events)}};
+    add_summary(m, o);
+    ojson choice = {{"index", 0},
+                    {"message", {{"role", "assistant"}, {"content", o.r.text}}},
+                    {"logprobs", nullptr},
+                    {"finish_reason", "stop"}};
+    const ojson out = {{"id", job.id},
+                       {"object", "chat.completion"},
+                       {"created", job.created},
+                       {"model", cfg.model_name},
+                       {"choices", ojson::array({std::move(choice)})},
+                       {"microlm", std::move(m)}};
+    res.set_content(http::dump(out), "application/json");
+}
+
+}  // namespace microlm

@@ -1,0 +1,62 @@
+// What both HTTP servers (serve-model and the serve gateway) share: OpenAI's error object, the
+// request checks that name the offending field, chat message parsing and binding a port.
+// Not a framework: each server keeps its own routes and response shapes.
+#pragma once
+
+#include <httplib.h>
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "microlm/chat.h"
+#include "microlm/error.h"
+
+namespace microlm::http {
+
+using json = nlohmann::json;
+
+// A client error: becomes a 400 with OpenAI's error object; `param` names the field ("" = none).
+struct BadRequest : Error {
+    explicit BadRequest(const std::string& message, std::string field = {})
+        : Error(message), param(std::move(field)) {}
+    std::string param;
+};
+
+// JSON text with invalid UTF-8 replaced: model text is valid, but an echoed prompt may not be.
+std::string dump(const json& j);
+std::string dump(const nlohmann::ordered_json& j);  // responses whose field order is for people to read
+
+// {"error": {"message", "type", "param", "code"}} as OpenAI sends it.
+json error_body(const std::string& message, const std::string& type, const std::string& param = {},
+                const std::string& code = {});
+void send_error(httplib::Response& res, int status, const std::string& message, const std::string& type,
+                const std::string& param = {}, const std::string& code = {});
+
+// Replies to statuses no handler wrote a body for (404, 413, ...) with an OpenAI error object,
+// and to exceptions escaping a handler with a 500 one.
+void install_error_handlers(httplib::Server& server);
+
+// The request body as a JSON object, or BadRequest.
+json parse_body(const std::string& body);
+
+// body[key] when present and not null; BadRequest naming `key` when of the wrong kind.
+std::optional<double> number_field(const json& body, const char* key);
+std::optional<int64_t> integer_field(const json& body, const char* key);
+std::optional<bool> bool_field(const json& body, const char* key);
+
+// A message's content: a string, null, or an array of {"type": "text", "text": ...} parts.
+std::string content_text(const json& content);
+
+// body["messages"]: a non-empty array of {role, content}; "developer" is read as "system".
+std::vector<ChatMessage> parse_messages(const json& body);
+
+int64_t unix_now_s();
+
+// Binds host:port (port 0: any free port) and returns the bound port; throws Error naming
+// `who` and the address when that fails.
+int bind(httplib::Server& server, const std::string& host, int port, const std::string& who);
+
+}  // namespace microlm::http

@@ -1,0 +1,522 @@
+"""`microlm serve` end to end, offline: the official OpenAI Python client streams a reply through
+the gateway (tiny random local model, `serve-model` as the cloud) and gets one coherent message,
+local chunks first then cloud, [DONE] last; non-streaming, /health, /metrics, the bearer token,
+413, 400s naming the field, path traversal and two concurrent turns. Then a fake misbehaving
+cloud written here (refused, first-byte timeout, HTTP 500, reset mid-stream, malformed SSE): each
+stream still ends well formed with an `error` event and [DONE] within seconds, and the cloud API
+key never shows in the gateway's output, its events or /metrics.
+Not a model-quality test: the models are random."""
+import argparse
+import http.client
+import json
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+import openai
+
+API_KEY = "sk-gateway-test-SECRET-5e2f9a71"
+API_KEY_ENV = "MICROLM_GATEWAY_TEST_KEY"
+TOKEN = "tok-gateway-test-8c31d04b"
+TOKEN_ENV = "MICROLM_GATEWAY_TEST_TOKEN"
+SENTENCE_END = re.compile(r"[.!?][\"')\]*]*\s*$")
+
+
+# ---- Processes --------------------------------------------------------------------------
+
+class Server:
+    """A microlm server process: its address from the first stdout line, all output kept."""
+
+    def __init__(self, cmd, env=None):
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, **(env or {})})
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening on http://"):
+            self.proc.kill()
+            raise AssertionError(f"{cmd[1]} did not start: {line!r} {self.proc.stderr.read()!r}")
+        self.base = line.split()[2]
+        self.out = [line]
+        self.err = []
+        threading.Thread(target=self._drain, args=(self.proc.stdout, self.out), daemon=True).start()
+        threading.Thread(target=self._drain, args=(self.proc.stderr, self.err), daemon=True).start()
+
+    @staticmethod
+    def _drain(stream, into):
+        for line in stream:
+            into.append(line)
+
+    @property
+    def hostport(self):
+        u = urllib.parse.urlparse(self.base)
+        return u.hostname, u.port
+
+    def logs(self):
+        return "".join(self.out) + "".join(self.err)
+
+    def stop(self):
+        """SIGTERM; the server must stop cleanly (exit 0: also no sanitizer report in an ASan build)."""
+        self.proc.terminate()
+        try:
+            rc = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError("the server did not stop within 10 s of SIGTERM")
+        time.sleep(0.1)  # let the drain threads read the last lines
+        assert rc == 0, f"the server exited with {rc}: {''.join(self.err)[-3000:]}"
+
+
+def gateway(microlm, model, cloud, *extra, env=None):
+    return Server([microlm, "serve", "-m", model, "--cloud", cloud, "--port", "0", "--model-name", "tiny-gw", *extra], env)
+
+
+def closed_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# ---- Raw HTTP and SSE --------------------------------------------------------------------
+
+def request(server, method, path, body=None, headers=None, timeout=20):
+    """(status, headers, body bytes); body may be a dict (sent as JSON) or bytes."""
+    conn = http.client.HTTPConnection(*server.hostport, timeout=timeout)
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    h = {"Content-Type": "application/json", **(headers or {})}
+    conn.request(method, path, body=data, headers=h)
+    r = conn.getresponse()
+    out = r.read()
+    conn.close()
+    return r.status, dict(r.getheaders()), out
+
+
+def stream(server, body, headers=None, timeout=20):
+    """Streams one chat request and checks the wire: every event is one `data:` line of whole
+    JSON, [DONE] is last. Returns (chunks, seconds to [DONE], raw text)."""
+    t0 = time.monotonic()
+    status, hdrs, raw = request(server, "POST", "/v1/chat/completions", {**body, "stream": True}, headers, timeout)
+    elapsed = time.monotonic() - t0
+    text = raw.decode()
+    assert status == 200, (status, text)
+    assert hdrs.get("Content-Type", "").startswith("text/event-stream"), hdrs
+    events = [e for e in text.split("\n\n") if e]
+    assert events and events[-1] == "data: [DONE]", f"the stream does not end with [DONE]: {events[-1:]!r}"
+    assert text.endswith("data: [DONE]\n\n"), "bytes after [DONE]"
+    chunks = []
+    for e in events[:-1]:
+        assert e.startswith("data: ") and "\n" not in e, f"not one data line: {e!r}"
+        c = json.loads(e[len("data: "):])  # raises on half a JSON line
+        assert c["object"] == "chat.completion.chunk", c
+        assert "microlm" in c, c
+        chunks.append(c)
+    return chunks, elapsed, text
+
+
+def content(c):
+    return c["choices"][0]["delta"].get("content") or ""
+
+
+def shown_text(chunks):
+    """The reply as a client that reads the microlm object shows it (a retract replaces)."""
+    out = ""
+    for c in chunks:
+        m = c["microlm"]
+        out = m["text"] if m["event"] == "retract" else out + content(c)
+    return out
+
+
+def check_well_formed_turn(chunks):
+    """What every turn's chunks satisfy, faults included."""
+    assert chunks[0]["choices"][0]["delta"].get("role") == "assistant", chunks[0]
+    assert chunks[0]["microlm"] == {"source": "local", "event": "opener"}, chunks[0]["microlm"]
+    last = chunks[-1]
+    assert last["choices"][0]["finish_reason"] == "stop", last
+    m = last["microlm"]
+    assert m["event"] == "done", m
+    for k in ("first_word_ms", "opener_ms", "cloud_first_token_ms", "stall_ms", "total_ms"):
+        assert k in m["timings"], (k, m["timings"])
+    assert m["timings"]["first_word_ms"] is not None and m["timings"]["first_word_ms"] >= 0
+    for c in chunks[:-1]:
+        assert c["choices"][0]["finish_reason"] is None, c
+        assert c["microlm"]["source"] in ("local", "cloud"), c
+        assert c["microlm"]["event"] in ("opener", "continuation", "pivot", "retract", "hedge", "error"), c
+    ids = {c["id"] for c in chunks}
+    assert len(ids) == 1, ids
+
+
+# ---- The main gateway: serve-model as the cloud ------------------------------------------
+
+def main_checks(gw, cloud_model_name):
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    client = openai.OpenAI(base_url=gw.base + "/v1", api_key=TOKEN, timeout=30, max_retries=0)
+    messages = [{"role": "user", "content": "What should I pack for a day hike?"}]
+
+    # Streamed through the official client: one message, local chunks first, then cloud.
+    chunks = list(client.chat.completions.create(model="tiny-gw", messages=messages, stream=True,
+                                                 max_tokens=16, temperature=0, seed=3))
+    raw = [c.to_dict() for c in chunks]
+    check_well_formed_turn(raw)
+    sources = [c["microlm"]["source"] for c in raw if content(c)]
+    assert sources[0] == "local" and "cloud" in sources, sources
+    first_cloud = sources.index("cloud")
+    assert all(s == "local" for s in sources[:first_cloud]) and all(s == "cloud" for s in sources[first_cloud:]), sources
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks)
+    done = raw[-1]["microlm"]
+    assert streamed.startswith(done["opener"]), (streamed, done["opener"])
+    assert done["cloud_used"] and done["error"] is None and done["verdict"] == "keep", done
+
+    # Not streamed: the same stitched message (greedy opener, temperature 0 cloud).
+    whole = client.chat.completions.create(model="tiny-gw", messages=messages, max_tokens=16, temperature=0, seed=3)
+    assert whole.object == "chat.completion"
+    assert whole.choices[0].message.content == streamed, (whole.choices[0].message.content, streamed)
+    wm = whole.to_dict()["microlm"]
+    assert wm["timings"]["first_word_ms"] >= 0 and wm["error"] is None, wm
+    assert [e["source"] for e in wm["events"]][0] == "local", wm["events"]
+
+    # The raw wire: [DONE] last, whole JSON lines (checked inside stream()).
+    chunks2, _, _ = stream(gw, {"messages": messages, "max_tokens": 8, "temperature": 0}, auth)
+    check_well_formed_turn(chunks2)
+
+    # The delay slider: an extra sleep before the cloud request, seen in the stall.
+    slow, _, _ = stream(gw, {"messages": messages, "max_tokens": 4, "microlm": {"cloud_delay_ms": 400}}, auth)
+    assert slow[-1]["microlm"]["timings"]["stall_ms"] >= 400, slow[-1]["microlm"]["timings"]
+
+    # /health is open; /v1/* and /metrics need the token.
+    status, _, body = request(gw, "GET", "/health")
+    h = json.loads(body)
+    assert status == 200 and h["status"] == "ok" and h["local_model"] == "tiny-gw" and h["cloud_model"] == cloud_model_name, h
+    for path, method, body in (("/v1/chat/completions", "POST", {"messages": messages}), ("/metrics", "GET", None),
+                               ("/v1/models", "GET", None)):
+        for hdrs in ({}, {"Authorization": "Bearer wrong-token"}, {"Authorization": TOKEN}):
+            status, rh, b = request(gw, method, path, body, hdrs)
+            assert status == 401, (path, hdrs, status, b)
+            err = json.loads(b)["error"]
+            assert err["code"] == "invalid_api_key" and TOKEN not in b.decode(), err
+            assert rh.get("WWW-Authenticate") == "Bearer", rh
+    try:
+        openai.OpenAI(base_url=gw.base + "/v1", api_key="nope", max_retries=0).chat.completions.create(
+            model="x", messages=messages)
+        raise AssertionError("a wrong token was accepted")
+    except openai.AuthenticationError:
+        pass
+
+    # Bad input: 400 in OpenAI's error shape, naming the field.
+    for body, param in (({"messages": []}, "messages"),
+                        ({"messages": [{"role": "assistant", "content": "hi"}]}, "messages"),
+                        ({"messages": messages, "temperature": "hot"}, "temperature"),
+                        ({"messages": messages, "max_tokens": 0}, "max_tokens"),
+                        ({"messages": messages, "stream": "yes"}, "stream"),
+                        ({"messages": messages, "microlm": {"modality": "telepathy"}}, "microlm.modality"),
+                        ({"messages": messages, "microlm": {"cloud_delay_ms": -5}}, "microlm.cloud_delay_ms"),
+                        ({"messages": messages, "microlm": {"colour": "red"}}, "microlm.colour")):
+        status, _, b = request(gw, "POST", "/v1/chat/completions", body, auth)
+        err = json.loads(b)["error"]
+        assert status == 400 and err["param"] == param and err["type"] == "invalid_request_error", (body, status, err)
+    # JSON bodies only: another origin's page cannot POST without a CORS preflight.
+    status, _, b = request(gw, "POST", "/v1/chat/completions", json.dumps({"messages": messages}).encode(),
+                           {**auth, "Content-Type": "text/plain"})
+    assert status == 415 and "application/json" in json.loads(b)["error"]["message"], (status, b)
+    status, rh, _ = request(gw, "OPTIONS", "/v1/chat/completions", None, {"Origin": "http://evil.example"})
+    assert "Access-Control-Allow-Origin" not in rh, rh
+    status, _, b = request(gw, "POST", "/v1/chat/completions", b"{not json", auth)
+    assert status == 400 and "JSON" in json.loads(b)["error"]["message"], b
+
+    # A body over --max-body-kib (16) gets 413, with or without the token.
+    big = {"messages": [{"role": "user", "content": "x" * (20 << 10)}]}
+    for hdrs in (auth, {}):
+        status, _, b = request(gw, "POST", "/v1/chat/completions", big, hdrs)
+        assert status == 413, (status, b[:200])
+        assert "error" in json.loads(b), b
+
+    # The demo is served; nothing outside web/ is.
+    status, rh, page = request(gw, "GET", "/")
+    assert status == 200 and rh["Content-Type"].startswith("text/html") and b"app.js" in page, (status, rh)
+    assert "default-src 'self'" in rh.get("Content-Security-Policy", ""), rh
+    for p in ("/app.js", "/style.css"):
+        assert request(gw, "GET", p)[0] == 200, p
+    for p in ("/../CMakeLists.txt", "/%2e%2e/CMakeLists.txt", "/..%2fCMakeLists.txt", "/web/../../CMakeLists.txt",
+              "/.hidden", "/%00index.html", "//etc/passwd", "/nope.html"):
+        status, _, b = request(gw, "GET", p)
+        assert status in (403, 404) and b"project(" not in b and b"root:" not in b, (p, status, b[:100])
+
+    # Two turns at once: the second waits for the local model; both end well formed.
+    results = [None, None]
+
+    def one(i):
+        results[i] = stream(gw, {"messages": messages, "max_tokens": 8, "temperature": 0}, auth)[0]
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for r in results:
+        assert r is not None, "a concurrent turn did not finish"
+        check_well_formed_turn(r)
+    queued = sorted(r[-1]["microlm"]["timings"]["queue_ms"] for r in results)
+    assert queued[1] > 0, queued
+
+    # /metrics: Prometheus text, the families the docs promise, counts that add up.
+    status, rh, b = request(gw, "GET", "/metrics", headers=auth)
+    assert status == 200 and rh["Content-Type"].startswith("text/plain"), (status, rh)
+    metrics = parse_prometheus(b.decode())
+    assert metrics[("microlm_requests_total", (("status", "200"),))] >= 6, metrics
+    assert metrics[("microlm_requests_total", (("status", "401"),))] >= 9
+    assert metrics[("microlm_requests_total", (("status", "413"),))] >= 2
+    assert metrics[("microlm_turns_total", (("verdict", "keep"),))] >= 6
+    assert metrics[("microlm_turn_events_total", (("event", "opener"),))] >= 6
+    assert metrics[("microlm_first_word_ms_count", ())] >= 6
+    assert metrics[("microlm_stall_ms_count", ())] >= 6
+    assert metrics[("microlm_first_word_ms_bucket", (("le", "+Inf"),))] == metrics[("microlm_first_word_ms_count", ())]
+    assert ("microlm_cloud_errors_total", (("kind", "refused"),)) in metrics
+    assert TOKEN not in b.decode()
+    return streamed
+
+
+def parse_prometheus(text):
+    """{(name, ((label, value), ...)): value}; every line must be a comment or a sample."""
+    sample = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (-?[0-9.eE+-]+|\+Inf|NaN)$')
+    label = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("# HELP ") or line.startswith("# TYPE "):
+            continue
+        m = sample.match(line)
+        assert m, f"not a Prometheus sample line: {line!r}"
+        labels = tuple(label.findall(m.group(2) or ""))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+# ---- Faults: a fake cloud that misbehaves on purpose --------------------------------------
+
+class FakeCloud:
+    """An HTTP server on a raw socket that answers each connection by `mode`:
+    ok (a scripted stream in `script`), hang (never a byte), status500, reset (one event, then a
+    TCP reset), malformed (an event that is not JSON). Both faulty bodies echo the request's
+    Authorization header, as careless servers do, so that masking is tested."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.mode = "ok"
+        self.script = ["[keep] fine."]
+        self.auth_seen = []
+        self.stopping = False
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def close(self):
+        self.stopping = True
+        self.sock.close()
+
+    def _loop(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _read_request(conn):
+        conn.settimeout(5)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            part = conn.recv(65536)
+            if not part:
+                return ""
+            data += part
+        head, _, body = data.partition(b"\r\n\r\n")
+        headers = head.decode("latin-1")
+        if re.search(r"(?im)^expect:\s*100-continue", headers):
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        m = re.search(r"(?im)^content-length:\s*(\d+)", headers)
+        need = int(m.group(1)) if m else 0
+        while len(body) < need:
+            part = conn.recv(65536)
+            if not part:
+                break
+            body += part
+        return headers
+
+    @staticmethod
+    def _chunk(s):
+        b = s.encode()
+        return f"{len(b):x}\r\n".encode() + b + b"\r\n"
+
+    @staticmethod
+    def _delta(text):
+        return "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}) + "\n\n"
+
+    def _answer(self, conn):
+        try:
+            headers = self._read_request(conn)
+            m = re.search(r"(?im)^authorization:\s*(.*?)\r?$", headers)
+            auth = m.group(1) if m else ""
+            self.auth_seen.append(auth)
+            sse_head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+            if self.mode == "hang":
+                conn.settimeout(10)
+                try:
+                    conn.recv(1)  # until the gateway gives up and closes
+                except OSError:
+                    pass
+            elif self.mode == "status500":
+                body = json.dumps({"error": {"message": f"overloaded; you sent Authorization: {auth}"}}).encode()
+                conn.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
+                             + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+            elif self.mode == "reset":
+                conn.sendall(sse_head + self._chunk(self._delta("[keep] and then")))
+                time.sleep(0.1)
+                # SO_LINGER with a zero timeout: close() sends a TCP RST, not a FIN.
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            elif self.mode == "malformed":
+                conn.sendall(sse_head + self._chunk(f"data: {{not json, Authorization: {auth}\n\n"))
+                time.sleep(0.05)
+                conn.sendall(self._chunk(self._delta("more")) + self._chunk("data: [DONE]\n\n") + b"0\r\n\r\n")
+            else:
+                out = sse_head
+                for piece in self.script:
+                    out += self._chunk(self._delta(piece))
+                conn.sendall(out + self._chunk("data: [DONE]\n\n") + b"0\r\n\r\n")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+
+def fault_checks(microlm, model):
+    env = {API_KEY_ENV: API_KEY}
+    fake = FakeCloud()
+    common = ("--mode", "instruct", "--api-key-env", API_KEY_ENV, "--cloud-retries", "0", "--max-waiting", "0",
+              "--connect-timeout-ms", "1000", "--first-byte-timeout-ms", "600", "--stall-timeout-ms", "600")
+    gw = gateway(microlm, model, fake.url, *common, env=env)
+    refused = gateway(microlm, model, f"http://127.0.0.1:{closed_port()}", *common, env=env)
+    seen_text = []
+    try:
+        body = {"messages": [{"role": "user", "content": "What is the capital of Australia?"}], "max_tokens": 16,
+                "temperature": 0}
+
+        # A well-behaved fake first: the verdicts on the wire.
+        fake.mode = "ok"
+        fake.script = ["[retract] The capital ", "of Australia is Canberra."]
+        chunks, _, raw = stream(gw, body)
+        seen_text.append(raw)
+        check_well_formed_turn(chunks)
+        retract = [c for c in chunks if c["microlm"]["event"] == "retract"]
+        assert len(retract) == 1 and retract[0]["microlm"]["text"] == "The capital ", retract
+        assert shown_text(chunks) == "The capital of Australia is Canberra.", shown_text(chunks)
+        assert chunks[-1]["microlm"]["verdict"] == "retract"
+        speech = {**body, "microlm": {"modality": "speech"}}
+        chunks, _, raw = stream(gw, speech)
+        events = [c["microlm"]["event"] for c in chunks]
+        assert "retract" not in events and "pivot" in events, events
+        pivot = next(c for c in chunks if c["microlm"]["event"] == "pivot")
+        assert content(pivot) and pivot["microlm"]["source"] == "cloud", pivot
+        assert chunks[-1]["microlm"]["verdict"] == "pivot"
+        assert shown_text(chunks).startswith(chunks[-1]["microlm"]["opener"])
+        assert fake.auth_seen[-1] == f"Bearer {API_KEY}", "the gateway did not send the key to its cloud"
+
+        cases = [(gw, "hang", "timeout"), (gw, "status500", "http-status"), (gw, "reset", "reset"),
+                 (gw, "malformed", "malformed"), (refused, None, "refused")]
+        for server, mode, kind in cases:
+            fake.mode = mode or "ok"
+            chunks, elapsed, raw = stream(server, body)
+            seen_text.append(raw)
+            check_well_formed_turn(chunks)
+            assert elapsed < 5, f"{kind}: the stream took {elapsed:.1f} s to end"
+            events = [c["microlm"]["event"] for c in chunks]
+            errors = [c for c in chunks if c["microlm"]["event"] == "error"]
+            assert len(errors) == 1, (kind, events)
+            err = errors[0]["microlm"]["error"]
+            assert err["kind"] == kind and err["message"], (kind, err)
+            # opener ... (cloud text) ... local close, then the error, then the end.
+            assert events.index("error") == len(events) - 2, (kind, events)
+            assert events[0] == "opener"
+            text = shown_text(chunks)
+            assert SENTENCE_END.search(text), f"{kind}: the reply does not end a sentence: {text!r}"
+            done = chunks[-1]["microlm"]
+            assert done["error"]["kind"] == kind, done
+            opener = done["opener"]
+            if not SENTENCE_END.search(opener) and kind != "reset":
+                closes = [c for c in chunks if c["microlm"] == {"source": "local", "event": "continuation"}]
+                assert closes, f"{kind}: no local close after the opener {opener!r}: {events}"
+            print(f"  {kind:12s} -> error event + [DONE] in {elapsed * 1000:.0f} ms: {text!r}")
+
+        # --max-waiting 0: while one turn waits for a silent cloud, a second is refused at once.
+        fake.mode = "hang"
+        held = []
+        holder = threading.Thread(target=lambda: held.append(stream(gw, body)[0]))
+        holder.start()
+        time.sleep(0.3)
+        status, rh, b = request(gw, "POST", "/v1/chat/completions", body)
+        holder.join(10)
+        assert status == 503 and json.loads(b)["error"]["code"] == "busy" and rh.get("Retry-After") == "1", (status, b)
+        assert held and held[0][-1]["microlm"]["error"]["kind"] == "timeout", "the turn holding the model did not end well"
+
+        # Not streamed, the failure is reported in the one response.
+        fake.mode = "status500"
+        status, _, b = request(gw, "POST", "/v1/chat/completions", body)
+        whole = json.loads(b)
+        seen_text.append(b.decode())
+        assert status == 200 and whole["microlm"]["error"]["kind"] == "http-status", whole
+        assert SENTENCE_END.search(whole["choices"][0]["message"]["content"]), whole
+
+        for server in (gw, refused):
+            status, _, b = request(server, "GET", "/metrics")
+            assert status == 200
+            seen_text.append(b.decode())
+        m = parse_prometheus(seen_text[-2])
+        for kind in ("timeout", "http-status", "reset", "malformed"):
+            assert m[("microlm_cloud_errors_total", (("kind", kind),))] >= 1, kind
+        assert parse_prometheus(seen_text[-1])[("microlm_cloud_errors_total", (("kind", "refused"),))] >= 1
+    finally:
+        gw.stop()
+        refused.stop()
+        fake.close()
+
+    # The key went to the fake cloud, which echoed it back; the gateway never repeated it.
+    assert any(API_KEY in a for a in fake.auth_seen)
+    for where, text in (("gateway output", gw.logs() + refused.logs()), ("events and /metrics", "".join(seen_text))):
+        assert API_KEY not in text, f"the API key appears in the {where}"
+    assert "cloud error" in gw.logs() or "error" in gw.logs()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--microlm", required=True)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        model = os.path.join(tmp, "tiny.gguf")
+        subprocess.run([args.microlm, "make-random", "-o", model, "--shape", "tiny"], check=True,
+                       stderr=subprocess.DEVNULL, timeout=60)
+
+        cloud = Server([args.microlm, "serve-model", "-m", model, "--port", "0", "--model-name", "tiny-cloud"])
+        gw = gateway(args.microlm, model, cloud.base, "--cloud-model", "tiny-cloud", "--mode", "prefill",
+                     "--token-env", TOKEN_ENV, "--max-body-kib", "16", env={TOKEN_ENV: TOKEN})
+        try:
+            streamed = main_checks(gw, "tiny-cloud")
+        finally:
+            gw.stop()
+            cloud.stop()
+        assert TOKEN not in gw.logs(), "the bearer token appears in the gateway's output"
+        print(f"ok: streamed through the gateway: {streamed!r}")
+
+        fault_checks(args.microlm, model)
+        print("ok: every cloud fault ends with an error event and [DONE]; the API key never shows")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

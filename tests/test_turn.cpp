@@ -1,0 +1,332 @@
+// run_turn() end to end against scripted fake clouds (a cpp-httplib server in the test that
+// streams chosen SSE deltas, or fails): keep, pivot, retract in text vs retract-as-pivot in
+// speech, prefill, the extra cloud delay, cancellation, and a failing cloud -> local close + error.
+// The local model is a tiny random one; its opener is pinned by forcing a one-phrase hedge.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <stop_token>
+#include <thread>
+
+#include "microlm/model.h"
+#include "microlm/opener.h"
+#include "microlm/random_model.h"
+#include "microlm/tokenizer.h"
+#include "microlm/turn.h"
+
+using namespace microlm;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr const char* kOpener = "Well, the short answer is";
+
+// A cloud that answers every chat request with `deltas` as OpenAI stream chunks then [DONE],
+// or with `status` and an error body; `silent` holds the response open without a byte.
+class FakeCloud {
+public:
+    struct Script {
+        std::vector<std::string> deltas;
+        int status = 200;
+        bool silent = false;
+    };
+
+    explicit FakeCloud(std::vector<std::string> deltas, int status = 200, bool silent = false)
+        : script_{std::move(deltas), status, silent} {
+        server_.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+            {
+                std::lock_guard l(mu_);
+                bodies_.push_back(req.body);
+            }
+            if (script_.status != 200) {
+                res.status = script_.status;
+                res.set_content(R"({"error":{"message":"scripted failure","type":"server_error"}})",
+                                "application/json");
+                return;
+            }
+            res.set_chunked_content_provider("text/event-stream", [this](size_t, httplib::DataSink& sink) {
+                if (script_.silent) {
+                    for (int i = 0; i < 500 && !stopping_; ++i)
+                        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+                    return false;
+                }
+                for (const auto& d : script_.deltas) {
+                    const json chunk = {
+                        {"choices",
+                         {{{"index", 0}, {"delta", {{"content", d}}}, {"finish_reason", nullptr}}}}};
+                    const std::string ev = "data: " + chunk.dump() + "\n\n";
+                    sink.write(ev.data(), ev.size());
+                }
+                const std::string end = "data: [DONE]\n\n";
+                sink.write(end.data(), end.size());
+                sink.done();
+                return true;
+            });
+        });
+        port_ = server_.bind_to_any_port("127.0.0.1");
+        thread_ = std::thread([this] { server_.listen_after_bind(); });
+        while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ~FakeCloud() {
+        stopping_ = true;
+        server_.stop();
+        thread_.join();
+    }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    json last_request() {
+        std::lock_guard l(mu_);
+        return bodies_.empty() ? json() : json::parse(bodies_.back());
+    }
+
+private:
+    Script script_;
+    httplib::Server server_;
+    std::thread thread_;
+    int port_ = 0;
+    std::atomic<bool> stopping_{false};
+    std::mutex mu_;
+    std::vector<std::string> bodies_;
+};
+
+// A port nothing listens on: bound, then closed.
+int closed_port() {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+struct Recorded {
+    TurnResult result;
+    std::vector<TurnEvent> events;
+    double ms = 0;
+
+    std::vector<TurnEvent::Kind> kinds() const {
+        std::vector<TurnEvent::Kind> k;
+        for (const auto& e : events) k.push_back(e.kind);
+        return k;
+    }
+    bool has(TurnEvent::Kind k) const {
+        for (const auto& e : events)
+            if (e.kind == k) return true;
+        return false;
+    }
+    std::string text_of(TurnEvent::Kind k) const {
+        std::string s;
+        for (const auto& e : events)
+            if (e.kind == k) s += e.text;
+        return s;
+    }
+};
+
+class TurnTest : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        path_ = new std::string(
+            (std::filesystem::temp_directory_path() / ("microlm_turn_" + std::to_string(getpid()) + ".gguf"))
+                .string());
+        write_random_llama(*path_, *model_shape_preset("tiny"), DType::Q8_0, 11);
+    }
+    static void TearDownTestSuite() {
+        std::filesystem::remove(*path_);
+        delete path_;
+    }
+
+    void SetUp() override {
+        model_ = Model::load(*path_);
+        tok_ = std::make_unique<Tokenizer>(vocab_from_gguf(model_->file()));
+        ctx_ = std::make_unique<Context>(*model_, 512, 1);
+        OpenerConfig oc;
+        // A random model is never sure of itself: forcing the hedge with one phrase pins the
+        // opener, so the cloud's scripted text can be checked against it.
+        oc.hedge = true;
+        oc.hedge_min_mean_logprob = 0.0f;
+        oc.hedge_phrases = {kOpener};
+        oc.system_prompt = "You are a test.";
+        opener_ = std::make_unique<Opener>(*ctx_, *tok_, oc);
+    }
+
+    Recorded run(const std::string& url, TurnConfig cfg, std::stop_token stop = {}) {
+        CloudConfig cc;
+        cc.base_url = url;
+        cc.model = "fake";
+        cc.connect_timeout_ms = 1000;
+        cc.first_byte_timeout_ms = 2000;
+        cc.retries = 0;
+        CloudClient cloud(cc);
+        cfg.temperature = 0.0f;
+        Recorded rec;
+        const auto t0 = Clock::now();
+        rec.result = run_turn(
+            *opener_, *ctx_, *tok_, cloud, {{"user", "What is the capital of Australia?"}}, cfg,
+            [&](const TurnEvent& e) { rec.events.push_back(e); }, stop);
+        rec.ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        return rec;
+    }
+
+    static TurnConfig instruct(Modality m) {
+        TurnConfig c;
+        c.mode = ContinuationMode::kInstruct;
+        c.modality = m;
+        return c;
+    }
+
+    static inline std::string* path_ = nullptr;
+    std::unique_ptr<Model> model_;
+    std::unique_ptr<Tokenizer> tok_;
+    std::unique_ptr<Context> ctx_;
+    std::unique_ptr<Opener> opener_;
+};
+
+using K = TurnEvent::Kind;
+
+bool ends_sentence(const std::string& s) {
+    const size_t i = s.find_last_not_of(" \"')");
+    return i != std::string::npos && (s[i] == '.' || s[i] == '!' || s[i] == '?');
+}
+
+}  // namespace
+
+TEST_F(TurnTest, KeepAppendsTheContinuationAfterTheOpenerWords) {
+    FakeCloud cloud({"[ke", "ep] that it ", "depends on the season."});
+    const Recorded r = run(cloud.url(), instruct(Modality::kText));
+    ASSERT_FALSE(r.result.error);
+    EXPECT_EQ(r.result.opener.text, kOpener);
+    EXPECT_TRUE(r.result.opener.hedged);
+    ASSERT_TRUE(r.result.verdict);
+    EXPECT_EQ(*r.result.verdict, Verdict::kKeep);
+    EXPECT_EQ(r.result.text, std::string(kOpener) + " that it depends on the season.");
+    // Local words first, then the hedge marker, then only cloud text.
+    EXPECT_EQ(r.text_of(K::kOpener), kOpener);
+    ASSERT_GE(r.events.size(), 3u);
+    EXPECT_EQ(r.events.front().kind, K::kOpener);
+    EXPECT_EQ(r.events.back().kind, K::kContinuation);
+    EXPECT_FALSE(r.has(K::kPivot) || r.has(K::kRetract) || r.has(K::kError) || r.has(K::kLocalClose));
+    // Instruct mode: the continuator is told the opener and asked for a tag.
+    const json req = cloud.last_request();
+    EXPECT_EQ(req["messages"][0]["role"], "system");
+    EXPECT_NE(req["messages"][0]["content"].get<std::string>().find(kOpener), std::string::npos);
+    EXPECT_EQ(req["messages"].back()["role"], "user");
+    const auto& t = r.result.timings;
+    EXPECT_GE(t.first_word_ms, 0);
+    EXPECT_GE(t.cloud_first_token_ms, 0);
+    EXPECT_GE(t.stall_ms, 0);
+    EXPECT_GE(t.total_ms, t.opener_ms);
+}
+
+TEST_F(TurnTest, PivotKeepsTheOpenerAndMarksTheBridge) {
+    FakeCloud cloud({"[pivot] ", "or rather, it is Canberra."});
+    const Recorded r = run(cloud.url(), instruct(Modality::kSpeech));
+    ASSERT_TRUE(r.result.verdict);
+    EXPECT_EQ(*r.result.verdict, Verdict::kPivot);
+    EXPECT_EQ(r.result.text, std::string(kOpener) + " or rather, it is Canberra.");
+    // The pivot marker comes right before the bridge text.
+    size_t pivot = r.events.size();
+    for (size_t i = 0; i < r.events.size(); ++i)
+        if (r.events[i].kind == K::kPivot) pivot = i;
+    ASSERT_LT(pivot + 1, r.events.size());
+    EXPECT_EQ(r.events[pivot + 1].kind, K::kContinuation);
+    EXPECT_FALSE(r.has(K::kRetract));
+}
+
+TEST_F(TurnTest, RetractReplacesTheOpenerInText) {
+    FakeCloud cloud({"[retract] The capital of Australia ", "is Canberra."});
+    const Recorded r = run(cloud.url(), instruct(Modality::kText));
+    ASSERT_TRUE(r.result.verdict);
+    EXPECT_EQ(*r.result.verdict, Verdict::kRetract);
+    EXPECT_EQ(r.result.text, "The capital of Australia is Canberra.");
+    ASSERT_TRUE(r.has(K::kRetract));
+    // The retract event carries the start of the replacement; continuations complete it.
+    EXPECT_EQ(r.text_of(K::kRetract) + r.text_of(K::kContinuation), "The capital of Australia is Canberra.");
+    EXPECT_FALSE(r.has(K::kPivot));
+}
+
+TEST_F(TurnTest, RetractBecomesAPivotInSpeech) {
+    FakeCloud cloud({"[retract] The capital of Australia is Canberra."});
+    const Recorded r = run(cloud.url(), instruct(Modality::kSpeech));
+    ASSERT_TRUE(r.result.verdict);
+    EXPECT_EQ(*r.result.verdict, Verdict::kPivot);
+    EXPECT_FALSE(r.has(K::kRetract));
+    EXPECT_TRUE(r.has(K::kPivot));
+    // What was spoken stays: the correction follows the opener.
+    EXPECT_EQ(r.result.text.rfind(kOpener, 0), 0u) << r.result.text;
+    EXPECT_NE(r.result.text.find("Canberra."), std::string::npos);
+}
+
+TEST_F(TurnTest, PrefillSendsTheOpenerAsTheFinalAssistantMessage) {
+    FakeCloud cloud({" that", " it depends."});
+    TurnConfig c;
+    c.mode = ContinuationMode::kPrefill;
+    const Recorded r = run(cloud.url(), c);
+    ASSERT_FALSE(r.result.error);
+    EXPECT_EQ(r.result.text, std::string(kOpener) + " that it depends.");
+    const json req = cloud.last_request();
+    EXPECT_EQ(req["messages"].back()["role"], "assistant");
+    EXPECT_EQ(req["messages"].back()["content"], kOpener);
+    EXPECT_EQ(req["continue_final_message"], true);
+}
+
+TEST_F(TurnTest, RefusedCloudEndsWithALocalCloseAndAnError) {
+    const Recorded r = run("http://127.0.0.1:" + std::to_string(closed_port()), instruct(Modality::kText));
+    ASSERT_TRUE(r.result.error);
+    EXPECT_EQ(*r.result.error, CloudErrorKind::kRefused);
+    EXPECT_FALSE(r.has(K::kContinuation));
+    ASSERT_TRUE(r.has(K::kError));
+    EXPECT_EQ(r.text_of(K::kError).rfind("refused: ", 0), 0u) << r.text_of(K::kError);
+    // The opener is kept and the sentence is closed by the local model.
+    EXPECT_EQ(r.result.text.rfind(kOpener, 0), 0u);
+    EXPECT_TRUE(r.has(K::kLocalClose));
+    EXPECT_EQ(r.result.text, std::string(kOpener) + r.text_of(K::kLocalClose));
+    EXPECT_TRUE(ends_sentence(r.result.text)) << r.result.text;
+    EXPECT_LT(r.ms, 3000);
+}
+
+TEST_F(TurnTest, ErrorStatusEndsWithALocalCloseAndAnError) {
+    FakeCloud cloud({}, 500);
+    const Recorded r = run(cloud.url(), instruct(Modality::kText));
+    ASSERT_TRUE(r.result.error);
+    EXPECT_EQ(*r.result.error, CloudErrorKind::kHttpStatus);
+    ASSERT_TRUE(r.has(K::kError) && r.has(K::kLocalClose));
+    EXPECT_TRUE(ends_sentence(r.result.text)) << r.result.text;
+    EXPECT_FALSE(r.result.verdict && *r.result.verdict != Verdict::kKeep);
+}
+
+TEST_F(TurnTest, CloudDelayIsAddedBeforeTheRequestAndCountsInTheStall) {
+    FakeCloud cloud({"[keep] ok."});
+    TurnConfig c = instruct(Modality::kText);
+    c.cloud_delay_ms = 300;
+    const Recorded r = run(cloud.url(), c);
+    ASSERT_FALSE(r.result.error);
+    EXPECT_GE(r.result.timings.stall_ms, 300);
+    EXPECT_LT(r.result.timings.cloud_first_token_ms, r.result.timings.stall_ms);
+}
+
+TEST_F(TurnTest, StopCancelsASilentCloudWithoutALocalClose) {
+    FakeCloud cloud({}, 200, /*silent=*/true);
+    std::stop_source stop;
+    std::thread canceller([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        stop.request_stop();
+    });
+    const Recorded r = run(cloud.url(), instruct(Modality::kText), stop.get_token());
+    canceller.join();
+    ASSERT_TRUE(r.result.error);
+    EXPECT_EQ(*r.result.error, CloudErrorKind::kCancelled);
+    EXPECT_FALSE(r.has(K::kLocalClose));
+    EXPECT_LT(r.ms, 1500);
+}
