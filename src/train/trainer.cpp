@@ -294,6 +294,9 @@ TrainSummary run_training(const TrainConfig& config, const std::function<void(co
         r.loss = loss;
         r.lr = lr;
         r.tokens_seen = sum.tokens_seen;
+        // Throughput of the training steps alone: measured before validation runs.
+        const double since = seconds_since(last_log);
+        r.tokens_per_s = since > 0 ? static_cast<double>((step - last_log_step) * tokens_per_step) / since : 0;
         ValLoss vl;
         if (do_val) {
             vl = validate(model, val_set, cfg, bopt, dev);
@@ -302,8 +305,6 @@ TrainSummary run_training(const TrainConfig& config, const std::function<void(co
         }
         const double per_step = run_s / static_cast<double>(step - first_step);
         r.eta_s = per_step * static_cast<double>(cfg.steps - step);
-        const double since = seconds_since(last_log);
-        r.tokens_per_s = since > 0 ? static_cast<double>((step - last_log_step) * tokens_per_step) / since : 0;
         char row[200];
         std::snprintf(row, sizeof row, "%lld,%.5f,%s,%s,%.6g,%lld,%.1f\n", static_cast<long long>(step), loss,
                       do_val ? std::to_string(vl.all).c_str() : "", do_val ? std::to_string(vl.first).c_str() : "",
