@@ -1,0 +1,88 @@
+// Judge NLL: the mean negative log-likelihood per token of an opener as the start of a judge
+// model's own reply (ChatML prompt with its default system message, then the assistant
+// header). The prompt's KV state is kept, so scoring every candidate of one prompt costs one
+// prefill. Not a quality verdict: it says how likely a stronger model was to start that way.
+#include <cmath>
+
+#include "microlm/chat.h"
+#include "microlm/error.h"
+#include "microlm/eval.h"
+#include "microlm/model.h"
+#include "microlm/tokenizer.h"
+
+namespace microlm::eval {
+namespace {
+
+// log p(id) under softmax(logits).
+double log_prob(std::span<const float> logits, int32_t id) {
+    float mx = logits[0];
+    for (const float l : logits) mx = std::max(mx, l);
+    double z = 0;
+    for (const float l : logits) z += std::exp(static_cast<double>(l - mx));
+    return static_cast<double>(logits[static_cast<size_t>(id)] - mx) - std::log(z);
+}
+
+constexpr int64_t kOpenerBudget = 64;  // tokens kept free after the prompt for the opener
+
+}  // namespace
+
+struct Judge::Impl {
+    std::string name;
+    std::unique_ptr<Model> model;
+    std::unique_ptr<Tokenizer> tok;
+    std::unique_ptr<Context> ctx;
+    std::optional<std::string> system;
+    std::string prompt;  // the prompt whose tokens are cached
+    std::vector<int32_t> prompt_ids;
+    std::vector<float> prompt_logits;  // (n_vocab) after the prompt
+};
+
+Judge::Judge(const std::string& model_path, int threads) : impl_(std::make_unique<Impl>()) {
+    Impl& m = *impl_;
+    m.name = model_name_of(model_path);
+    m.model = Model::load(model_path);
+    m.tok = std::make_unique<Tokenizer>(vocab_from_gguf(m.model->file()));
+    m.ctx =
+        std::make_unique<Context>(*m.model, std::min<int64_t>(4096, m.model->config().n_ctx_train), threads);
+    m.system = chat_template_default_system(m.tok->vocab().chat_template);
+}
+
+Judge::~Judge() = default;
+
+const std::string& Judge::name() const {
+    return impl_->name;
+}
+
+double Judge::nll(const std::string& prompt, const std::string& opener) {
+    Impl& m = *impl_;
+    const std::vector<int32_t> opener_ids = m.tok->encode(opener, false, false);
+    if (opener_ids.empty() || opener.find_first_not_of(" \t\r\n") == std::string::npos) return kNaN;
+    if (prompt != m.prompt || m.prompt_ids.empty()) {
+        const int64_t room = m.ctx->n_ctx() - kOpenerBudget;
+        const auto ids_of = [&](const std::string& p) {
+            return m.tok->encode(format_chatml({{"user", p}}, true, m.system), true, true);
+        };
+        const std::string fitted = shorten_to_fit(
+            prompt, [&](const std::string& p) { return static_cast<int64_t>(ids_of(p).size()) < room; });
+        m.prompt_ids = ids_of(fitted);
+        const int64_t reused = m.ctx->reuse_prefix(m.prompt_ids);
+        const std::span<const float> logits =
+            m.ctx->eval(std::span<const int32_t>(m.prompt_ids).subspan(static_cast<size_t>(reused)));
+        m.prompt_logits.assign(logits.begin(), logits.end());
+        m.prompt = prompt;
+    }
+    const auto plen = static_cast<int64_t>(m.prompt_ids.size());
+    const size_t n = std::min<size_t>(opener_ids.size(), static_cast<size_t>(m.ctx->n_ctx() - plen));
+    m.ctx->truncate(plen);
+    double sum = -log_prob(m.prompt_logits, opener_ids[0]);
+    if (n > 1) {
+        m.ctx->eval(std::span<const int32_t>(opener_ids.data(), n - 1), /*all_logits=*/true);
+        const std::span<const float> rows = m.ctx->logits();
+        const auto nv = static_cast<size_t>(m.ctx->n_vocab());
+        for (size_t i = 1; i < n; ++i) sum -= log_prob(rows.subspan((i - 1) * nv, nv), opener_ids[i]);
+    }
+    m.ctx->truncate(plen);
+    return sum / static_cast<double>(n);
+}
+
+}  // namespace microlm::eval

@@ -1,0 +1,145 @@
+// Perceived latency: the measured opener timings of each model combined with a cloud
+// time-to-first-token distribution and a delivery pace, as a Monte Carlo over simulated turns:
+// how long the user waits after the opener has been said, against a cloud-only reply's wait
+// for its first word. Own generator and transforms, so the same seed gives the same draws everywhere.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <numbers>
+#include <random>
+
+#include "microlm/error.h"
+#include "microlm/eval.h"
+
+namespace microlm::eval {
+namespace {
+
+// std::mt19937_64 is fully specified by the standard; the distributions are not, so the
+// transforms are written out here.
+double uniform01(std::mt19937_64& rng) {
+    return static_cast<double>(rng() >> 11) * 0x1.0p-53;  // [0, 1)
+}
+
+double standard_normal(std::mt19937_64& rng) {
+    const double u1 = 1.0 - uniform01(rng);  // (0, 1]
+    const double u2 = uniform01(rng);
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
+}
+
+std::vector<double> draw_ttft(const TtftDistribution& d, size_t n, std::mt19937_64& rng) {
+    std::vector<double> out(n);
+    for (double& t : out) {
+        switch (d.kind) {
+            case TtftDistribution::Kind::kLogNormal:
+                t = d.median_s * std::exp(d.sigma * standard_normal(rng));
+                break;
+            case TtftDistribution::Kind::kFixed:
+                t = d.median_s;
+                break;
+            case TtftDistribution::Kind::kSamples:
+                t = d.samples_s[rng() % d.samples_s.size()];
+                break;
+        }
+    }
+    return out;
+}
+
+LatencyStats stats_of(const std::vector<double>& sorted) {
+    LatencyStats s;
+    if (sorted.empty()) return s;
+    s.p50 = quantile(sorted, 0.5);
+    s.p90 = quantile(sorted, 0.9);
+    s.p99 = quantile(sorted, 0.99);
+    s.mean = mean(sorted);
+    s.zero_share =
+        static_cast<double>(std::count_if(sorted.begin(), sorted.end(), [](double v) { return v < 1e-3; })) /
+        static_cast<double>(sorted.size());
+    return s;
+}
+
+}  // namespace
+
+std::string TtftDistribution::describe() const {
+    char buf[160];
+    switch (kind) {
+        case Kind::kLogNormal:
+            std::snprintf(buf, sizeof buf, "log-normal, median %.2f s, sigma %.2f (p90 %.2f s)", median_s,
+                          sigma, median_s * std::exp(1.2815515655 * sigma));
+            return buf;
+        case Kind::kFixed:
+            std::snprintf(buf, sizeof buf, "fixed %.2f s", median_s);
+            return buf;
+        case Kind::kSamples:
+            std::snprintf(buf, sizeof buf, "%zu measured values (median %.2f s)", samples_s.size(),
+                          quantile(samples_s, 0.5));
+            return buf;
+    }
+    return "";
+}
+
+double simulated_stall(double first_word_s, double opener_s, int words, bool needs_cloud, double ttft_s,
+                       double wps) {
+    if (!needs_cloud) return 0.0;
+    const double start = first_word_s >= 0 ? first_word_s : opener_s;
+    const double delivered =
+        start + static_cast<double>(std::max(words, 0)) / wps;  // the opener has been said
+    const double cloud_first = opener_s + ttft_s;               // the request leaves when the opener is final
+    return std::max(0.0, cloud_first - delivered);
+}
+
+LatencyResult run_latency_suite(const EvalConfig& cfg, const std::vector<ModelOpeners>& models) {
+    if (cfg.draws == 0) throw Error("eval: latency needs at least one draw (--draws)");
+    if (cfg.ttft.kind == TtftDistribution::Kind::kSamples && cfg.ttft.samples_s.empty())
+        throw Error(
+            "eval: the cloud TTFT distribution has no samples (measured needs the handoff suite's cloud "
+            "times)");
+    if (!(cfg.speech_wps > 0) || !(cfg.text_wps > 0))
+        throw Error("eval: delivery paces must be positive words/s");
+    LatencyResult res;
+    res.ttft = cfg.ttft.describe();
+    res.draws = cfg.draws;
+    res.paces = {{"speech", cfg.speech_wps}, {"text", cfg.text_wps}};
+
+    // Common random numbers: every model meets the same cloud delays as the cloud-only reply.
+    std::mt19937_64 rng(cfg.seed);
+    const std::vector<double> ttft = draw_ttft(cfg.ttft, cfg.draws, rng);
+    res.cloud_only_draws = ttft;
+    std::sort(res.cloud_only_draws.begin(), res.cloud_only_draws.end());
+    res.cloud_only = stats_of(res.cloud_only_draws);
+
+    for (size_t mi = 0; mi < models.size(); ++mi) {
+        const ModelOpeners& m = models[mi];
+        LatencyModelResult r;
+        r.model = m.name;
+        std::vector<double> fw, op, words;
+        for (const OpenerSample& s : m.openers) {
+            if (s.first_word_ms >= 0) fw.push_back(s.first_word_ms);
+            op.push_back(s.opener_ms);
+            words.push_back(s.shown_words);
+        }
+        r.first_word_p50_ms = quantile(fw, 0.5);
+        r.first_word_p90_ms = quantile(fw, 0.9);
+        r.opener_p50_ms = quantile(op, 0.5);
+        r.words_mean = mean(words);
+        if (!m.openers.empty()) {
+            std::mt19937_64 pick(cfg.seed + 0x9E3779B97F4A7C15ULL * (mi + 1));
+            std::vector<size_t> which(cfg.draws);
+            for (size_t& w : which) w = pick() % m.openers.size();
+            for (const auto& [pace, wps] : res.paces) {
+                std::vector<double> stall(cfg.draws);
+                for (size_t j = 0; j < cfg.draws; ++j) {
+                    const OpenerSample& s = m.openers[which[j]];
+                    stall[j] = simulated_stall(s.first_word_ms / 1000.0, s.opener_ms / 1000.0, s.shown_words,
+                                               !s.ended_turn, ttft[j], wps);
+                }
+                std::sort(stall.begin(), stall.end());
+                r.stall[pace] = stats_of(stall);
+                r.stall_draws[pace] = std::move(stall);
+            }
+        }
+        res.models.push_back(std::move(r));
+    }
+    return res;
+}
+
+}  // namespace microlm::eval
