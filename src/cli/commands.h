@@ -15,5 +15,12 @@ void register_tokenizer_train(CLI::App& app);
 void register_data(CLI::App& app);
 void register_serve_model(CLI::App& app);
 void register_chat(CLI::App& app);
+void register_convert(CLI::App& app);
+// train, export, plot-loss: listed in --help, run by the microlm-train binary.
+void register_trainer_commands(CLI::App& app);
+bool is_trainer_command(const char* arg);
+int run_trainer(int argc, char** argv);
+void register_serve(CLI::App& app);
+void register_eval(CLI::App& app);  // openers and latency always; handoff needs MICROLM_NET
 
 }  // namespace microlm::cli

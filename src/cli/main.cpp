@@ -6,6 +6,7 @@
 #include "microlm/error.h"
 
 int main(int argc, char** argv) {
+    if (argc > 1 && microlm::cli::is_trainer_command(argv[1])) return microlm::cli::run_trainer(argc, argv);
     CLI::App app{"microlm: instant replies from micro language models (GGUF Llama runtime)", "microlm"};
     app.require_subcommand(1);
     app.set_version_flag("--version", "microlm 0.1.0");
@@ -16,9 +17,13 @@ int main(int argc, char** argv) {
     microlm::cli::register_bench(app);
     microlm::cli::register_tokenizer_train(app);
     microlm::cli::register_data(app);
+    microlm::cli::register_convert(app);
+    microlm::cli::register_trainer_commands(app);
+    microlm::cli::register_eval(app);
 #if MICROLM_NET
     microlm::cli::register_serve_model(app);
     microlm::cli::register_chat(app);
+    microlm::cli::register_serve(app);
 #endif
     try {
         app.parse(argc, argv);
