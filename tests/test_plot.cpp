@@ -87,11 +87,18 @@ std::vector<uint8_t> read_file(const std::string& path) {
 }
 #endif
 
+// A folder removed when the test program exits.
 std::string temp_dir() {
-    const auto d =
-        std::filesystem::temp_directory_path() / ("microlm_test_plot_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(d);
-    return d.string();
+    static const struct Root {
+        std::filesystem::path path =
+            std::filesystem::temp_directory_path() / ("microlm_test_plot_" + std::to_string(::getpid()));
+        Root() { std::filesystem::create_directories(path); }
+        ~Root() {
+            std::error_code ec;
+            std::filesystem::remove_all(path, ec);
+        }
+    } root;
+    return root.path.string();
 }
 
 bool near_colour(const Image& img, double x, double y, Color c, int r = 1) {
