@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <charconv>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
@@ -266,6 +267,21 @@ std::string shorten_to_fit(const std::string& text, const std::function<bool(con
     throw Error(
         "eval: a prompt does not fit the model's context even cut to a few characters; the context is too "
         "small");
+}
+
+// The handoff suite's prompts: the first handoff_limit of each set. Here, not in
+// suite_handoff.cpp, so that builds without networking can still select them.
+std::vector<size_t> handoff_subset(const EvalConfig& cfg, const std::vector<EvalPrompt>& prompts) {
+    std::map<std::string, size_t> taken;
+    std::vector<size_t> out;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+        size_t& n = taken[prompts[i].set];
+        if (cfg.handoff_limit == 0 || n < cfg.handoff_limit) {
+            out.push_back(i);
+            ++n;
+        }
+    }
+    return out;
 }
 
 }  // namespace microlm::eval

@@ -107,19 +107,6 @@ std::string clip(const std::string& s, size_t n) {
 
 }  // namespace
 
-std::vector<size_t> handoff_subset(const EvalConfig& cfg, const std::vector<EvalPrompt>& prompts) {
-    std::map<std::string, size_t> taken;
-    std::vector<size_t> out;
-    for (size_t i = 0; i < prompts.size(); ++i) {
-        size_t& n = taken[prompts[i].set];
-        if (cfg.handoff_limit == 0 || n < cfg.handoff_limit) {
-            out.push_back(i);
-            ++n;
-        }
-    }
-    return out;
-}
-
 HandoffResult run_handoff_suite(const EvalConfig& cfg, const std::vector<EvalPrompt>& prompts,
                                 const std::vector<ModelOpeners>& models, const ProgressFn& progress) {
     const auto t0 = Clock::now();
