@@ -14,6 +14,7 @@
 
 #include "microlm/convert.h"
 #include "microlm/error.h"
+#include "convert/json_file.h"
 
 namespace microlm {
 namespace {
@@ -23,17 +24,6 @@ using nlohmann::json;
 // Real vocabularies stay under 300k tokens; a bound keeps a hostile id from allocating gigabytes.
 constexpr int64_t kMaxTokens = int64_t{1} << 21;
 
-json read_json(const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    if (!in) throw Error(p.string() + ": cannot open");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    try {
-        return json::parse(ss.str());
-    } catch (const json::exception& e) {
-        throw Error(p.string() + ": not valid JSON: " + e.what());
-    }
-}
 
 // A special token in tokenizer_config.json: "text" or {"content": "text", ...}.
 std::optional<std::string> token_text(const json& cfg, const char* key) {
@@ -60,7 +50,7 @@ VocabData read_vocab(const std::string& dir, const std::optional<std::string>& p
         throw Error(dir + ": no tokenizer.json (only the Hugging Face fast-tokenizer format is supported)");
     }
     const std::string where = tok_path.string();
-    const json tok = read_json(tok_path);
+    const json tok = convert_detail::read_json_file(tok_path);
     if (!tok.is_object() || !tok.contains("model") || !tok["model"].is_object()) {
         throw Error(where + ": has no \"model\" object");
     }
@@ -168,7 +158,7 @@ VocabData read_vocab(const std::string& dir, const std::optional<std::string>& p
     for (size_t i = 0; i < v.tokens.size(); ++i) id_of.emplace(v.tokens[i], static_cast<int32_t>(i));
     const std::filesystem::path cfg_path = std::filesystem::path(dir) / "tokenizer_config.json";
     json cfg = json::object();
-    if (std::filesystem::exists(cfg_path)) cfg = read_json(cfg_path);
+    if (std::filesystem::exists(cfg_path)) cfg = convert_detail::read_json_file(cfg_path);
     if (!cfg.is_object()) throw Error(cfg_path.string() + ": is not a JSON object");
     const std::pair<const char*, int32_t*> specials[] = {
         {"bos", &v.bos_id}, {"eos", &v.eos_id}, {"pad", &v.pad_id}, {"unk", &v.unk_id}};

@@ -13,6 +13,7 @@
 #include "microlm/convert.h"
 #include "microlm/error.h"
 #include "microlm/gguf.h"
+#include "convert/json_file.h"
 
 namespace microlm {
 namespace {
@@ -88,17 +89,6 @@ void check_shape(const ModelShape& s, DType type, const std::string& source) {
     }
 }
 
-json read_json_file(const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    if (!in) throw Error(p.string() + ": cannot open");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    try {
-        return json::parse(ss.str());
-    } catch (const json::exception& e) {
-        throw Error(p.string() + ": not valid JSON: " + e.what());
-    }
-}
 
 int64_t config_int(const json& c, const char* key, const std::string& where,
                    std::optional<int64_t> fallback = {}) {
@@ -133,7 +123,7 @@ TensorMap read_hf_weights(const std::filesystem::path& dir) {
                     ": no model.safetensors or model.safetensors.index.json (pytorch_model.bin "
                     "folders are not supported; re-save with safe_serialization=True)");
     }
-    const json j = read_json_file(index);
+    const json j = convert_detail::read_json_file(index);
     if (!j.contains("weight_map") || !j["weight_map"].is_object())
         throw Error(index.string() + ": no weight_map object");
     std::set<std::string> files;
@@ -278,7 +268,7 @@ ConvertSummary convert_hf(const std::string& dir, const std::string& out, const 
     const std::string where = cfg_path.string();
     if (!std::filesystem::exists(cfg_path))
         throw Error(dir + ": no config.json (not a Hugging Face model folder)");
-    const json c = read_json_file(cfg_path);
+    const json c = convert_detail::read_json_file(cfg_path);
     if (!c.is_object()) throw Error(where + ": is not a JSON object");
 
     // Only configurations whose forward pass is exactly the runtime's (RMSNorm, plain RoPE, SwiGLU).
