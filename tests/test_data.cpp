@@ -724,3 +724,88 @@ TEST(DataReaders, NeedsZstdAndZlib) {
 #endif
 
 }  // namespace
+
+// The prompt-diverse {prompt, reply} files: each is its own source, ShareGPT rows not marked
+// en_like are skipped, and eval questions are held out however they are spelled.
+TEST(DataShards, PromptReplyPairsKeepTheHoldOuts) {
+    const Tree t = make_tree("pairs");
+    const fs::path chat = t.root / "chat";
+    std::string share;
+    share += jl({{"prompt", "Tell me about the river."}, {"reply", "The river runs by the castle."},
+                 {"id", "c1"}, {"turn", 0}, {"first_turn", true}, {"en_like", true}});
+    share += jl({{"prompt", "How can I improve my time management SKILLS?"}, {"reply", "SECRET share"},
+                 {"id", "c2"}, {"turn", 0}, {"first_turn", true}, {"en_like", true}});
+    share += jl({{"prompt", "Erzähl mir vom Fluss."}, {"reply", "SECRET lang"}, {"id", "c3"}, {"turn", 0},
+                 {"first_turn", true}, {"en_like", false}});
+    write_file(chat / "sharegpt.jsonl.zst", zstd_bytes(share));
+    std::string chit;
+    chit += jl({{"prompt", "Hello friend"}, {"reply", "Hi, quiet morning."}, {"id", "x"}, {"turn", 0}});
+    chit += jl({{"prompt", "Hi, quiet morning."}, {"reply", "Storm soon."}, {"id", "x"}, {"turn", 1}});
+    write_file(chat / "chitchat.jsonl.zst", zstd_bytes(chit));
+    write_file(chat / "gsm8k.jsonl.zst",
+               zstd_bytes(jl({{"prompt", "write a scim server in php."}, {"reply", "SECRET gsm8k"}}) +
+                          jl({{"prompt", "Two roads and a garden?"}, {"reply", "The answer is 3."}})));
+    for (const char* name : {"sharegpt", "chitchat", "gsm8k"}) {
+        EXPECT_EQ(data::source_name(data::source_of_path((chat / (std::string(name) + ".jsonl.zst")).string())), name);
+    }
+    EXPECT_EQ(data::source_of_path("x/gpteacher_codegen.jsonl.zst"), data::Source::kGpteacherCodegen);
+    EXPECT_EQ(data::source_of_path("x/gpteacher_roleplay.json.zst"), data::Source::kGpteacher);
+
+    const data::HoldOut h = data::HoldOut::from_eval_dir(t.eval);
+    data::ReadStats st;
+    const auto docs = read_all((chat / "sharegpt.jsonl.zst").string(), h, &st);
+    ASSERT_EQ(docs.size(), 1u);
+    EXPECT_EQ(st.not_english, 1u);
+    EXPECT_EQ(st.held_out_eval, 1u);
+    EXPECT_EQ(docs[0].group, "sharegpt:c1");
+
+    const Tokenizer& tok = test_tokenizer();
+    data::ShardOptions o = options(t, t.root / "shards");
+    for (const char* name : {"sharegpt", "chitchat", "gsm8k"}) o.inputs.push_back((chat / (std::string(name) + ".jsonl.zst")).string());
+    o.limits.opener_tokens = 6;
+    const data::ShardSummary s = data::build_shards(tok, h, o);
+    const auto text = decode_shards(tok, t.root / "shards");
+    const std::string all = text.at("train") + text.at("val");
+    for (const char* secret : {"SECRET", "time management", "scim", "SCIM", "Fluss"}) {
+        EXPECT_EQ(all.find(secret), std::string::npos) << secret;
+    }
+    for (const char* kept : {"Tell me about the river.", "Hello friend", "Storm", "Two roads"}) {
+        EXPECT_NE(all.find(kept), std::string::npos) << kept;
+    }
+    EXPECT_EQ(s.train.docs + s.val.docs, 162u + 4u + 5u + 2u + 1u + 1u + 2u + 1u);
+}
+
+// Opener examples: the first question and the reply's first N tokens, no end of turn when the
+// reply was cut; long prompts keep their head and tail around " [...] ".
+TEST(DataEncoding, OpenerExamplesCutTheReplyAndShortenThePrompt) {
+    const Tokenizer& tok = test_tokenizer();
+    data::Document doc;
+    std::string prompt;
+    for (int i = 0; i < 40; ++i) prompt += (i ? " river" : "river") + std::to_string(i);
+    doc.messages = {{"user", prompt},
+                    {"assistant", "The quiet castle stood by the road in the morning storm."},
+                    {"user", "And then?"},
+                    {"assistant", "More."}};
+    data::EncodeLimits lim;
+    lim.opener_tokens = 5;
+    data::EncodedDocument e;
+    data::encode_document(tok, doc, std::nullopt, e, lim);
+    const auto reply = tok.encode(doc.messages[1].content, false, false);
+    ASSERT_GT(reply.size(), 5u);
+    EXPECT_EQ(target_runs(tok, e), (std::vector<std::string>{text_of(tok, std::vector<uint16_t>(reply.begin(), reply.begin() + 5), 0, 5)}));
+    EXPECT_EQ(text_of(tok, e.ids, 0, e.ids.size()).find("And then"), std::string::npos);
+    EXPECT_EQ(e.ids.back(), tok.token_id("<|endoftext|>"));
+
+    lim.opener_tokens = 64;  // the whole reply fits: it ends its turn
+    data::encode_document(tok, doc, std::nullopt, e, lim);
+    EXPECT_EQ(target_runs(tok, e), (std::vector<std::string>{doc.messages[1].content + "<|im_end|>"}));
+
+    lim.prompt_tokens = 12;
+    data::encode_document(tok, doc, std::nullopt, e, lim);
+    const std::string t = text_of(tok, e.ids, 0, e.ids.size());
+    const auto p = tok.encode(prompt, false, false);
+    ASSERT_GT(p.size(), 12u);
+    const std::vector<uint16_t> head(p.begin(), p.begin() + 8), tail(p.end() - 4, p.end());
+    EXPECT_NE(t.find(text_of(tok, head, 0, 8) + " [...] " + text_of(tok, tail, 0, 4) + "<|im_end|>"), std::string::npos) << t;
+    EXPECT_EQ(t.find("river20 "), std::string::npos);
+}

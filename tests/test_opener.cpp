@@ -586,9 +586,33 @@ TEST_F(OpenerModel, OldTurnsAreDroppedWhenTheContextIsSmall) {
     const OpenerResult r = op.run(h);
     EXPECT_LE(r.timings.prompt_tokens + cfg.max_tokens, 64);
 
-    const std::vector<ChatMessage> huge = {{"user", std::string(300, 'x')}};
-    EXPECT_THROW(op.run(huge), Error);
     EXPECT_THROW(op.run({}), Error);
+}
+
+// A message too long for the context alone keeps its head and tail around " [...] " (as the
+// training data and the eval cut long prompts) instead of failing the turn.
+TEST_F(OpenerModel, ALongLastMessageIsShortenedToFit) {
+    OpenerConfig cfg;
+    cfg.max_tokens = 16;
+    cfg.hedge_phrases = {"Hmm."};
+    Context ctx(*model_, 64, 1);
+    Opener op(ctx, *tok_, cfg);
+    std::string text = "START";
+    for (int i = 0; i < 200; ++i) text += " word" + std::to_string(i);
+    text += " END?";
+    ASSERT_GT(prompt({{"user", text}}).size(), 64u);
+    const OpenerResult r = op.run({{"user", text}});
+    std::printf("a %zu-token message ran in a 64-token context: %lld prompt tokens\n", prompt({{"user", text}}).size(),
+                static_cast<long long>(r.timings.prompt_tokens));
+    EXPECT_LE(r.timings.prompt_tokens + cfg.max_tokens, 64);
+    const std::string kept = tok_->decode(ctx.tokens(), false);
+    EXPECT_NE(kept.find("START"), std::string::npos) << kept;
+    EXPECT_NE(kept.find(" [...] "), std::string::npos) << kept;
+    EXPECT_NE(kept.find("END?"), std::string::npos) << kept;
+
+    Context tiny(*model_, 20, 1);  // 16 tokens of opener leave no room for any message
+    Opener cramped(tiny, *tok_, cfg);
+    EXPECT_THROW(cramped.run({{"user", text}}), Error);
 }
 
 TEST_F(OpenerModel, BadConfigurationIsAnError) {

@@ -89,6 +89,13 @@ enum class Source {
     kArenaHard,   // chat/arena_hard_*.jsonl.zst: answers to an eval set, never read
     kGpteacher,   // chat/gpteacher_*.json.zst: JSON array of {instruction, input, output}
     kHhRlhf,      // chat/hh_rlhf_*.jsonl.gz: {chosen, rejected} "\n\nHuman: ...\n\nAssistant: ..."
+    // Prompt-diverse pairs, one {prompt, reply, source, ...} object per line:
+    kShareGpt,          // chat/sharegpt.jsonl.zst (+ first_turn, en_like: rows not en_like are skipped)
+    kChitchat,          // chat/chitchat.jsonl.zst (+ id: the conversation, turn)
+    kGsm8k,             // chat/gsm8k.jsonl.zst
+    kInstructLab,       // chat/instructlab.jsonl.zst
+    kGpteacherCodegen,  // chat/gpteacher_codegen.jsonl.zst
+    kAlpacaSubsets,     // chat/alpaca_subsets.jsonl.zst
 };
 std::string_view source_name(Source s);
 // By file name; throws naming the file and the names it knows.
@@ -131,6 +138,7 @@ struct ReadStats {
     uint64_t held_out_eval = 0;       // a user turn is an eval question (or AlpacaEval's vicuna set)
     uint64_t empty = 0;               // nothing to train on (no text, no assistant turn)
     uint64_t sampled_out = 0;         // left out by the sampling fraction
+    uint64_t not_english = 0;         // ShareGPT rows without en_like
     bool skipped_file = false;        // a whole held-out file (Arena-Hard answers)
 };
 
@@ -185,6 +193,16 @@ struct EncodedDocument {
     std::vector<uint8_t> mask;  // 1: the loss is taken on predicting this token
 };
 
+// Optional cuts that turn a chat document into an opener example.
+struct EncodeLimits {
+    // > 0: keep only the first user turn (after any system turn) and the first `opener_tokens`
+    // tokens of the reply after it; the reply's <|im_end|> stays when the whole reply fits.
+    int64_t opener_tokens = 0;
+    // > 0: a user turn longer than this many tokens keeps its first two thirds and last third
+    // around " [...] ", as the eval shortens prompts that do not fit a model's context.
+    int64_t prompt_tokens = 0;
+};
+
 // Books: the text then <|endoftext|>, all targets. Chat: ChatML turns as the runtime formats
 // them (format_chatml, with `default_system` inserted first when given) then <|endoftext|>;
 // targets are the assistant's content and its <|im_end|>, nothing else. Each piece between
@@ -192,7 +210,8 @@ struct EncodedDocument {
 // from its "<|im_start|>assistant\n" header, as it is generated after that header.
 // Throws when the vocabulary lacks the ChatML specials or has more than 65536 tokens.
 void encode_document(const Tokenizer& tok, const Document& doc,
-                     const std::optional<std::string>& default_system, EncodedDocument& out);
+                     const std::optional<std::string>& default_system, EncodedDocument& out,
+                     const EncodeLimits& limits = {});
 
 // A short fingerprint of everything that decides token ids ("fnv1a64:" + 16 hex digits).
 std::string vocab_fingerprint(const VocabData& vocab);
@@ -209,6 +228,10 @@ struct ShardOptions {
     double sample = 1.0;                      // fraction of each input's documents
     int64_t shard_tokens = int64_t{1} << 26;  // tokens per shard file (128 MiB of ids)
     int threads = 1;
+    EncodeLimits limits;  // opener examples instead of whole chats (books are left whole)
+    // Extra sampling fraction per source name (source_name), e.g. {"chitchat", 0.1}: a source
+    // to weight low. Applied on top of `sample`.
+    std::vector<std::pair<std::string, double>> source_sample;
 };
 
 struct SplitCounts {

@@ -352,6 +352,43 @@ double simulated_stall(double first_word_s, double opener_s, int words, bool nee
 // model's openers, a cloud TTFT from cfg.ttft. Deterministic for the same inputs and seed.
 LatencyResult run_latency_suite(const EvalConfig& cfg, const std::vector<ModelOpeners>& models);
 
+// ---- Hedge calibration (hedge_calibration.cpp) ----------------------------------------------
+
+// A training-side prompt with the reply it was given: never an eval prompt.
+struct ReplyPrompt {
+    std::string prompt;
+    std::string reply;  // its first ~1000 bytes
+};
+
+// Up to `n` single-turn prompts from the validation side of the training split (documents with
+// unit_hash(source:group) < val_fraction, as `microlm data --val-fraction` splits them, so the
+// model never trained on them), spread evenly over the prompt-diverse chat files in
+// <data_dir>/chat that exist, read through DocumentReader so that every eval hold-out applies.
+std::vector<ReplyPrompt> validation_prompts(const std::string& data_dir, size_t n, double val_fraction);
+
+struct HedgeCalibration {
+    float min_mean_logprob = 0, max_entropy = 0;  // the chosen thresholds
+    size_t prompts = 0;
+    double hedge_rate = 0;      // share of the prompts hedged with them
+    double score_shown = 0;     // mean of start-match@2 + opener-F1 of what would be shown
+    double score_never = 0;     // the same with hedging off
+    double score_default = 0;   // with the SmolLM2-measured default thresholds
+    double rate_default = 0;    // hedge rate of the defaults
+};
+
+// Chooses a model's hedge thresholds on reply prompts: runs the opener (as `chat` does, hedging
+// off), scores each opener and the hedge phrase the model would pick against the reply's first
+// words (start-match@2 + opener-F1 over 8 words), and picks, over a grid of quantiles of the
+// observed max entropy and mean log p, the pair whose shown openers score best with a hedge
+// rate in [min_rate, max_rate] (ties: the lower rate).
+HedgeCalibration calibrate_hedge(const std::string& model_path, const std::vector<ReplyPrompt>& prompts,
+                                 double min_rate, double max_rate, int threads,
+                                 const ProgressFn& progress = {});
+
+// Copies the GGUF at `in` to `out` (through a temporary file; in == out is fine) with the
+// thresholds as kHedgeMinMeanLogprobKey and kHedgeMaxEntropyKey, which the Opener then uses.
+void write_hedge_thresholds(const std::string& in, const std::string& out, const HedgeCalibration& c);
+
 // ---- Report (report.cpp) ---------------------------------------------------------------------
 
 struct EvalReport {

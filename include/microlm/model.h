@@ -80,6 +80,7 @@ public:
     int64_t n_past() const { return n_past_; }
     int64_t n_ctx() const { return n_ctx_; }
     int64_t n_vocab() const { return model_.config().n_vocab; }
+    const Model& model() const { return model_; }
     // Forgets every position from n on (n <= n_past): reuse a common prefix, e.g. the
     // system prompt, without recomputing it.
     void truncate(int64_t n);

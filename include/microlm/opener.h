@@ -51,6 +51,12 @@ private:
 // whitespace after it holds a line break. Exposed for the tests and the stitcher.
 bool word_ends_clause(std::string_view word, bool newline_follows);
 
+// GGUF keys of a model's own hedge thresholds, and the defaults for models without them.
+inline constexpr const char* kHedgeMinMeanLogprobKey = "microlm.opener.hedge_min_mean_logprob";
+inline constexpr const char* kHedgeMaxEntropyKey = "microlm.opener.hedge_max_entropy";
+inline constexpr float kDefaultHedgeMinMeanLogprob = -1.1f;
+inline constexpr float kDefaultHedgeMaxEntropy = 4.85f;
+
 // The neutral phrases a hedge picks from: safe whatever the question was.
 std::vector<std::string> default_hedge_phrases();
 
@@ -65,12 +71,13 @@ struct OpenerConfig {
     // (SmolLM2's "You are a helpful AI assistant named SmolLM, ..."), "" = no system message.
     std::optional<std::string> system_prompt;
 
-    // Hedge: replace an unsure opener by the most likely of hedge_phrases. The defaults were
-    // measured on SmolLM2-135M-Instruct (see opener.cpp); a μLM of another size or training
-    // run should measure its own with the same procedure.
+    // Hedge: replace an unsure opener by the most likely of hedge_phrases. Unset thresholds
+    // come from the model file (kHedgeMinMeanLogprobKey, kHedgeMaxEntropyKey, written by
+    // `microlm calibrate-hedge`), else the defaults measured on SmolLM2-135M-Instruct (see
+    // opener.cpp).
     bool hedge = true;
-    float hedge_min_mean_logprob = -1.1f;  // hedge when the mean token log-probability is lower
-    float hedge_max_entropy = 4.85f;       // or when any step's entropy (nats) is higher
+    std::optional<float> hedge_min_mean_logprob;  // hedge when the mean token log-probability is lower
+    std::optional<float> hedge_max_entropy;       // or when any step's entropy (nats) is higher
     std::vector<std::string> hedge_phrases = default_hedge_phrases();
     // false: words are held until the opener is complete and judged (needed to hedge before
     // anything is shown); true: each word is handed out as decoded and no hedge is applied
@@ -139,7 +146,8 @@ public:
     // configured one) plus the assistant header, reuses the KV prefix the context already
     // holds, and decodes the opener. on_word is called for each word as it is handed out:
     // as soon as decoded when stream_before_confident, otherwise once the opener is judged.
-    // Oldest turns are left out when the conversation does not fit the context.
+    // Oldest turns are left out when the conversation does not fit the context, and a last
+    // message that alone does not fit keeps its head and tail around " [...] ".
     OpenerResult run(const std::vector<ChatMessage>& history,
                      const std::function<void(const OpenerWord&)>& on_word = {});
 
@@ -148,11 +156,15 @@ public:
     size_t choose_hedge(const std::vector<ChatMessage>& history, std::vector<float>* scores = nullptr);
 
     const OpenerConfig& config() const { return cfg_; }
+    // The thresholds in force: the config's, else the model file's, else the defaults.
+    float hedge_min_mean_logprob() const { return min_mean_logprob_; }
+    float hedge_max_entropy() const { return max_entropy_; }
     // The system message used when a conversation has none (nullopt: none).
     const std::optional<std::string>& system_prompt() const { return system_; }
 
 private:
     std::vector<int32_t> prompt_tokens(const std::vector<ChatMessage>& history) const;
+    std::vector<int32_t> shortened_last_message(std::vector<ChatMessage> msgs, int64_t budget) const;
     int64_t prefill(const std::vector<int32_t>& ids);  // returns the reused prefix length
     size_t score_hedges(int64_t prompt_len, std::vector<float>& scores);
 
@@ -160,6 +172,7 @@ private:
     const Tokenizer& tok_;
     OpenerConfig cfg_;
     std::optional<std::string> system_;
+    float min_mean_logprob_, max_entropy_;
     std::vector<std::vector<int32_t>> hedge_tokens_;  // hedge_phrases, tokenized once
     std::vector<float> prompt_logits_;                // (n_vocab) the logits after the prompt
 };

@@ -24,6 +24,8 @@ void register_data(CLI::App& app) {
         int64_t max_tokens = 0, shard_tokens = int64_t{1} << 26;
         double val_fraction = 0.01, sample = 1.0;
         int threads = 1;
+        int64_t opener_tokens = 0, prompt_tokens = 0;
+        std::vector<std::string> source_sample;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("--tokenizer", o->tokenizer,
@@ -48,6 +50,19 @@ void register_data(CLI::App& app) {
         ->check(CLI::PositiveNumber);
     cmd->add_option("--eval-dir", o->eval_dir,
                     "Folder of eval questions to keep out (default: the inputs' ../eval)");
+    cmd->add_option("--opener-tokens", o->opener_tokens,
+                    "Opener examples: each chat becomes its first question and the first N tokens of "
+                    "the reply (0: whole chats)")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
+    cmd->add_option("--prompt-tokens", o->prompt_tokens,
+                    "Shorten longer user turns to N tokens (first 2/3 and last 1/3 around \" [...] \"; "
+                    "0: keep whole)")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
+    cmd->add_option("--source-sample", o->source_sample,
+                    "NAME=FRACTION: keep only this fraction of a source's documents, e.g. chitchat=0.1 "
+                    "(names: the summary's source column)");
     cmd->add_option("-t,--threads", o->threads, "Tokenizer threads")
         ->capture_default_str()
         ->check(CLI::Range(1, 256));
@@ -75,6 +90,21 @@ void register_data(CLI::App& app) {
         opt.sample = o->sample;
         opt.shard_tokens = o->shard_tokens;
         opt.threads = o->threads;
+        opt.limits.opener_tokens = o->opener_tokens;
+        opt.limits.prompt_tokens = o->prompt_tokens;
+        for (const std::string& kv : o->source_sample) {
+            const auto eq = kv.find('=');
+            double f = 0;
+            try {
+                f = eq == std::string::npos ? 0 : std::stod(kv.substr(eq + 1));
+            } catch (const std::exception&) {
+                f = 0;
+            }
+            if (eq == std::string::npos || !(f > 0 && f <= 1)) {
+                throw Error("--source-sample " + kv + ": expected NAME=FRACTION with FRACTION in (0, 1]");
+            }
+            opt.source_sample.emplace_back(kv.substr(0, eq), f);
+        }
 
         std::string eval_dir = o->eval_dir;
         if (eval_dir.empty()) {
@@ -110,9 +140,10 @@ void register_data(CLI::App& app) {
             std::fprintf(stderr,
                          "data: %-40s sample %.4f  %8" PRIu64 " docs  train %10" PRIu64
                          " tokens  val %8" PRIu64 "  held out: %" PRIu64 " by prompt_id, %" PRIu64
-                         " eval questions\n",
+                         " eval questions%s\n",
                          name.c_str(), in.sample, in.train.docs + in.val.docs, in.train.tokens, in.val.tokens,
-                         r.held_out_prompt_id, r.held_out_eval);
+                         r.held_out_prompt_id, r.held_out_eval,
+                         r.not_english ? (", " + std::to_string(r.not_english) + " not English").c_str() : "");
         }
         const uint64_t total = s.train.tokens + s.val.tokens;
         std::fprintf(stderr,

@@ -21,6 +21,7 @@ void register_trainer_commands(CLI::App& app);
 bool is_trainer_command(const char* arg);
 int run_trainer(int argc, char** argv);
 void register_serve(CLI::App& app);
+void register_calibrate_hedge(CLI::App& app);
 void register_eval(CLI::App& app);  // openers and latency always; handoff needs MICROLM_NET
 
 }  // namespace microlm::cli

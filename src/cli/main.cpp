@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
     microlm::cli::register_convert(app);
     microlm::cli::register_trainer_commands(app);
     microlm::cli::register_eval(app);
+    microlm::cli::register_calibrate_hedge(app);
 #if MICROLM_NET
     microlm::cli::register_serve_model(app);
     microlm::cli::register_chat(app);

@@ -187,23 +187,33 @@ struct Plan {
     std::vector<double> pace;  // text bytes per input that one "round" of interleaving is worth
 };
 
+// o.sample times the input's source_sample entry, if it has one.
+double base_sample(const ShardOptions& o, const std::string& input) {
+    const std::string_view name = source_name(source_of_path(input));
+    for (const auto& [source, fraction] : o.source_sample) {
+        if (source == name) return o.sample * fraction;
+    }
+    return o.sample;
+}
+
 Plan plan_sampling(const Tokenizer& tok, const HoldOut& hold_out, const ShardOptions& o,
                    const std::optional<std::string>& default_system) {
     const size_t n_in = o.inputs.size();
-    Plan plan{std::vector<double>(n_in, o.sample), std::vector<double>(n_in, 1.0)};
+    Plan plan{std::vector<double>(n_in, 1.0), std::vector<double>(n_in, 1.0)};
+    for (size_t i = 0; i < n_in; ++i) plan.keep[i] = base_sample(o, o.inputs[i]);
     if (o.max_tokens == 0) return plan;
     std::vector<double> tokens(n_in, 0), bytes_per_token(n_in, 4.0);
     std::vector<Source> sources;
     EncodedDocument e;
     for (size_t i = 0; i < n_in; ++i) {
-        DocumentReader r(o.inputs[i], hold_out, o.sample);
+        DocumentReader r(o.inputs[i], hold_out, plan.keep[i]);
         sources.push_back(r.source());
         Document d;
         double bytes = 0, probe_bytes = 0, probe_tokens = 0;
         while (r.next(d)) {
             bytes += static_cast<double>(d.text_bytes());
             if (probe_bytes < 256e3) {
-                encode_document(tok, d, default_system, e);
+                encode_document(tok, d, default_system, e, o.limits);
                 probe_bytes += static_cast<double>(d.text_bytes());
                 probe_tokens += static_cast<double>(e.ids.size());
             }
@@ -215,7 +225,7 @@ Plan plan_sampling(const Tokenizer& tok, const HoldOut& hold_out, const ShardOpt
     const std::vector<double> share =
         source_shares(sources, tokens, 1.05 * static_cast<double>(o.max_tokens));
     for (size_t i = 0; i < n_in; ++i) {
-        if (tokens[i] > 0) plan.keep[i] = o.sample * std::min(1.0, share[i] / tokens[i]);
+        if (tokens[i] > 0) plan.keep[i] *= std::min(1.0, share[i] / tokens[i]);
         plan.pace[i] = std::max(1.0, share[i] * bytes_per_token[i]);
     }
     return plan;
@@ -242,7 +252,10 @@ void write_manifest(const fs::path& path, const Tokenizer& tok, const HoldOut& h
     m["options"] = {{"val_fraction", o.val_fraction},
                     {"sample", o.sample},
                     {"max_tokens", o.max_tokens},
-                    {"shard_tokens", o.shard_tokens}};
+                    {"shard_tokens", o.shard_tokens},
+                    {"opener_tokens", o.limits.opener_tokens},
+                    {"prompt_tokens", o.limits.prompt_tokens}};
+    for (const auto& [source, fraction] : o.source_sample) m["options"]["source_sample"][source] = fraction;
     m["hold_out"] = {{"eval_questions", hold_out.size()},
                      {"rules",
                       "AlpacaEval prompt_id % 10 == 0 and its vicuna subset; Arena-Hard answer files; "
@@ -320,7 +333,8 @@ void commit(const fs::path& dir, ShardWriter& train, ShardWriter& val, TempFiles
 }  // namespace
 
 void encode_document(const Tokenizer& tok, const Document& doc,
-                     const std::optional<std::string>& default_system, EncodedDocument& out) {
+                     const std::optional<std::string>& default_system, EncodedDocument& out,
+                     const EncodeLimits& limits) {
     const Specials sp = find_specials(tok);
     out.ids.clear();
     out.mask.clear();
@@ -329,9 +343,15 @@ void encode_document(const Tokenizer& tok, const Document& doc,
         out.mask.push_back(target);
     };
     // Text from the corpora is never parsed for special tokens: "<|im_end|>" in a book stays text.
+    const auto ids_of = [&](std::string_view s) {
+        return tok.encode(s, /*add_special=*/false, /*parse_special=*/false);
+    };
+    const auto put_ids = [&](const std::vector<int32_t>& ids, size_t n, uint8_t target) {
+        for (size_t i = 0; i < n && i < ids.size(); ++i) put(ids[i], target);
+    };
     const auto put_text = [&](std::string_view s, uint8_t target) {
-        for (const int32_t id : tok.encode(s, /*add_special=*/false, /*parse_special=*/false))
-            put(id, target);
+        const auto ids = ids_of(s);
+        put_ids(ids, ids.size(), target);
     };
 
     if (!doc.is_chat()) {
@@ -339,12 +359,43 @@ void encode_document(const Tokenizer& tok, const Document& doc,
         put(sp.eot, 1);
         return;
     }
+    const bool opener = limits.opener_tokens > 0;
     const auto turn = [&](const ChatMessage& m) {
         put(sp.im_start, 0);
         if (m.role == "assistant") {
             put_text("assistant\n", 0);
-            put_text(m.content, 1);
+            // An opener needs only the reply's start: encode a prefix that ends at a space
+            // well past N tokens (no token is shorter than a byte), then the whole reply only
+            // when the prefix was too short to be sure of its first N tokens.
+            std::string_view text = m.content;
+            if (opener) {
+                const size_t want = static_cast<size_t>(limits.opener_tokens) * 8 + 64;
+                const size_t space = want < text.size() ? text.find(' ', want) : std::string_view::npos;
+                if (space != std::string_view::npos) text = text.substr(0, space);
+            }
+            auto reply = ids_of(text);
+            bool whole = text.size() == m.content.size();
+            if (!whole && reply.size() < static_cast<size_t>(limits.opener_tokens) + 4) {
+                reply = ids_of(m.content);
+                whole = true;
+            }
+            const auto keep = static_cast<size_t>(opener ? limits.opener_tokens : static_cast<int64_t>(reply.size()));
+            put_ids(reply, keep, 1);
+            if (keep < reply.size() || !whole) return;  // an opener cut: no end of turn
             put(sp.im_end, 1);  // learning to stop is part of the reply
+        } else if (m.role == "user" && limits.prompt_tokens > 0) {
+            put_text("user\n", 0);
+            const auto text = ids_of(m.content);
+            const auto limit = static_cast<size_t>(limits.prompt_tokens);
+            if (text.size() <= limit) {
+                put_ids(text, text.size(), 0);
+            } else {
+                const size_t head = limit * 2 / 3, tail = limit - head;
+                put_ids(text, head, 0);
+                put_text(" [...] ", 0);
+                for (size_t i = text.size() - tail; i < text.size(); ++i) put(text[i], 0);
+            }
+            put(sp.im_end, 0);
         } else {
             put_text(m.role + "\n" + m.content, 0);
             put(sp.im_end, 0);
@@ -352,7 +403,13 @@ void encode_document(const Tokenizer& tok, const Document& doc,
         put_text("\n", 0);
     };
     if (default_system && doc.messages.front().role != "system") turn({"system", *default_system});
-    for (const ChatMessage& m : doc.messages) turn(m);
+    bool seen_user = false;
+    for (const ChatMessage& m : doc.messages) {
+        if (opener && m.role == "assistant" && !seen_user) continue;  // a reply before any question
+        turn(m);
+        seen_user = seen_user || m.role == "user";
+        if (opener && m.role == "assistant") break;
+    }
     put(sp.eot, 0);
 }
 
@@ -402,6 +459,11 @@ ShardSummary build_shards(const Tokenizer& tok, const HoldOut& hold_out, const S
         throw Error("sample fraction " + std::to_string(o.sample) + " is outside (0, 1]");
     if (o.shard_tokens <= 0) throw Error("tokens per shard must be positive");
     if (o.max_tokens < 0) throw Error("the token limit must not be negative");
+    for (const auto& [source, fraction] : o.source_sample) {
+        if (!(fraction > 0 && fraction <= 1)) {
+            throw Error("sample fraction " + std::to_string(fraction) + " for source '" + source + "' is outside (0, 1]");
+        }
+    }
     find_specials(tok);
     const std::optional<std::string> default_system = chat_template_default_system(tok.vocab().chat_template);
 
@@ -463,7 +525,7 @@ ShardSummary build_shards(const Tokenizer& tok, const HoldOut& hold_out, const S
         std::exception_ptr err;
         pool.run(static_cast<int64_t>(docs.size()), [&](int64_t i) {
             try {
-                encode_document(tok, docs[i], default_system, enc[i]);
+                encode_document(tok, docs[i], default_system, enc[i], o.limits);
             } catch (...) {
                 const std::lock_guard<std::mutex> lock(err_mu);
                 if (!err) err = std::current_exception();

@@ -75,6 +75,18 @@ std::string_view source_name(Source s) {
             return "gpteacher";
         case Source::kHhRlhf:
             return "hh_rlhf";
+        case Source::kShareGpt:
+            return "sharegpt";
+        case Source::kChitchat:
+            return "chitchat";
+        case Source::kGsm8k:
+            return "gsm8k";
+        case Source::kInstructLab:
+            return "instructlab";
+        case Source::kGpteacherCodegen:
+            return "gpteacher_codegen";
+        case Source::kAlpacaSubsets:
+            return "alpaca_subsets";
     }
     return "?";
 }
@@ -85,12 +97,19 @@ Source source_of_path(const std::string& path) {
     if (starts_with(name, "alpaca_eval_outputs")) return Source::kAlpacaEval;
     if (starts_with(name, "sgd_dialogues")) return Source::kSgd;
     if (starts_with(name, "arena_hard")) return Source::kArenaHard;
+    if (starts_with(name, "gpteacher_codegen.jsonl")) return Source::kGpteacherCodegen;
     if (starts_with(name, "gpteacher_")) return Source::kGpteacher;
     if (starts_with(name, "hh_rlhf")) return Source::kHhRlhf;
+    if (starts_with(name, "sharegpt")) return Source::kShareGpt;
+    if (starts_with(name, "chitchat")) return Source::kChitchat;
+    if (starts_with(name, "gsm8k")) return Source::kGsm8k;
+    if (starts_with(name, "instructlab")) return Source::kInstructLab;
+    if (starts_with(name, "alpaca_subsets")) return Source::kAlpacaSubsets;
     throw Error(path +
                 ": the file name does not say which corpus it is (known: gutenberg-*.jsonl.zst, "
                 "alpaca_eval_outputs.jsonl.zst, sgd_dialogues.jsonl.zst, arena_hard_*.jsonl.zst, "
-                "gpteacher_*.json.zst, hh_rlhf_*.jsonl.gz)");
+                "gpteacher_*.json.zst, hh_rlhf_*.jsonl.gz, sharegpt, chitchat, gsm8k, instructlab, "
+                "gpteacher_codegen, alpaca_subsets .jsonl.zst)");
 }
 
 double unit_hash(std::string_view key) {
@@ -393,6 +412,31 @@ bool DocumentReader::parse(const std::string& record, Document& doc) try {
             while (!doc.messages.empty() && doc.messages.back().role == "assistant" &&
                    doc.messages.back().content.empty()) {
                 doc.messages.pop_back();
+            }
+            break;
+        }
+        case Source::kShareGpt:
+        case Source::kChitchat:
+        case Source::kGsm8k:
+        case Source::kInstructLab:
+        case Source::kGpteacherCodegen:
+        case Source::kAlpacaSubsets: {
+            if (source_ == Source::kShareGpt && !j.value("en_like", false)) {
+                ++stats_.not_english;
+                return false;
+            }
+            const std::string line = std::to_string(lines_->line_number());
+            doc.id = std::string(source_name(source_)) + ":" + line;
+            // A conversation's turns share a split (chitchat and ShareGPT carry its id).
+            const auto conv = j.find("id");
+            doc.group = conv != j.end() && conv->is_string()
+                            ? std::string(source_name(source_)) + ":" + conv->get<std::string>()
+                            : doc.id;
+            doc.messages.push_back({"user", trim(string_field(j, "prompt", where))});
+            doc.messages.push_back({"assistant", trim(string_field(j, "reply", where))});
+            if (doc.messages.front().content.empty()) {
+                ++stats_.empty;
+                return false;
             }
             break;
         }

@@ -203,8 +203,23 @@ std::optional<Word> WordAssembler::finish() {
 // ---- Opener -----------------------------------------------------------------------------
 
 // How the default hedge thresholds were chosen: see the note at the end of this file.
+namespace {
+
+float threshold(const std::optional<float>& configured, const Model& model, const char* key, float fallback) {
+    if (configured) return *configured;
+    const std::optional<double> v = model.file().get_float_opt(key);
+    return v ? static_cast<float>(*v) : fallback;
+}
+
+}  // namespace
+
 Opener::Opener(Context& ctx, const Tokenizer& tok, OpenerConfig cfg)
-    : ctx_(ctx), tok_(tok), cfg_(std::move(cfg)) {
+    : ctx_(ctx),
+      tok_(tok),
+      cfg_(std::move(cfg)),
+      min_mean_logprob_(threshold(cfg_.hedge_min_mean_logprob, ctx.model(), kHedgeMinMeanLogprobKey,
+                                  kDefaultHedgeMinMeanLogprob)),
+      max_entropy_(threshold(cfg_.hedge_max_entropy, ctx.model(), kHedgeMaxEntropyKey, kDefaultHedgeMaxEntropy)) {
     if (cfg_.min_words < 1 || cfg_.max_words < cfg_.min_words || cfg_.max_tokens < 1) {
         throw Error("opener: need 1 <= min_words <= max_words and max_tokens >= 1 (got min_words " +
                     std::to_string(cfg_.min_words) + ", max_words " + std::to_string(cfg_.max_words) +
@@ -247,12 +262,30 @@ std::vector<int32_t> Opener::prompt_tokens(const std::vector<ChatMessage>& histo
         msgs.insert(msgs.end(), history.begin() + static_cast<std::ptrdiff_t>(first), history.end());
         std::vector<int32_t> ids = tok_.encode(format_chatml(msgs, true, system_), true, true);
         if (static_cast<int64_t>(ids.size()) + budget <= ctx_.n_ctx()) return ids;
-        if (first + 1 >= history.size()) {
-            throw Error("opener: the last message alone needs " + std::to_string(ids.size()) + " + " +
-                        std::to_string(budget) + " tokens but the context holds " +
-                        std::to_string(ctx_.n_ctx()) + "; use a larger context or a shorter message");
-        }
+        if (first + 1 >= history.size()) return shortened_last_message(msgs, budget);
     }
+}
+
+// The last message alone is too long: keep its first two thirds and last third of tokens around
+// " [...] " (the question is usually at the start or the end), as the training data and the
+// eval cut long prompts, until it fits.
+std::vector<int32_t> Opener::shortened_last_message(std::vector<ChatMessage> msgs, int64_t budget) const {
+    static constexpr std::string_view kGap = " [...] ";
+    const std::string original = msgs.back().content;
+    const std::vector<int32_t> content = tok_.encode(original, false, false);
+    std::vector<int32_t> ids = tok_.encode(format_chatml(msgs, true, system_), true, true);
+    int64_t keep = static_cast<int64_t>(content.size()) -
+                   (static_cast<int64_t>(ids.size()) + budget - ctx_.n_ctx()) - 4;
+    for (; keep >= 8; keep -= 4) {
+        const auto head = static_cast<size_t>(keep * 2 / 3), tail = static_cast<size_t>(keep) - head;
+        msgs.back().content = tok_.decode(std::span(content).first(head), false) + std::string(kGap) +
+                              tok_.decode(std::span(content).last(tail), false);
+        ids = tok_.encode(format_chatml(msgs, true, system_), true, true);
+        if (static_cast<int64_t>(ids.size()) + budget <= ctx_.n_ctx()) return ids;
+    }
+    throw Error("opener: the context holds " + std::to_string(ctx_.n_ctx()) + " tokens, too few for " +
+                std::to_string(budget) + " of opener and even a shortened message (" +
+                std::to_string(content.size()) + " tokens); use a larger context");
 }
 
 int64_t Opener::prefill(const std::vector<int32_t>& ids) {
@@ -382,8 +415,7 @@ OpenerResult Opener::run(const std::vector<ChatMessage>& history,
         }
         c.mean_logprob = sum / static_cast<double>(logprobs.size());
     }
-    c.unsure = counted == 0 || c.mean_logprob < cfg_.hedge_min_mean_logprob ||
-               c.max_entropy > cfg_.hedge_max_entropy;
+    c.unsure = counted == 0 || c.mean_logprob < min_mean_logprob_ || c.max_entropy > max_entropy_;
     r.tokens = std::move(tokens);
     r.logprobs = std::move(logprobs);
     r.entropies = std::move(entropies);

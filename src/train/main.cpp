@@ -43,8 +43,9 @@ void register_train(CLI::App& app) {
                 "OUT/config.txt. Running again with the same OUT resumes exactly where it stopped.");
     cmd->callback([cmd, config] {
         TrainConfig cfg = load_train_config(*config, cmd->remaining());
-        std::fprintf(stderr, "microlm-train: %lld parameters, %s, out %s\n",
-                     static_cast<long long>(cfg.shape.parameters()), cfg.device.c_str(), cfg.out.c_str());
+        std::fprintf(stderr, "microlm-train: %lld parameters, %s, %s, out %s\n",
+                     static_cast<long long>(cfg.shape.parameters()), cfg.device.c_str(),
+                     uses_bf16(cfg) ? "bf16 autocast (fp32 weights)" : "fp32", cfg.out.c_str());
         const TrainSummary s = run_training(cfg, [](const StepReport& r) {
             std::fprintf(stderr, "step %6lld/%lld  loss %.4f%s  lr %.2e  %6.0f tok/s  seen %.2fM  ETA %s\n",
                          static_cast<long long>(r.step), static_cast<long long>(r.steps), r.loss,

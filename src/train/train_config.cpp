@@ -55,7 +55,8 @@ const std::vector<std::pair<std::string, Field>>& fields() {
         {"norm_eps", shape_num(&LlamaShape::norm_eps)},
         {"data", text(&TrainConfig::data)},             {"tokenizer", text(&TrainConfig::tokenizer)},
         {"out", text(&TrainConfig::out)},               {"init_from", text(&TrainConfig::init_from)},
-        {"device", text(&TrainConfig::device)},         {"threads", num(&TrainConfig::threads)},
+        {"device", text(&TrainConfig::device)},         {"precision", text(&TrainConfig::precision)},
+        {"threads", num(&TrainConfig::threads)},
         {"seed", num(&TrainConfig::seed)},              {"steps", num(&TrainConfig::steps)},
         {"batch", num(&TrainConfig::batch)},            {"seq_len", num(&TrainConfig::seq_len)},
         {"grad_accum", num(&TrainConfig::grad_accum)},  {"lr", num(&TrainConfig::lr)},
@@ -92,6 +93,8 @@ void TrainConfig::validate() const {
     };
     need(!data.empty(), "data is required (a `microlm data` output folder)");
     need(device == "cpu" || device == "cuda", "device must be cpu or cuda, not '" + device + "'");
+    need(precision == "auto" || precision == "fp32" || precision == "bf16",
+         "precision must be auto, fp32 or bf16, not '" + precision + "'");
     need(steps >= 1 && batch >= 1 && grad_accum >= 1, "steps, batch and grad_accum must be >= 1");
     need(seq_len >= 2 && seq_len <= shape.n_ctx, "seq_len must be in [2, n_ctx]");
     need(lr > 0 && min_lr >= 0 && min_lr <= lr, "need lr > 0 and 0 <= min_lr <= lr");

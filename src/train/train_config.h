@@ -17,8 +17,11 @@ struct TrainConfig {
     std::string data;             // a `microlm data` output folder (manifest.json + shards)
     std::string tokenizer;        // GGUF whose tokenizer.* keys the export copies
     std::string out = "runs/run";  // checkpoint.pt, loss.csv, loss.png, config.txt
-    std::string init_from;        // a checkpoint whose weights start this run (stage 2)
+    std::string init_from;        // a checkpoint or an F32/F16/Q8_0 GGUF whose weights start this run
     std::string device = "cpu";   // cpu | cuda
+    // auto: bf16 autocast on CUDA and on CPUs with bf16 matmul units (AMX or AVX512-BF16),
+    // else fp32. The weights and AdamW's state are fp32 either way.
+    std::string precision = "auto";  // auto | fp32 | bf16
     int64_t threads = 0;          // CPU threads (0: all cores)
     uint64_t seed = 1;
     int64_t steps = 1000;

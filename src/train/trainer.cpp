@@ -21,7 +21,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "microlm/dtype.h"
 #include "microlm/error.h"
+#include "microlm/gguf.h"
 #include "train/batches.h"
 #include "train/loss_plot.h"
 
@@ -58,16 +60,43 @@ struct Losses {
     double counted;
 };
 
-Losses batch_loss(LlamaModule& model, const Batch& b, const torch::Device& dev, bool autocast) {
-    if (autocast) {
-        at::autocast::set_enabled(true);
-        at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+// bfloat16 autocast around a forward pass: matmuls run in bf16 (AMX through oneDNN on the CPU,
+// tensor cores on CUDA), while the weights, their gradients and AdamW's state stay fp32.
+class Autocast {
+public:
+    Autocast(bool on, const torch::Device& dev) : on_(on), cuda_(dev.is_cuda()) {
+        if (!on_) return;
+        if (cuda_) {
+            at::autocast::set_enabled(true);
+            at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+        } else {
+            at::autocast::set_cpu_enabled(true);
+            at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+        }
     }
-    auto logits = model->forward(b.inputs.to(dev));
-    if (autocast) {
+    ~Autocast() {
+        if (!on_) return;
         at::autocast::clear_cache();
-        at::autocast::set_enabled(false);
+        if (cuda_) {
+            at::autocast::set_enabled(false);
+        } else {
+            at::autocast::set_cpu_enabled(false);
+        }
     }
+    Autocast(const Autocast&) = delete;
+    Autocast& operator=(const Autocast&) = delete;
+
+private:
+    bool on_, cuda_;
+};
+
+torch::Tensor forward_logits(LlamaModule& model, const Batch& b, const torch::Device& dev, bool bf16) {
+    const Autocast scope(bf16, dev);
+    return model->forward(b.inputs.to(dev));
+}
+
+Losses batch_loss(LlamaModule& model, const Batch& b, const torch::Device& dev, bool bf16) {
+    auto logits = forward_logits(model, b, dev, bf16);
     const int64_t V = logits.size(-1);
     auto ce = F::cross_entropy(logits.reshape({-1, V}).to(torch::kFloat32), b.targets.to(dev).reshape(-1),
                                F::CrossEntropyFuncOptions().reduction(torch::kNone));
@@ -87,7 +116,7 @@ struct ValLoss {
 };
 
 ValLoss validate(LlamaModule& model, const ShardSet& val, const TrainConfig& cfg, const BatchOptions& opt,
-                 const torch::Device& dev) {
+                 const torch::Device& dev, bool bf16) {
     torch::NoGradGuard no_grad;
     model->eval();
     double sum = 0, n = 0, sum_first = 0, n_first = 0;
@@ -95,15 +124,7 @@ ValLoss validate(LlamaModule& model, const ShardSet& val, const TrainConfig& cfg
     marked.first_token_weight = 2.0;  // marks the first targets; the losses below are unweighted
     for (int64_t i = 0; i < cfg.eval_batches; ++i) {
         const Batch b = val.sample(marked, /*seed=*/0x5EED, /*step=*/i, /*micro=*/0);
-        if (cfg.device == "cuda") {
-            at::autocast::set_enabled(true);
-            at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-        }
-        auto logits = model->forward(b.inputs.to(dev));
-        if (cfg.device == "cuda") {
-            at::autocast::clear_cache();
-            at::autocast::set_enabled(false);
-        }
+        auto logits = forward_logits(model, b, dev, bf16);
         const int64_t V = logits.size(-1);
         auto ce = F::cross_entropy(logits.reshape({-1, V}).to(torch::kFloat32), b.targets.to(dev).reshape(-1),
                                    F::CrossEntropyFuncOptions().reduction(torch::kNone)).cpu();
@@ -159,7 +180,69 @@ void truncate_csv(const std::string& path, int64_t keep) {
     fs::rename(path + ".tmp", path);
 }
 
+bool cpu_has_bf16_matmul() {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("flags", 0) != 0) continue;
+        std::istringstream words(line);
+        std::string w;
+        while (words >> w) {
+            if (w == "amx_bf16" || w == "avx512_bf16") return true;
+        }
+        return false;
+    }
+    return false;
+}
+
+void copy_weights(LlamaModule& dst_model, LlamaModule& src_model) {
+    torch::NoGradGuard g;
+    auto dst = dst_model->named_weights(), src = src_model->named_weights();
+    for (size_t i = 0; i < dst.size(); ++i) dst[i].second.copy_(src[i].second);
+}
+
+// A GGUF's tensors into the model, by name: the export writes the module's own names.
+void load_gguf_weights(const std::string& path, LlamaModule& model) {
+    const auto file = GgufFile::open(path);
+    torch::NoGradGuard g;
+    for (auto& [name, p] : model->named_weights()) {
+        const GgufTensor* t = file->find_tensor(name);
+        if (!t) throw Error(path + ": has no tensor " + name + " (is it a model of this shape?)");
+        if (t->elements() != p.numel()) {
+            throw Error(path + ": tensor " + name + " has " + std::to_string(t->elements()) +
+                        " elements, the config's shape needs " + std::to_string(p.numel()));
+        }
+        const auto type = static_cast<DType>(t->type);
+        if (type != DType::F32 && type != DType::F16 && type != DType::Q8_0) {
+            throw Error(path + ": tensor " + name + " is " + std::string(dtype_name(t->type)) +
+                        "; init_from takes F32, F16 or Q8_0 GGUF files");
+        }
+        auto buf = torch::empty({p.numel()}, torch::kFloat32);
+        dequantize_row(type, t->data, buf.data_ptr<float>(), p.numel());
+        p.copy_(buf.view(p.sizes()));
+    }
+}
+
 }  // namespace
+
+bool uses_bf16(const TrainConfig& cfg) {
+    if (cfg.precision == "bf16") return true;
+    if (cfg.precision == "fp32") return false;
+    return cfg.device == "cuda" || cpu_has_bf16_matmul();
+}
+
+int64_t init_weights_from(const std::string& path, LlamaModule& model) {
+    if (fs::path(path).extension() == ".gguf") {
+        load_gguf_weights(path, model);
+        return 0;
+    }
+    LoadedCheckpoint init = load_checkpoint(path);
+    if (init.config.shape.parameters() != model->shape().parameters()) {
+        throw Error(path + ": shape differs from this config's");
+    }
+    copy_weights(model, init.model);
+    return init.tokens_seen;
+}
 
 double learning_rate(const TrainConfig& cfg, int64_t step) {
     if (step < cfg.warmup) return cfg.lr * static_cast<double>(step + 1) / static_cast<double>(cfg.warmup);
@@ -198,6 +281,7 @@ TrainSummary run_training(const TrainConfig& config, const std::function<void(co
     if (cfg.device == "cuda" && !torch::cuda::is_available()) throw Error("config: device = cuda, but no CUDA device is available");
     if (cfg.threads > 0) torch::set_num_threads(static_cast<int>(cfg.threads));
     const torch::Device dev(cfg.device == "cuda" ? torch::kCUDA : torch::kCPU);
+    const bool bf16 = uses_bf16(cfg);
 
     const ShardSet train_set(cfg.data, "train"), val_set(cfg.data, "val");
     if (train_set.vocab_size() != cfg.shape.n_vocab) {
@@ -213,15 +297,7 @@ TrainSummary run_training(const TrainConfig& config, const std::function<void(co
     TrainSummary sum;
     int64_t step = 0;
     double prior_wall = 0;
-    if (!fs::exists(ckpt) && !cfg.init_from.empty()) {
-        LoadedCheckpoint init = load_checkpoint(cfg.init_from);
-        if (init.config.shape.parameters() != cfg.shape.parameters()) throw Error(cfg.init_from + ": shape differs from this config's");
-        torch::NoGradGuard g;
-        auto dst = model->named_weights(), src = init.model->named_weights();
-        for (size_t i = 0; i < dst.size(); ++i) dst[i].second.copy_(src[i].second);
-        sum.tokens_seen = init.tokens_seen;
-        prior_wall = init.wall_s;
-    }
+    if (!fs::exists(ckpt) && !cfg.init_from.empty()) sum.tokens_seen = init_weights_from(cfg.init_from, model);
     model->to(dev);
 
     std::vector<torch::Tensor> decay, no_decay;
@@ -240,11 +316,7 @@ TrainSummary run_training(const TrainConfig& config, const std::function<void(co
         if (ck.config.shape.parameters() != cfg.shape.parameters() || ck.config.seed != cfg.seed) {
             throw Error(ckpt + ": was written by a run with another shape or seed; use another `out` folder");
         }
-        {
-            torch::NoGradGuard g;
-            auto dst = model->named_weights(), src = ck.model->named_weights();
-            for (size_t i = 0; i < dst.size(); ++i) dst[i].second.copy_(src[i].second);
-        }
+        copy_weights(model, ck.model);
         torch::serialize::InputArchive root, o;
         root.load_from(ckpt, dev);
         root.read("optim", o);
@@ -274,7 +346,7 @@ TrainSummary run_training(const TrainConfig& config, const std::function<void(co
         double loss = 0;
         for (int64_t m = 0; m < cfg.grad_accum; ++m) {
             const Batch b = train_set.sample(bopt, cfg.seed, step, m);
-            Losses l = batch_loss(model, b, dev, cfg.device == "cuda");
+            Losses l = batch_loss(model, b, dev, bf16);
             (l.objective / static_cast<double>(cfg.grad_accum)).backward();
             loss += l.reported / static_cast<double>(cfg.grad_accum);
         }
@@ -299,7 +371,7 @@ TrainSummary run_training(const TrainConfig& config, const std::function<void(co
         r.tokens_per_s = since > 0 ? static_cast<double>((step - last_log_step) * tokens_per_step) / since : 0;
         ValLoss vl;
         if (do_val) {
-            vl = validate(model, val_set, cfg, bopt, dev);
+            vl = validate(model, val_set, cfg, bopt, dev, bf16);
             r.val_loss = sum.last_val_loss = vl.all;
             r.val_first_loss = vl.first;
         }

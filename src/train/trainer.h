@@ -38,6 +38,10 @@ struct TrainSummary {
 // lr at an optimizer step (0-based): linear warm-up to cfg.lr, then cosine to cfg.min_lr.
 double learning_rate(const TrainConfig& cfg, int64_t step);
 
+// Whether cfg trains with bf16 autocast: precision bf16, or auto on CUDA or on a CPU that
+// lists amx_bf16 or avx512_bf16 in /proc/cpuinfo.
+bool uses_bf16(const TrainConfig& cfg);
+
 // Trains per cfg, resuming from cfg.out/checkpoint.pt when it exists. `on_step` sees every
 // log_every-th step and every validation. SIGINT/SIGTERM end the run after the current step
 // with a checkpoint written.
@@ -52,5 +56,10 @@ struct LoadedCheckpoint {
     double wall_s = 0;
 };
 LoadedCheckpoint load_checkpoint(const std::string& path);
+
+// Copies the weights of `path` into `model`: a checkpoint, or a GGUF (F32, F16 or Q8_0 tensors,
+// e.g. an exported model) whose tensors have the model's names and sizes. Returns the tokens the
+// source had seen (0 for a GGUF). Throws naming the file and the first mismatch.
+int64_t init_weights_from(const std::string& path, LlamaModule& model);
 
 }  // namespace microlm::train

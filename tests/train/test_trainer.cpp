@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "microlm/error.h"
 #include "microlm/model.h"
 #include "microlm/random_model.h"
 #include "train/export_gguf.h"
@@ -87,6 +88,7 @@ TrainConfig tiny_config(const fs::path& data, const fs::path& out) {
     c.data = data.string();
     c.out = out.string();
     c.threads = 1;
+    c.precision = "fp32";
     c.steps = 40;
     c.batch = 8;
     c.seq_len = 64;
@@ -253,5 +255,66 @@ TEST(Trainer, TinyModelLearnsTheFixtureAndResumesExactly) {
                         std::string(t) == "f32" ? DType::F32 : DType::Q8_0, "fixture");
         }
     }
+    fs::remove_all(dir);
+}
+
+// bf16 autocast (AMX through oneDNN where the CPU has it) against fp32 on the same batches:
+// the loss curves agree to within bf16's ~3 significant digits compounded over 40 steps.
+TEST(Trainer, Bf16AutocastTracksFp32OnTheFixture) {
+    const fs::path dir = scratch("bf16");
+    fs::create_directories(dir / "data");
+    write_fixture_shards(dir / "data", 512);
+    const TrainSummary a = run_training(tiny_config(dir / "data", dir / "fp32"), {});
+    TrainConfig bf = tiny_config(dir / "data", dir / "bf16");
+    bf.precision = "bf16";
+    EXPECT_TRUE(uses_bf16(bf));
+    const TrainSummary b = run_training(bf, {});
+    const std::vector<double> la = csv_losses(dir / "fp32" / "loss.csv"), lb = csv_losses(dir / "bf16" / "loss.csv");
+    ASSERT_EQ(la.size(), lb.size());
+    double worst = 0;
+    for (size_t i = 0; i < la.size(); ++i) worst = std::max(worst, std::abs(la[i] - lb[i]));
+    const double val_rel = std::abs(a.last_val_loss - b.last_val_loss) / a.last_val_loss;
+    std::printf("bf16 vs fp32: max |train loss diff| %.4f over %zu steps (tolerance 0.15); final val %.4f vs %.4f, "
+                "relative diff %.4f (tolerance 0.05)\n",
+                worst, la.size(), b.last_val_loss, a.last_val_loss, val_rel);
+    EXPECT_LT(worst, 0.15);
+    EXPECT_LT(val_rel, 0.05);
+    fs::remove_all(dir);
+}
+
+// A run can start from an exported GGUF as well as from a checkpoint (resuming on another
+// machine from a committed model): F32 gives the checkpoint's weights exactly, Q8_0 within
+// its rounding (half a step of the block scale, <= max|w| / 254 per block).
+TEST(Trainer, InitFromExportedGgufGivesTheCheckpointsWeights) {
+    const fs::path dir = scratch("init_gguf");
+    fs::create_directories(dir / "data");
+    write_fixture_shards(dir / "data", 512);
+    TrainConfig c = tiny_config(dir / "data", dir / "run");
+    c.steps = 5;
+    run_training(c, {});
+    LoadedCheckpoint ck = load_checkpoint((dir / "run" / "checkpoint.pt").string());
+    ModelShape ms;
+    ms.n_vocab = 512;
+    write_random_llama((dir / "tok.gguf").string(), ms, DType::F32, 1);
+    for (const DType t : {DType::F32, DType::Q8_0}) {
+        const std::string path = (dir / (std::string(dtype_name(static_cast<uint32_t>(t))) + ".gguf")).string();
+        export_gguf(ck.model, (dir / "tok.gguf").string(), path, t, "fixture");
+        LlamaModule m(tiny_shape());
+        EXPECT_EQ(init_weights_from(path, m), 0);
+        double worst = 0, max_abs = 0;
+        auto got = m->named_weights(), want = ck.model->named_weights();
+        for (size_t i = 0; i < got.size(); ++i) {
+            worst = std::max(worst, (got[i].second - want[i].second).abs().max().item<double>());
+            max_abs = std::max(max_abs, want[i].second.abs().max().item<double>());
+        }
+        // Q8_0: d = max|block| / 127 stored as fp16; error <= d/2 + 127 |d - fp16(d)|.
+        const double tol = t == DType::F32 ? 0.0 : max_abs / 127.0 * (0.5 + 127.0 / 2048.0);
+        std::printf("init_from %s: max |weight diff| %.3g (tolerance %.3g)\n", path.c_str(), worst, tol);
+        EXPECT_LE(worst, tol);
+    }
+    TrainConfig wrong = tiny_config(dir / "data", dir / "wrong");
+    wrong.shape.dim = 32;
+    LlamaModule w(wrong.shape);
+    EXPECT_THROW(init_weights_from((dir / "F32.gguf").string(), w), Error);
     fs::remove_all(dir);
 }
