@@ -138,7 +138,8 @@ RetrievalIndex build_retrieval_index(const std::vector<std::string>& corpus_file
                                      const std::string& eval_dir,
                                      const std::vector<std::string>& extra_held_out,
                                      RetrievalStats* stats = nullptr, const ProgressFn& progress = {});
-// The chat corpora of <data>/chat that exist (AlpacaEval outputs, GPTeacher, HH-RLHF, SGD).
+// The chat corpora of <data>/chat that exist (AlpacaEval outputs, GPTeacher, HH-RLHF, SGD, and
+// the prompt-reply pairs: ShareGPT, chitchat, GSM8K, InstructLab, GPTeacher codegen, Alpaca).
 std::vector<std::string> default_retrieval_corpora(const std::string& data_dir);
 
 // ---- Judge (judge.cpp) -----------------------------------------------------------------------

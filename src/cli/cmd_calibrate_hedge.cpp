@@ -1,6 +1,7 @@
 // `microlm calibrate-hedge MODEL`: chooses the model's own hedge thresholds on held-back
 // training prompts (eval::calibrate_hedge) and writes them into the GGUF, where the opener reads
 // them. This file only parses flags and prints.
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -57,8 +58,14 @@ void register_calibrate_hedge(CLI::App& app) {
         const eval::HedgeCalibration c =
             eval::calibrate_hedge(o->model, prompts, o->min_rate, o->max_rate, o->threads, std::ref(bar));
         bar.finish_line();
-        std::printf("thresholds: hedge when mean log p < %.3f or max entropy > %.3f nats\n",
-                    static_cast<double>(c.min_mean_logprob), static_cast<double>(c.max_entropy));
+        const auto limit = [](float v, const char* fmt) {
+            if (std::abs(v) >= 1e6f) return std::string("(off)");
+            char b[32];
+            std::snprintf(b, sizeof b, fmt, static_cast<double>(v));
+            return std::string(b);
+        };
+        std::printf("thresholds: hedge when mean log p < %s or max entropy > %s\n",
+                    limit(c.min_mean_logprob, "%.3f").c_str(), limit(c.max_entropy, "%.3f nats").c_str());
         std::printf("on %zu prompts: hedge rate %.1f%%, score %.3f (start-match@2 + opener-F1 of what is shown)\n",
                     c.prompts, 100 * c.hedge_rate, c.score_shown);
         std::printf("  never hedging: score %.3f; SmolLM2's defaults (%.2f, %.2f): hedge rate %.1f%%, score %.3f\n",

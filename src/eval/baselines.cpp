@@ -134,7 +134,9 @@ std::vector<std::string> default_retrieval_corpora(const std::string& data_dir) 
     std::vector<std::string> out;
     for (const char* f :
          {"alpaca_eval_outputs.jsonl.zst", "gpteacher_roleplay.json.zst", "gpteacher_toolformer.json.zst",
-          "hh_rlhf_harmless_base_test.jsonl.gz", "sgd_dialogues.jsonl.zst"}) {
+          "hh_rlhf_harmless_base_test.jsonl.gz", "sgd_dialogues.jsonl.zst", "sharegpt.jsonl.zst",
+          "chitchat.jsonl.zst", "gsm8k.jsonl.zst", "instructlab.jsonl.zst", "gpteacher_codegen.jsonl.zst",
+          "alpaca_subsets.jsonl.zst"}) {
         const std::string p = data_dir + "/chat/" + f;
         if (std::filesystem::exists(p)) out.push_back(p);
     }
