@@ -15,7 +15,7 @@ void write_loss_png(const std::string& csv_path, const std::string& png_path, co
     std::ifstream in(csv_path);
     if (!in) throw Error(csv_path + ": cannot open the loss log");
     plot::Series train{"train loss", {}, {}, {}, false}, val{"val loss", {}, {}, {}, true},
-        first{"val loss, first 16 reply tokens", {}, {}, {}, true};
+        first{"val loss, each reply's first first_tokens targets", {}, {}, {}, true};
     std::string line;
     std::getline(in, line);
     while (std::getline(in, line)) {
