@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Writes src/tokenizer/unicode_tables.inc: the codepoint classes the BPE pre-tokenizers test.
+"""Writes src/text/unicode_tables.inc: the codepoint classes the BPE pre-tokenizers test.
 
 Not a general Unicode database: only letters (L*), numbers (N*), punctuation (P*) as sorted
 merged [first, last] ranges, plus the White_Space set, which is all llama.cpp's pre-tokenizers
 look at. The Unicode version must equal the one llama.cpp's unicode-data.cpp was generated from
 (15.1.0), otherwise newly assigned codepoints would split differently; Python 3.13 ships it.
 
-Usage: python3.13 scripts/gen_unicode_tables.py > src/tokenizer/unicode_tables.inc
+Usage: python3.13 scripts/gen_unicode_tables.py > src/text/unicode_tables.inc
 """
 import sys
 import unicodedata

@@ -15,7 +15,7 @@
 #include "microlm/error.h"
 #include "microlm/gguf.h"
 #include "microlm/tokenizer.h"
-#include "tokenizer/unicode.h"
+#include "microlm/unicode.h"
 
 namespace {
 

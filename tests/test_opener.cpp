@@ -15,7 +15,7 @@
 #include "microlm/model.h"
 #include "microlm/opener.h"
 #include "microlm/random_model.h"
-#include "tokenizer/unicode.h"
+#include "microlm/unicode.h"
 
 using namespace microlm;
 

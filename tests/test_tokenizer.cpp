@@ -8,7 +8,7 @@
 #include "microlm/chat.h"
 #include "microlm/error.h"
 #include "microlm/tokenizer.h"
-#include "tokenizer/pretokenizer.h"
+#include "microlm/pretokenizer.h"
 
 namespace {
 
@@ -16,7 +16,7 @@ using microlm::Tokenizer;
 using microlm::TokenType;
 using microlm::VocabData;
 
-// GPT-2's byte-to-unicode table, written out independently of src/tokenizer/unicode.cpp.
+// GPT-2's byte-to-unicode table, written out independently of src/text/unicode.cpp.
 std::string byte_char(int b) {
     int cpt = b;
     if (!((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF))) {

@@ -10,8 +10,8 @@
 
 #include "microlm/error.h"
 #include "microlm/gguf.h"
-#include "tokenizer/pretokenizer.h"
-#include "tokenizer/unicode.h"
+#include "microlm/pretokenizer.h"
+#include "microlm/unicode.h"
 
 namespace microlm {
 namespace {

@@ -7,7 +7,7 @@
 
 #include "microlm/eval.h"
 #include "microlm/opener.h"
-#include "tokenizer/unicode.h"
+#include "microlm/unicode.h"
 
 namespace microlm::eval {
 namespace {

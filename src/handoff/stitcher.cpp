@@ -7,7 +7,7 @@
 
 #include "microlm/handoff.h"
 #include "microlm/opener.h"
-#include "tokenizer/unicode.h"
+#include "microlm/unicode.h"
 
 namespace microlm {
 namespace {

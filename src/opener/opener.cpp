@@ -9,7 +9,7 @@
 #include <span>
 
 #include "microlm/error.h"
-#include "tokenizer/unicode.h"
+#include "microlm/unicode.h"
 
 namespace microlm {
 namespace {

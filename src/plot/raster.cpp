@@ -7,7 +7,7 @@
 #include "microlm/error.h"
 #include "microlm/plot.h"
 #include "plot/font.h"
-#include "tokenizer/unicode.h"
+#include "microlm/unicode.h"
 
 namespace microlm::plot {
 

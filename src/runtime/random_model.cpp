@@ -7,7 +7,7 @@
 
 #include "microlm/error.h"
 #include "microlm/gguf.h"
-#include "tokenizer/unicode.h"
+#include "microlm/unicode.h"
 
 namespace microlm {
 namespace {

@@ -4,8 +4,8 @@
 #include "microlm/error.h"
 #include "microlm/gguf.h"
 #include "microlm/tokenizer.h"
-#include "tokenizer/pretokenizer.h"
-#include "tokenizer/unicode.h"
+#include "microlm/pretokenizer.h"
+#include "microlm/unicode.h"
 
 #include <algorithm>
 #include <array>

@@ -1,10 +1,10 @@
 // Pre-tokenizers by `tokenizer.ggml.pre`, as llama.cpp's (llama-vocab.cpp, unicode.cpp): a list of
 // passes, each splitting the pieces the previous one left, never matching across their boundaries.
 // Not a regex engine: each pass is one fixed pattern written out by hand.
-#include "tokenizer/pretokenizer.h"
+#include "microlm/pretokenizer.h"
 
 #include "microlm/error.h"
-#include "tokenizer/unicode.h"
+#include "microlm/unicode.h"
 
 #include <array>
 #include <cstdint>

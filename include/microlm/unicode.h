@@ -1,6 +1,7 @@
 // Unicode helpers for the byte-level BPE tokenizer: lenient UTF-8 decoding that behaves like
 // llama.cpp's on invalid input, the codepoint classes the pre-tokenizers test, and GPT-2's
-// byte <-> printable-codepoint mapping. Not a general Unicode library (no normalisation, no case).
+// byte <-> printable-codepoint mapping. A leaf part (src/text/): the tokenizer, opener, stitcher,
+// metrics and plots all use it. Not a general Unicode library (no normalisation, no case).
 #pragma once
 
 #include <cstdint>

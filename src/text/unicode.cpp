@@ -1,7 +1,7 @@
 // Codepoint classes, lenient UTF-8 decoding and the GPT-2 byte alphabet for the tokenizer.
 // The class tables are generated (unicode_tables.inc); this file only looks them up. Not a
 // validator: strict UTF-8 checking for output lives in Utf8Streamer (bpe.cpp).
-#include "tokenizer/unicode.h"
+#include "microlm/unicode.h"
 
 #include <algorithm>
 #include <array>
@@ -18,7 +18,7 @@ constexpr Category kLetter = Category::kLetter;
 constexpr Category kNumber = Category::kNumber;
 constexpr Category kPunctuation = Category::kPunctuation;
 
-#include "tokenizer/unicode_tables.inc"
+#include "text/unicode_tables.inc"
 
 Category lookup_category(uint32_t cpt) {
     const auto* end = kCategoryRanges + std::size(kCategoryRanges);
