@@ -179,6 +179,9 @@ private:
 
 // A hash of `key` mapped to [0, 1): the deterministic coin of splits and sampling.
 double unit_hash(std::string_view key);
+// The train/val split of build_shards: a document goes to validation when
+// unit_hash(source:group) < val_fraction. Hedge calibration draws its prompts from that side.
+bool in_validation_split(Source source, const std::string& group, double val_fraction);
 
 // Splits `budget` over inputs of the given sizes: equal shares per source (all book files are
 // one source), what a small source cannot use going to the others (water filling); within a

@@ -35,8 +35,7 @@ void register_calibrate_hedge(CLI::App& app) {
         bool dry_run = false;
     };
     auto o = std::make_shared<Opts>();
-    const char* env_data = std::getenv("MICROLM_DATA");
-    o->data = env_data ? env_data : "../shared/data";
+    o->data = default_data_dir();
     cmd->add_option("model", o->model, "GGUF model")->required()->check(CLI::ExistingFile);
     cmd->add_option("-o,--out", o->out, "Write the calibrated model here (default: replace MODEL)");
     cmd->add_option("--data", o->data, "The shared data folder holding chat/ and eval/ (env MICROLM_DATA)")

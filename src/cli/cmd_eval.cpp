@@ -114,8 +114,7 @@ void register_eval(CLI::App& app) {
         double ttft_median = 0.8, ttft_sigma = 0.5, speech_wps = 2.5, text_wps = 5.0;
     };
     auto o = std::make_shared<Opts>();
-    const char* env_data = std::getenv("MICROLM_DATA");
-    o->data = env_data ? env_data : "../shared/data";
+    o->data = default_data_dir();
     cmd->add_option("suite", o->suite, "openers | handoff | latency | all")
         ->required()
         ->check(CLI::IsMember({"openers", "handoff", "latency", "all"}));

@@ -3,8 +3,16 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <string>
 
 namespace microlm::cli {
+
+// The shared data folder (chat/, eval/): $MICROLM_DATA, else ../shared/data.
+inline std::string default_data_dir() {
+    const char* env = std::getenv("MICROLM_DATA");
+    return env ? env : "../shared/data";
+}
 
 void register_run(CLI::App& app);
 void register_info(CLI::App& app);

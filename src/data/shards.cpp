@@ -535,8 +535,7 @@ ShardSummary build_shards(const Tokenizer& tok, const HoldOut& hold_out, const S
 
         for (size_t i = 0; i < docs.size(); ++i) {
             InputSummary& in = sum.inputs[from[i]];
-            const std::string key = std::string(source_name(in.source)) + ":" + docs[i].group;
-            const bool is_val = unit_hash(key) < o.val_fraction;
+            const bool is_val = in_validation_split(in.source, docs[i].group, o.val_fraction);
             (is_val ? val : train).write(enc[i]);
             SplitCounts& c = is_val ? in.val : in.train;
             const auto targets = static_cast<uint64_t>(std::count(enc[i].mask.begin(), enc[i].mask.end(), 1));

@@ -126,6 +126,10 @@ double unit_hash(std::string_view key) {
     return static_cast<double>(h >> 11) * 0x1.0p-53;
 }
 
+bool in_validation_split(Source source, const std::string& group, double val_fraction) {
+    return unit_hash(std::string(source_name(source)) + ":" + group) < val_fraction;
+}
+
 size_t Document::text_bytes() const {
     size_t n = text.size();
     for (const ChatMessage& m : messages) n += m.content.size();

@@ -60,8 +60,7 @@ std::vector<ReplyPrompt> validation_prompts(const std::string& data_dir, size_t 
         std::vector<ReplyPrompt> got;
         data::Document d;
         while (reader.next(d)) {
-            const std::string key = std::string(data::source_name(reader.source())) + ":" + d.group;
-            if (data::unit_hash(key) >= val_fraction || d.messages.size() < 2) continue;
+            if (!data::in_validation_split(reader.source(), d.group, val_fraction) || d.messages.size() < 2) continue;
             if (d.messages[0].role != "user" || d.messages[1].role != "assistant") continue;
             std::string reply = d.messages[1].content.substr(0, 1000);
             got.push_back({d.messages[0].content, std::move(reply)});
