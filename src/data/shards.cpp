@@ -460,6 +460,16 @@ ShardSummary build_shards(const Tokenizer& tok, const HoldOut& hold_out, const S
     if (o.shard_tokens <= 0) throw Error("tokens per shard must be positive");
     if (o.max_tokens < 0) throw Error("the token limit must not be negative");
     for (const auto& [source, fraction] : o.source_sample) {
+        std::string known;
+        bool found = false;
+        for (const Source k : {Source::kBooks, Source::kAlpacaEval, Source::kSgd, Source::kArenaHard, Source::kGpteacher,
+                               Source::kHhRlhf, Source::kShareGpt, Source::kChitchat, Source::kGsm8k,
+                               Source::kInstructLab, Source::kGpteacherCodegen, Source::kAlpacaSubsets}) {
+            found = found || source_name(k) == source;
+            if (!known.empty()) known.push_back(' ');
+            known.append(source_name(k));
+        }
+        if (!found) throw Error("source sample: no source is named '" + source + "' (known: " + known + ")");
         if (!(fraction > 0 && fraction <= 1)) {
             throw Error("sample fraction " + std::to_string(fraction) + " for source '" + source + "' is outside (0, 1]");
         }
