@@ -21,7 +21,7 @@ std::string random_model(DType type, bool tied = true) {
                               ("microlm_test_model_" + std::to_string(::getpid()) + "_" +
                                std::string(dtype_name(uint32_t(type))) + (tied ? "" : "_untied") + ".gguf"))
                                  .string();
-    ModelShape s = *model_shape_preset("tiny");
+    LlamaHparams s = *model_shape_preset("tiny");
     s.tied = tied;
     write_random_llama(path, s, type, 3);
     return path;

@@ -16,6 +16,7 @@
 #include "microlm/bench.h"
 #include "microlm/error.h"
 #include "microlm/random_model.h"
+#include "microlm/stopwatch.h"
 
 namespace microlm::cli {
 namespace {
@@ -70,10 +71,10 @@ std::string find_near_exe(const std::string& given, const std::string& rel) {
 }
 
 void worker(const Opts& o) {
-    const auto t0 = std::chrono::steady_clock::now();
+    const Stopwatch t0;
     auto model = Model::load(o.model);
     Context ctx(*model, o.prompt + o.n_gen + 1, o.threads);
-    const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const double load_ms = t0.ms();
     const auto prompt = bench_prompt(model->config().n_vocab, o.prompt);
     const BenchTimings t = bench_generation(ctx, prompt, o.n_gen, o.reps);
     rusage ru{};

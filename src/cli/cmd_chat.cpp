@@ -83,7 +83,7 @@ void register_chat(CLI::App& app) {
             throw Error(o->local + ": no such model; pass --local FILE (scripts/setup.sh downloads SmolLM2 into models/cache)");
         auto model = Model::load(o->local);
         Tokenizer tok(vocab_from_gguf(model->file()));
-        Context ctx(*model, std::min<int64_t>(2048, model->config().n_ctx_train), o->threads);
+        Context ctx(*model, std::min<int64_t>(2048, model->config().n_ctx), o->threads);
         OpenerConfig ocfg;
         if (!o->system.empty()) ocfg.system_prompt = o->system;
         Opener opener(ctx, tok, ocfg);

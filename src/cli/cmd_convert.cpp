@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "microlm/convert.h"
 #include "microlm/error.h"
+#include "microlm/stopwatch.h"
 
 namespace microlm::cli {
 namespace {
@@ -39,9 +40,9 @@ ConvertOptions options(const CommonOpts& o) {
 }
 
 void report(const std::string& out, const ConvertSummary& s, DType type,
-            std::chrono::steady_clock::time_point t0) {
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const ModelShape& m = s.shape;
+            const Stopwatch& t0) {
+    const double secs = t0.seconds();
+    const LlamaHparams& m = s.shape;
     std::fprintf(
         stderr,
         "wrote %s: dim %lld, %lld layers, %lld/%lld heads, ffn %lld, vocab %lld (%s), %.2fM params, %s, "
@@ -66,7 +67,7 @@ void register_convert(CLI::App& app) {
     hf->add_option("dir", *hf_dir, "Hugging Face model folder")->required();
     add_common(hf, *hf_opts);
     hf->callback([hf_dir, hf_opts] {
-        const auto t0 = std::chrono::steady_clock::now();
+        const Stopwatch t0;
         const ConvertOptions o = options(*hf_opts);
         report(hf_opts->out, convert_hf(*hf_dir, hf_opts->out, o), o.type, t0);
     });
@@ -95,7 +96,7 @@ void register_convert(CLI::App& app) {
         ->capture_default_str()
         ->check(CLI::Range(1, 1 << 24));
     sw->callback([s] {
-        const auto t0 = std::chrono::steady_clock::now();
+        const Stopwatch t0;
         const ConvertOptions o = options(s->common);
         report(s->common.out, convert_swen(s->checkpoint, s->tokenizer, s->common.out, o, s->swen), o.type,
                t0);

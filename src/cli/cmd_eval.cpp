@@ -15,17 +15,12 @@
 #include "progress.h"
 #include "microlm/error.h"
 #include "microlm/eval.h"
+#include "microlm/stopwatch.h"
 
 namespace microlm::cli {
 namespace {
 
 constexpr const char* kSmolLM2 = "models/cache/SmolLM2-135M-Instruct.Q4_1.gguf";
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) {
-    return std::chrono::duration<double>(Clock::now() - t0).count();
-}
 
 std::vector<std::string> split_list(const std::string& s) {
     std::vector<std::string> out;
@@ -194,7 +189,7 @@ void register_eval(CLI::App& app) {
     cmd->add_option("--draws", o->draws, "Simulated turns per model")->capture_default_str()->group(g_lat);
 
     cmd->callback([o, cmd] {
-        const auto t0 = Clock::now();
+        const Stopwatch t0;
         eval::EvalConfig cfg;
         cfg.models = o->models.empty() ? default_models() : split_list(o->models);
         if (cfg.models.empty())
@@ -276,21 +271,21 @@ void register_eval(CLI::App& app) {
         report.command = command_line(*cmd);
 
         std::vector<eval::ModelOpeners> openers;
-        const auto t_open = Clock::now();
+        const Stopwatch t_open;
         for (const std::string& m : cfg.models)
             openers.push_back(eval::run_model_openers(m, prompts, cfg.threads, progress));
-        double opener_s = seconds_since(t_open);
+        double opener_s = t_open.seconds();
 
         if (o->suite == "openers" || o->suite == "all") {
-            const auto t = Clock::now();
+            const Stopwatch t;
             report.openers = eval::run_openers_suite(cfg, prompts, openers, progress);
-            report.seconds["openers"] = seconds_since(t) + opener_s;
+            report.seconds["openers"] = t.seconds() + opener_s;
         }
         if (o->suite == "handoff" || o->suite == "all") {
 #if MICROLM_NET
-            const auto t = Clock::now();
+            const Stopwatch t;
             report.handoff = eval::run_handoff_suite(cfg, prompts, openers, progress);
-            report.seconds["handoff"] = seconds_since(t);
+            report.seconds["handoff"] = t.seconds();
 #else
             throw Error(
                 "eval: this build has no network support (MICROLM_NET off): the handoff suite cannot run");
@@ -303,12 +298,12 @@ void register_eval(CLI::App& app) {
                 cfg.ttft.kind = eval::TtftDistribution::Kind::kSamples;
                 cfg.ttft.samples_s = report.handoff->cloud_ttft_s;
             }
-            const auto t = Clock::now();
+            const Stopwatch t;
             report.latency = eval::run_latency_suite(cfg, openers);
-            report.seconds["latency"] = seconds_since(t) + (o->suite == "latency" ? opener_s : 0.0);
+            report.seconds["latency"] = t.seconds() + (o->suite == "latency" ? opener_s : 0.0);
         }
         report.config = cfg;
-        report.seconds["total"] = seconds_since(t0);
+        report.seconds["total"] = t0.seconds();
         bar.finish_line();
         const std::vector<std::string> files = eval::write_report(o->out, report);
 

@@ -9,6 +9,7 @@
 #include "microlm/error.h"
 #include "microlm/generate.h"
 #include "microlm/model.h"
+#include "microlm/stopwatch.h"
 #include "microlm/tokenizer.h"
 
 namespace microlm::cli {
@@ -39,10 +40,10 @@ void register_run(CLI::App& app) {
     cmd->add_option("-c,--ctx-size", o->ctx_size, "Context size in tokens (default: prompt + n, at most the model's)")->check(CLI::NonNegativeNumber);
     cmd->add_flag("--verbose-prompt", o->verbose_prompt, "Print the formatted prompt and its token count to stderr");
     cmd->callback([o] {
-        const auto t0 = std::chrono::steady_clock::now();
+        const Stopwatch t0;
         auto model = Model::load(o->model);
         Tokenizer tok(vocab_from_gguf(model->file()));
-        const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        const double load_ms = t0.ms();
 
         std::string text = o->prompt;
         if (o->chat) {
@@ -55,9 +56,9 @@ void register_run(CLI::App& app) {
         if (ids.empty()) throw Error("the prompt is empty after tokenization; give some text with -p");
         if (o->verbose_prompt) std::fprintf(stderr, "prompt (%zu tokens):\n%s\n", ids.size(), text.c_str());
         const int64_t n_ctx = o->ctx_size > 0 ? o->ctx_size : static_cast<int64_t>(ids.size()) + o->n_predict;
-        if (static_cast<int64_t>(ids.size()) + o->n_predict > model->config().n_ctx_train && o->ctx_size == 0) {
+        if (static_cast<int64_t>(ids.size()) + o->n_predict > model->config().n_ctx && o->ctx_size == 0) {
             std::fprintf(stderr, "microlm: note: prompt + n exceeds the model's context (%lld); generation stops there\n",
-                         static_cast<long long>(model->config().n_ctx_train));
+                         static_cast<long long>(model->config().n_ctx));
         }
         Context ctx(*model, n_ctx, o->threads);
         Sampler sampler(o->sp);

@@ -14,13 +14,10 @@
 #include "microlm/bpe_trainer.h"
 #include "microlm/data.h"
 #include "microlm/error.h"
+#include "microlm/stopwatch.h"
 
 namespace microlm::cli {
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 }  // namespace
 
@@ -50,7 +47,7 @@ void register_tokenizer_train(CLI::App& app) {
     cmd->add_option("--eval-dir", o->eval_dir,
                     "Folder of eval questions to keep out (default: the inputs' ../eval)");
     cmd->callback([o] {
-        const auto t0 = std::chrono::steady_clock::now();
+        const Stopwatch t0;
         BpeTrainerOptions opt;
         opt.vocab_size = o->vocab_size;
         opt.pre = o->pre;
@@ -81,7 +78,7 @@ void register_tokenizer_train(CLI::App& app) {
         }
         const std::vector<double> share = data::source_shares(sources, sizes, o->sample_mb * 1e6);
         std::fprintf(stderr, "tokenizer-train: measured %.1f MB of text in %.1f s\n",
-                     std::accumulate(sizes.begin(), sizes.end(), 0.0) / 1e6, seconds_since(t0));
+                     std::accumulate(sizes.begin(), sizes.end(), 0.0) / 1e6, t0.seconds());
 
         for (size_t i = 0; i < o->inputs.size(); ++i) {
             if (sizes[i] == 0) continue;
@@ -102,7 +99,7 @@ void register_tokenizer_train(CLI::App& app) {
         }
         std::fprintf(stderr, "tokenizer-train: %.2f MB, %" PRIu64 " distinct words in %.1f s; merging\n",
                      static_cast<double>(trainer.bytes_added()) / 1e6, trainer.unique_words(),
-                     seconds_since(t0));
+                     t0.seconds());
 
         auto last = std::chrono::steady_clock::now();
         const VocabData vocab = trainer.train([&](int32_t done, int32_t total) {
@@ -110,7 +107,7 @@ void register_tokenizer_train(CLI::App& app) {
             if (done == total || now - last > std::chrono::milliseconds(500)) {
                 last = now;
                 std::fprintf(stderr, "\rtokenizer-train: merges %d/%d (%.1f s)", done, total,
-                             seconds_since(t0));
+                             t0.seconds());
             }
         });
         std::fprintf(stderr, "\n");
@@ -119,7 +116,7 @@ void register_tokenizer_train(CLI::App& app) {
             stderr, "tokenizer-train: wrote %s: %zu tokens, %zu merges, pre=%s, %s, from %.2f MB in %.1f s\n",
             o->out.c_str(), vocab.tokens.size(), vocab.merges.size(), vocab.pre.c_str(),
             data::vocab_fingerprint(vocab).c_str(), static_cast<double>(trainer.bytes_added()) / 1e6,
-            seconds_since(t0));
+            t0.seconds());
     });
 }
 

@@ -14,7 +14,7 @@
 
 #include "microlm/convert.h"
 #include "microlm/error.h"
-#include "convert/json_file.h"
+#include "json_file.h"
 
 namespace microlm {
 namespace {

@@ -1,5 +1,5 @@
 // read_json_file: the converters' one JSON reader.
-#include "convert/json_file.h"
+#include "json_file.h"
 
 #include <fstream>
 #include <sstream>

@@ -9,11 +9,10 @@
 #include <set>
 #include <sstream>
 
-#include "microlm/bpe_trainer.h"
 #include "microlm/convert.h"
 #include "microlm/error.h"
 #include "microlm/gguf.h"
-#include "convert/json_file.h"
+#include "json_file.h"
 
 namespace microlm {
 namespace {
@@ -60,22 +59,8 @@ const CheckpointTensor& get(const TensorMap& t, const std::string& name, const s
     return it->second;
 }
 
-void check_shape(const ModelShape& s, DType type, const std::string& source) {
-    if (s.n_vocab <= 0 || s.dim <= 0 || s.n_layers <= 0 || s.n_heads <= 0 || s.n_kv_heads <= 0 ||
-        s.ffn_dim <= 0 || s.n_ctx <= 0) {
-        throw Error(source + ": every dimension must be positive (vocab " + std::to_string(s.n_vocab) +
-                    ", dim " + std::to_string(s.dim) + ", layers " + std::to_string(s.n_layers) + ", heads " +
-                    std::to_string(s.n_heads) + "/" + std::to_string(s.n_kv_heads) + ", ffn " +
-                    std::to_string(s.ffn_dim) + ", ctx " + std::to_string(s.n_ctx) + ")");
-    }
-    if (s.dim % s.n_heads != 0 || (s.dim / s.n_heads) % 2 != 0) {
-        throw Error(source + ": dim " + std::to_string(s.dim) + " is not " + std::to_string(s.n_heads) +
-                    " heads of an even head size");
-    }
-    if (s.n_heads % s.n_kv_heads != 0) {
-        throw Error(source + ": " + std::to_string(s.n_heads) + " heads is not a multiple of " +
-                    std::to_string(s.n_kv_heads) + " key/value heads");
-    }
+void check_shape(const LlamaHparams& s, DType type, const std::string& source) {
+    s.validate(source);
     if (type != DType::F32 && type != DType::F16 && type != DType::Q8_0) {
         throw Error(source + ": --type must be f32, f16 or q8_0");
     }
@@ -147,14 +132,7 @@ TensorMap read_hf_weights(const std::filesystem::path& dir) {
     return all;
 }
 
-int64_t count_params(const ModelShape& s) {
-    const int64_t hd = s.dim / s.n_heads;
-    const int64_t per_layer =
-        2 * s.dim + s.dim * (s.n_heads * hd) * 2 + s.dim * (s.n_kv_heads * hd) * 2 + 3 * s.dim * s.ffn_dim;
-    return s.n_vocab * s.dim * (s.tied ? 1 : 2) + s.dim + s.n_layers * per_layer;
-}
-
-ConvertSummary finish(const std::string& out, const TensorMap& tensors, const ModelShape& shape,
+ConvertSummary finish(const std::string& out, const TensorMap& tensors, const LlamaHparams& shape,
                       VocabData vocab, const ConvertOptions& o, const std::string& name,
                       const std::string& source) {
     // The runtime's tokenizer refuses what it cannot run (an unknown pre name, duplicate tokens):
@@ -163,7 +141,7 @@ ConvertSummary finish(const std::string& out, const TensorMap& tensors, const Mo
     write_llama_gguf(out, tensors, shape, vocab, o.type, name, source);
     ConvertSummary s;
     s.shape = shape;
-    s.n_params = count_params(shape);
+    s.n_params = shape.parameters();
     s.n_tokens = static_cast<int64_t>(vocab.tokens.size());
     s.pre = vocab.pre;
     return s;
@@ -209,7 +187,7 @@ std::vector<float> permute_rope_rows(const std::vector<float>& w, int64_t n_head
     return out;
 }
 
-void write_llama_gguf(const std::string& out, const TensorMap& tensors, const ModelShape& s,
+void write_llama_gguf(const std::string& out, const TensorMap& tensors, const LlamaHparams& s,
                       const VocabData& vocab, DType type, const std::string& name,
                       const std::string& source) {
     check_shape(s, type, source);
@@ -290,7 +268,7 @@ ConvertSummary convert_hf(const std::string& dir, const std::string& out, const 
             throw Error(where + ": \"" + bias + "\" is true; Llama without biases only");
     }
 
-    ModelShape s;
+    LlamaHparams s;
     s.dim = config_int(c, "hidden_size", where);
     s.n_layers = config_int(c, "num_hidden_layers", where);
     s.n_heads = config_int(c, "num_attention_heads", where);
@@ -336,7 +314,7 @@ ConvertSummary convert_swen(const std::string& checkpoint, const std::string& to
     if (embd == tensors.end() || embd->second.shape.size() != 2) {
         throw Error(checkpoint + ": no 2-D model.embed_tokens.weight: not a Swen/minimind state dict");
     }
-    ModelShape s;
+    LlamaHparams s;
     s.n_vocab = embd->second.shape[0];
     s.dim = embd->second.shape[1];
     s.n_heads = swen.n_heads;

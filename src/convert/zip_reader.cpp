@@ -13,6 +13,7 @@
 #include <set>
 
 #include "microlm/convert.h"
+#include "microlm/crc32.h"
 #include "microlm/error.h"
 
 namespace microlm {
@@ -50,21 +51,6 @@ private:
     std::span<const uint8_t> b_;
     const std::string& path_;
 };
-
-uint32_t crc32(std::span<const uint8_t> data) {
-    static const std::array<uint32_t, 256> table = [] {
-        std::array<uint32_t, 256> t{};
-        for (uint32_t i = 0; i < 256; ++i) {
-            uint32_t c = i;
-            for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-            t[i] = c;
-        }
-        return t;
-    }();
-    uint32_t c = 0xFFFFFFFFu;
-    for (const uint8_t b : data) c = table[(c ^ b) & 0xFF] ^ (c >> 8);
-    return c ^ 0xFFFFFFFFu;
-}
 
 }  // namespace
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "microlm/error.h"
-#include "microlm/gguf.h"
+#include "microlm/chat.h"
 #include "microlm/pretokenizer.h"
 #include "microlm/unicode.h"
 
@@ -43,34 +43,6 @@ struct PairStats {
     int64_t count = 0;
     std::vector<uint32_t> words;  // indices of words holding the pair; may hold stale entries
 };
-
-// Escapes `s` for a single-quoted Jinja string literal.
-std::string jinja_literal(std::string_view s) {
-    std::string out;
-    for (const char c : s) {
-        switch (c) {
-            case '\\':
-                out += "\\\\";
-                break;
-            case '\'':
-                out += "\\'";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            case '\r':
-                out += "\\r";
-                break;
-            case '\t':
-                out += "\\t";
-                break;
-            default:
-                out.push_back(c);
-                break;
-        }
-    }
-    return out;
-}
 
 }  // namespace
 
@@ -257,44 +229,6 @@ VocabData BpeTrainer::train(const BpeProgress& progress) const {
     v.add_eos = false;
     v.chat_template = chatml_template(m.opt.default_system);
     return v;
-}
-
-std::string chatml_template(const std::optional<std::string>& default_system) {
-    std::string t = "{% for message in messages %}";
-    if (default_system) {
-        // SmolLM2's form, which chat_template_default_system() recognises.
-        t += "{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\n" +
-             jinja_literal(*default_system) + "<|im_end|>\\n' }}{% endif %}";
-    }
-    t += "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
-         "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
-    return t;
-}
-
-void set_vocab_keys(GgufWriter& w, const VocabData& v) {
-    w.set("tokenizer.ggml.model", GgufValue::str(v.model));
-    w.set("tokenizer.ggml.pre", GgufValue::str(v.pre));
-    w.set("tokenizer.ggml.tokens", GgufValue::str_array(v.tokens));
-    if (!v.token_types.empty()) w.set("tokenizer.ggml.token_type", GgufValue::i32_array(v.token_types));
-    w.set("tokenizer.ggml.merges", GgufValue::str_array(v.merges));
-    const std::pair<const char*, int32_t> ids[] = {
-        {"tokenizer.ggml.bos_token_id", v.bos_id},     {"tokenizer.ggml.eos_token_id", v.eos_id},
-        {"tokenizer.ggml.eot_token_id", v.eot_id},     {"tokenizer.ggml.padding_token_id", v.pad_id},
-        {"tokenizer.ggml.unknown_token_id", v.unk_id},
-    };
-    for (const auto& [key, id] : ids) {
-        if (id >= 0) w.set(key, GgufValue::u32(static_cast<uint32_t>(id)));
-    }
-    w.set("tokenizer.ggml.add_bos_token", GgufValue::boolean(v.add_bos));
-    w.set("tokenizer.ggml.add_eos_token", GgufValue::boolean(v.add_eos));
-    if (v.add_space_prefix) w.set("tokenizer.ggml.add_space_prefix", GgufValue::boolean(true));
-    if (!v.chat_template.empty()) w.set("tokenizer.chat_template", GgufValue::str(v.chat_template));
-}
-
-void write_vocab_gguf(const std::string& path, const VocabData& vocab) {
-    GgufWriter w;
-    set_vocab_keys(w, vocab);
-    w.write(path);
 }
 
 }  // namespace microlm

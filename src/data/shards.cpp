@@ -15,6 +15,7 @@
 
 #include "microlm/data.h"
 #include "microlm/error.h"
+#include "microlm/stopwatch.h"
 #include "microlm/thread_pool.h"
 
 namespace microlm::data {
@@ -449,7 +450,7 @@ std::string vocab_fingerprint(const VocabData& v) {
 
 ShardSummary build_shards(const Tokenizer& tok, const HoldOut& hold_out, const ShardOptions& o,
                           const std::function<void(const ShardProgress&)>& progress) {
-    const auto t0 = std::chrono::steady_clock::now();
+    const Stopwatch t0;
     if (o.inputs.empty()) throw Error("no input files");
     if (o.out_dir.empty()) throw Error("no output folder");
     if (!(o.val_fraction >= 0 && o.val_fraction < 1)) {
@@ -564,7 +565,7 @@ ShardSummary build_shards(const Tokenizer& tok, const HoldOut& hold_out, const S
         }
         if (progress) {
             progress({total_docs, total_tokens, sum.text_bytes,
-                      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
+                      t0.seconds()});
         }
     }
     for (size_t i = 0; i < readers.size(); ++i) sum.inputs[i].read = readers[i]->stats();
@@ -573,7 +574,7 @@ ShardSummary build_shards(const Tokenizer& tok, const HoldOut& hold_out, const S
 
     write_manifest(dir / ".partial-manifest.json", tok, hold_out, o, sum, train, val, default_system, temps);
     commit(dir, train, val, temps);
-    sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    sum.seconds = t0.seconds();
     return sum;
 }
 

@@ -91,7 +91,7 @@ HedgeCalibration calibrate_hedge(const std::string& model_path, const std::vecto
     }
     auto model = Model::load(model_path);
     Tokenizer tok(vocab_from_gguf(model->file()));
-    Context ctx(*model, std::min<int64_t>(2048, model->config().n_ctx_train), threads);
+    Context ctx(*model, std::min<int64_t>(2048, model->config().n_ctx), threads);
     OpenerConfig cfg;
     cfg.hedge = false;  // each opener as decoded, with its confidence
     // No threshold: `unsure` then says only that the opener has no counted word.

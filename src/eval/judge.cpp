@@ -43,7 +43,7 @@ Judge::Judge(const std::string& model_path, int threads) : impl_(std::make_uniqu
     m.model = Model::load(model_path);
     m.tok = std::make_unique<Tokenizer>(vocab_from_gguf(m.model->file()));
     m.ctx =
-        std::make_unique<Context>(*m.model, std::min<int64_t>(4096, m.model->config().n_ctx_train), threads);
+        std::make_unique<Context>(*m.model, std::min<int64_t>(4096, m.model->config().n_ctx), threads);
     m.system = chat_template_default_system(m.tok->vocab().chat_template);
 }
 

@@ -13,11 +13,10 @@
 #include "microlm/eval.h"
 #include "microlm/handoff.h"
 #include "microlm/model_server.h"
+#include "microlm/stopwatch.h"
 
 namespace microlm::eval {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 struct Outcome {
     bool ok = false;
@@ -109,7 +108,7 @@ std::string clip(const std::string& s, size_t n) {
 
 HandoffResult run_handoff_suite(const EvalConfig& cfg, const std::vector<EvalPrompt>& prompts,
                                 const std::vector<ModelOpeners>& models, const ProgressFn& progress) {
-    const auto t0 = Clock::now();
+    const Stopwatch t0;
     HandoffResult res;
     res.modes = {"instruct", "prefill"};
     const std::vector<size_t> subset = handoff_subset(cfg, prompts);
@@ -227,7 +226,7 @@ HandoffResult run_handoff_suite(const EvalConfig& cfg, const std::vector<EvalPro
         pm.bad = 0;  // the sample-only bad openers are not a measurement
         res.metrics[m.name]["prefill"] = pm;
     }
-    res.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    res.seconds = t0.seconds();
     return res;
 }
 

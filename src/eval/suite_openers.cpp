@@ -12,16 +12,11 @@
 #include "microlm/eval.h"
 #include "microlm/model.h"
 #include "microlm/opener.h"
+#include "microlm/stopwatch.h"
 #include "microlm/tokenizer.h"
 
 namespace microlm::eval {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point t0) {
-    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
 
 CandidateResult baseline(std::string name, const std::vector<std::string>& texts) {
     CandidateResult c;
@@ -97,16 +92,16 @@ ModelOpeners run_model_openers(const std::string& model_path, const std::vector<
     out.name = model_name_of(model_path);
     out.path = model_path;
     if (!std::filesystem::exists(model_path)) throw Error(model_path + ": no such model file");
-    const auto t0 = Clock::now();
+    const Stopwatch t0;
     auto model = Model::load(model_path);
     Tokenizer tok(vocab_from_gguf(model->file()));
-    Context ctx(*model, std::min<int64_t>(2048, model->config().n_ctx_train), threads);
+    Context ctx(*model, std::min<int64_t>(2048, model->config().n_ctx), threads);
     out.n_ctx = ctx.n_ctx();
     // The same setup as `microlm chat` (cmd_chat.cpp): the default config, the system turn warmed.
     const OpenerConfig cfg;
     Opener opener(ctx, tok, cfg);
     opener.warm_up();
-    out.load_ms = ms_since(t0);
+    out.load_ms = t0.ms();
 
     // What Opener::prompt_tokens keeps free after the prompt: the decode budget or the longest hedge.
     size_t budget = static_cast<size_t>(cfg.max_tokens);
@@ -166,7 +161,7 @@ void score_candidate(const std::vector<EvalPrompt>& prompts, const ReferenceWord
 
 OpenersResult run_openers_suite(const EvalConfig& cfg, const std::vector<EvalPrompt>& prompts,
                                 std::vector<ModelOpeners> models, const ProgressFn& progress) {
-    const auto t0 = Clock::now();
+    const Stopwatch t0;
     OpenersResult res;
     res.prompts = prompts;
     for (const EvalPrompt& p : prompts)
@@ -223,7 +218,7 @@ OpenersResult run_openers_suite(const EvalConfig& cfg, const std::vector<EvalPro
 
     const ReferenceWords refs = reference_words(prompts);
     for (CandidateResult& c : res.candidates) score_candidate(prompts, refs, c);
-    res.seconds = ms_since(t0) / 1000.0;
+    res.seconds = t0.ms() / 1000.0;
     return res;
 }
 

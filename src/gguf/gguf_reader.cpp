@@ -11,12 +11,6 @@
 //        offset is relative to the data section and a multiple of the alignment.
 // Every count, length and offset is checked against the bytes that remain, and every
 // tensor's dims x type against the bytes it claims. Model keys are read in model.cpp.
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <unordered_set>
@@ -153,38 +147,16 @@ GgufValue read_value(Cursor& c, GgufValueType type, const std::string& key, int 
 }  // namespace
 
 std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-        int e = errno;
-        ::close(fd);
-        throw Error(path + ": cannot stat: " + std::strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        ::close(fd);
-        throw Error(path + ": not a regular file");
-    }
     std::unique_ptr<GgufFile> f(new GgufFile());
+    f->map_ = std::make_unique<MappedFile>(path);
     f->path_ = path;
-    f->size_ = static_cast<size_t>(st.st_size);
-    if (f->size_ > 0) {
-        void* p = ::mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p == MAP_FAILED) {
-            int e = errno;
-            ::close(fd);
-            throw Error(path + ": cannot map: " + std::strerror(e));
-        }
-        f->base_ = static_cast<const uint8_t*>(p);
-    }
-    ::close(fd);
+    f->base_ = f->map_->data();
+    f->size_ = f->map_->size();
     f->parse();
     return f;
 }
 
-GgufFile::~GgufFile() {
-    if (base_) ::munmap(const_cast<uint8_t*>(base_), size_);
-}
+GgufFile::~GgufFile() = default;
 
 void GgufFile::parse() {
     Cursor c(path_, base_, size_);

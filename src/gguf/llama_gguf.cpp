@@ -1,5 +1,5 @@
-// set_llama_keys, add_matrix_tensor, copy_tokenizer_keys: the pieces every Llama GGUF
-// microlm writes has in common.
+// LlamaHparams read from and written to the llama.* keys, and the pieces every Llama GGUF
+// microlm writes has in common (quantized matrices, the tokenizer keys of another file).
 #include "microlm/llama_gguf.h"
 
 #include <vector>
@@ -8,8 +8,83 @@
 
 namespace microlm {
 
-void set_llama_keys(GgufWriter& w, const ModelShape& s, DType type, const std::string& name) {
-    const int64_t head_dim = s.dim / s.n_heads;
+namespace {
+
+int64_t positive(const GgufFile& f, const std::string& key, int64_t v, int64_t max = int64_t{1} << 24) {
+    if (v <= 0 || v > max) {
+        throw Error(f.path() + ": key '" + key + "' is " + std::to_string(v) + ", expected 1.." + std::to_string(max));
+    }
+    return v;
+}
+
+}  // namespace
+
+int64_t LlamaHparams::parameters() const {
+    const int64_t hd = head_dim(), q = n_heads * hd, kv = n_kv_heads * hd;
+    const int64_t layer = 2 * dim + dim * q * 2 + dim * kv * 2 + 3 * dim * ffn_dim;
+    return n_vocab * dim * (tied ? 1 : 2) + dim + n_layers * layer;
+}
+
+void LlamaHparams::validate(const std::string& where) const {
+    if (n_vocab < 4 || dim < 2 || n_layers < 1 || n_heads < 1 || n_kv_heads < 1 || ffn_dim < 1 || n_ctx < 1) {
+        throw Error(where + ": every size must be positive, vocab >= 4 (vocab " + std::to_string(n_vocab) +
+                    ", dim " + std::to_string(dim) + ", layers " + std::to_string(n_layers) + ", heads " +
+                    std::to_string(n_heads) + "/" + std::to_string(n_kv_heads) + ", ffn " + std::to_string(ffn_dim) +
+                    ", ctx " + std::to_string(n_ctx) + ")");
+    }
+    if (dim % n_heads != 0 || head_dim() % 2 != 0 || n_heads % n_kv_heads != 0) {
+        throw Error(where + ": dim " + std::to_string(dim) + " must split into " + std::to_string(n_heads) +
+                    " heads of even size, and heads " + std::to_string(n_heads) + " into " +
+                    std::to_string(n_kv_heads) + " KV groups");
+    }
+    if (rope_dims < 0 || rope_dims > head_dim() || rope_dims % 2 != 0 || !(rope_base > 0.0f) || !(norm_eps >= 0.0f)) {
+        throw Error(where + ": RoPE needs an even rope_dims up to the head size, rope_base > 0 and norm_eps >= 0");
+    }
+}
+
+LlamaHparams read_llama_hparams(const GgufFile& f) {
+    const std::string& path = f.path();
+    const std::string arch = f.get_str("general.architecture");
+    if (arch != "llama") {
+        throw Error(path + ": general.architecture is '" + arch + "', which this build cannot run (supported: llama)");
+    }
+    LlamaHparams c;
+    auto key = [](const char* k) { return std::string("llama.") + k; };
+    c.dim = positive(f, key("embedding_length"), f.get_int(key("embedding_length")));
+    c.n_layers = positive(f, key("block_count"), f.get_int(key("block_count")), 4096);
+    c.n_heads = positive(f, key("attention.head_count"), f.get_int(key("attention.head_count")), 4096);
+    c.n_kv_heads = positive(f, key("attention.head_count_kv"),
+                            f.get_int_opt(key("attention.head_count_kv")).value_or(c.n_heads), 4096);
+    c.ffn_dim = positive(f, key("feed_forward_length"), f.get_int(key("feed_forward_length")));
+    c.n_ctx = positive(f, key("context_length"), f.get_int_opt(key("context_length")).value_or(2048));
+    c.rope_base = static_cast<float>(f.get_float_opt(key("rope.freq_base")).value_or(10000.0));
+    c.norm_eps = static_cast<float>(f.get_float_opt(key("attention.layer_norm_rms_epsilon")).value_or(1e-5));
+    if (c.dim % c.n_heads != 0) {
+        throw Error(path + ": embedding_length " + std::to_string(c.dim) + " is not a multiple of head_count " +
+                    std::to_string(c.n_heads));
+    }
+    if (c.n_heads % c.n_kv_heads != 0) {
+        throw Error(path + ": head_count " + std::to_string(c.n_heads) + " is not a multiple of head_count_kv " +
+                    std::to_string(c.n_kv_heads));
+    }
+    c.rope_dims = f.get_int_opt(key("rope.dimension_count")).value_or(c.head_dim());
+    if (c.rope_dims <= 0 || c.rope_dims > c.head_dim() || c.rope_dims % 2 != 0) {
+        throw Error(path + ": rope.dimension_count is " + std::to_string(c.rope_dims) +
+                    ", expected an even number up to the head dimension " + std::to_string(c.head_dim()));
+    }
+    if (!(c.rope_base > 0.0f) || !(c.norm_eps >= 0.0f)) {
+        throw Error(path + ": rope.freq_base must be > 0 and layer_norm_rms_epsilon >= 0");
+    }
+    const GgufTensor* embd = f.find_tensor("token_embd.weight");
+    if (!embd || embd->dims.size() < 2) {
+        throw Error(path + ": tensor 'token_embd.weight' is missing or not a matrix");
+    }
+    c.n_vocab = embd->dims[1];
+    c.tied = f.find_tensor("output.weight") == nullptr;
+    return c;
+}
+
+void set_llama_keys(GgufWriter& w, const LlamaHparams& s, DType type, const std::string& name) {
     w.set("general.architecture", GgufValue::str("llama"));
     w.set("general.name", GgufValue::str(name));
     // llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q4_1 3, MOSTLY_Q8_0 7.
@@ -23,7 +98,7 @@ void set_llama_keys(GgufWriter& w, const ModelShape& s, DType type, const std::s
     w.set("llama.attention.head_count", GgufValue::u32(static_cast<uint32_t>(s.n_heads)));
     w.set("llama.attention.head_count_kv", GgufValue::u32(static_cast<uint32_t>(s.n_kv_heads)));
     w.set("llama.rope.freq_base", GgufValue::f32(s.rope_base));
-    w.set("llama.rope.dimension_count", GgufValue::u32(static_cast<uint32_t>(head_dim)));
+    w.set("llama.rope.dimension_count", GgufValue::u32(static_cast<uint32_t>(s.rotated_dims())));
     w.set("llama.attention.layer_norm_rms_epsilon", GgufValue::f32(s.norm_eps));
     w.set("llama.vocab_size", GgufValue::u32(static_cast<uint32_t>(s.n_vocab)));
 }

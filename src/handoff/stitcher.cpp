@@ -6,7 +6,7 @@
 #include <optional>
 
 #include "microlm/handoff.h"
-#include "microlm/opener.h"
+#include "microlm/words.h"
 #include "microlm/unicode.h"
 
 namespace microlm {
@@ -33,9 +33,6 @@ bool is_space(uint32_t c) {
 bool is_alnum(uint32_t c) {
     const auto cat = unicode::category(c);
     return cat == unicode::Category::kLetter || cat == unicode::Category::kNumber;
-}
-bool is_line_break(uint32_t c) {
-    return c == '\n' || c == '\r' || c == 0x2028 || c == 0x2029;
 }
 
 size_t leading_space(std::string_view s) {
@@ -142,27 +139,6 @@ Maybe contraction(std::string_view t, bool complete) {
         }
     }
     return result;
-}
-
-// The opener ends a sentence: its last word ends with . ! ? (closing quotes aside) and is no
-// abbreviation or list number.
-bool ends_sentence(std::string_view opener) {
-    const std::vector<Cp> cps = codepoints(opener);
-    size_t start = 0;
-    for (size_t i = cps.size(); i-- > 0;) {
-        if (is_space(cps[i].c)) {
-            start = cps[i].end;
-            break;
-        }
-    }
-    const std::string_view word = opener.substr(start);
-    for (size_t i = cps.size(); i-- > 0 && cps[i].begin >= start;) {
-        const uint32_t c = cps[i].c;
-        if (c == '"' || c == '\'' || c == ')' || c == ']' || c == '*' || c == 0x201D || c == 0x2019) continue;
-        const bool stop = c == '.' || c == '!' || c == '?' || c == 0x3002 || c == 0xFF01 || c == 0xFF1F;
-        return stop && word_ends_clause(word, false);
-    }
-    return false;
 }
 
 // The opener stops inside a sentence: after a word, a comma, a semicolon or a dash (not after

@@ -1,7 +1,7 @@
 // A 5x8 bitmap font drawn for this project: each glyph is eight rows of five pixels ('#' on,
 // '.' off), capitals and digits seven rows tall, descenders in the eighth. Parsed into bit rows
 // once. Not a general font: printable ASCII, μ, and a few look-alike mappings.
-#include "plot/font.h"
+#include "font.h"
 
 #include <string_view>
 

@@ -9,27 +9,12 @@
 #include <cstring>
 #include <filesystem>
 
+#include "microlm/crc32.h"
 #include "microlm/error.h"
 #include "microlm/plot.h"
 
 namespace microlm::plot {
 namespace {
-
-// CRC-32 (polynomial 0xEDB88320, reflected), as PNG chunks use it.
-uint32_t crc32(const uint8_t* data, size_t n, uint32_t crc = 0) {
-    static const std::array<uint32_t, 256> table = [] {
-        std::array<uint32_t, 256> t{};
-        for (uint32_t i = 0; i < 256; ++i) {
-            uint32_t c = i;
-            for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-            t[i] = c;
-        }
-        return t;
-    }();
-    crc = ~crc;
-    for (size_t i = 0; i < n; ++i) crc = table[(crc ^ data[i]) & 0xFF] ^ (crc >> 8);
-    return ~crc;
-}
 
 uint32_t adler32(const std::vector<uint8_t>& data) {
     uint32_t a = 1, b = 0;
@@ -177,7 +162,7 @@ void put_chunk(std::vector<uint8_t>& out, const char type[4], const std::vector<
     const size_t start = out.size();
     out.insert(out.end(), type, type + 4);
     out.insert(out.end(), data.begin(), data.end());
-    put_u32(out, crc32(out.data() + start, out.size() - start));
+    put_u32(out, crc32(std::span<const uint8_t>(out.data() + start, out.size() - start)));
 }
 
 }  // namespace

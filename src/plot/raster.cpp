@@ -6,7 +6,7 @@
 
 #include "microlm/error.h"
 #include "microlm/plot.h"
-#include "plot/font.h"
+#include "font.h"
 #include "microlm/unicode.h"
 
 namespace microlm::plot {

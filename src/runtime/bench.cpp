@@ -6,15 +6,12 @@
 
 #include "microlm/error.h"
 #include "microlm/sampler.h"
+#include "microlm/stopwatch.h"
 
 namespace microlm {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double ms(Clock::time_point a, Clock::time_point b) {
-    return std::chrono::duration<double, std::milli>(b - a).count();
-}
+using Clock = Stopwatch::Clock;
 
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
@@ -27,20 +24,20 @@ BenchTimings run_once(Context& ctx, const std::vector<int32_t>& prompt, int64_t 
     const auto t0 = Clock::now();
     auto logits = ctx.eval(prompt);
     const auto t_prefill = Clock::now();
-    t.prefill_ms = ms(t0, t_prefill);
+    t.prefill_ms = Stopwatch::ms_between(t0, t_prefill);
     Clock::time_point t_first = t_prefill;
     for (int64_t i = 0; i < n_gen; ++i) {
         const int32_t tok = argmax(logits);
         const auto now = Clock::now();
         if (i == 0) {
             t_first = now;
-            t.ttft_ms = ms(t0, now);
+            t.ttft_ms = Stopwatch::ms_between(t0, now);
         }
-        if (i == 3) t.first4_ms = ms(t0, now);
-        if (i == 7) t.first8_ms = ms(t0, now);
+        if (i == 3) t.first4_ms = Stopwatch::ms_between(t0, now);
+        if (i == 7) t.first8_ms = Stopwatch::ms_between(t0, now);
         if (i + 1 == n_gen) {
-            t.total_ms = ms(t0, now);
-            t.decode_ms = ms(t_first, now);
+            t.total_ms = Stopwatch::ms_between(t0, now);
+            t.decode_ms = Stopwatch::ms_between(t_first, now);
             break;
         }
         logits = ctx.eval(std::span<const int32_t>(&tok, 1));

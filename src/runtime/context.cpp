@@ -26,10 +26,10 @@ Context::Context(const Model& model, int64_t n_ctx, int n_threads, int64_t n_bat
     : model_(model),
       kernels_(kernels ? kernels : &kernels_best()),
       pool_(n_threads),
-      n_ctx_(std::clamp<int64_t>(n_ctx, 1, model.config().n_ctx_train)),
+      n_ctx_(std::clamp<int64_t>(n_ctx, 1, model.config().n_ctx)),
       n_batch_(std::max<int64_t>(1, n_batch)) {
-    const LlamaConfig& c = model.config();
-    const int64_t q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
+    const LlamaHparams& c = model.config();
+    const int64_t q_dim = c.n_heads * c.head_dim(), kv_dim = c.n_kv_heads * c.head_dim();
     const auto sz = [](int64_t a, int64_t b) { return static_cast<size_t>(a * b); };
     k_cache_.assign(sz(c.n_layers * n_ctx_, kv_dim), 0);
     v_cache_.assign(sz(c.n_layers * n_ctx_, kv_dim), 0);
@@ -43,7 +43,7 @@ Context::Context(const Model& model, int64_t n_ctx, int n_threads, int64_t n_bat
     up_.assign(sz(n_batch_, c.ffn_dim), 0.0f);
     scores_.assign(sz(pool_.size(), n_ctx_), 0.0f);
     q16_.assign(sz(n_batch_, q_dim), 0);
-    rope_cs_.assign(sz(n_batch_, c.rope_dims), 0.0f);
+    rope_cs_.assign(sz(n_batch_, c.rotated_dims()), 0.0f);
     size_t prep = 0;
     auto need = [&](const WeightRef& w) { prep = std::max(prep, prepared_row_bytes(w.type, w.cols)); };
     need(model.output);
@@ -106,12 +106,12 @@ void Context::matmul(const WeightRef& w, const float* x, int64_t n, float* y, bo
 }
 
 void Context::rope(float* x, int64_t n, int64_t n_heads) const {
-    const LlamaConfig& c = model_.config();
+    const LlamaHparams& c = model_.config();
     for (int64_t t = 0; t < n; ++t) {
-        const float* cs = rope_cs_.data() + t * c.rope_dims;
+        const float* cs = rope_cs_.data() + t * c.rotated_dims();
         for (int64_t h = 0; h < n_heads; ++h) {
-            float* v = x + (t * n_heads + h) * c.head_dim;
-            for (int64_t i = 0; i < c.rope_dims; i += 2) {
+            float* v = x + (t * n_heads + h) * c.head_dim();
+            for (int64_t i = 0; i < c.rotated_dims(); i += 2) {
                 const float x0 = v[i], x1 = v[i + 1], cos_t = cs[i], sin_t = cs[i + 1];
                 // The fused forms llama.cpp's build contracts these to; plain a*b - c*d
                 // parts from it by an ulp and, over 30 layers, by tenths of a logit.
@@ -123,8 +123,8 @@ void Context::rope(float* x, int64_t n, int64_t n_heads) const {
 }
 
 void Context::attention(int64_t layer, int64_t n) {
-    const LlamaConfig& c = model_.config();
-    const int64_t hd = c.head_dim, kv_dim = c.n_kv_heads * hd, group = c.n_heads / c.n_kv_heads;
+    const LlamaHparams& c = model_.config();
+    const int64_t hd = c.head_dim(), kv_dim = c.n_kv_heads * hd, group = c.n_heads / c.n_kv_heads;
     const uint16_t* kc = k_cache_.data() + layer * n_ctx_ * kv_dim;
     const uint16_t* vc = v_cache_.data() + layer * n_ctx_ * kv_dim;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -155,19 +155,19 @@ void Context::attention(int64_t layer, int64_t n) {
 }
 
 void Context::eval_batch(const int32_t* tokens, int64_t n, bool want_logits, int64_t logits_row) {
-    const LlamaConfig& c = model_.config();
-    const int64_t dim = c.dim, kv_dim = c.n_kv_heads * c.head_dim;
+    const LlamaHparams& c = model_.config();
+    const int64_t dim = c.dim, kv_dim = c.n_kv_heads * c.head_dim();
     const WeightRef& emb = model_.token_embd;
     for (int64_t t = 0; t < n; ++t) {
         const auto* row = static_cast<const uint8_t*>(emb.data) + static_cast<size_t>(tokens[t]) * emb.row_bytes;
         dequantize_row(emb.type, row, x_.data() + t * dim, dim);
     }
     // cos/sin per position and rotated pair, theta advanced by repeated multiplication as ggml does.
-    const float theta_scale = std::pow(c.rope_base, -2.0f / static_cast<float>(c.rope_dims));
+    const float theta_scale = std::pow(c.rope_base, -2.0f / static_cast<float>(c.rotated_dims()));
     for (int64_t t = 0; t < n; ++t) {
         float theta = static_cast<float>(n_past_ + t);
-        float* cs = rope_cs_.data() + t * c.rope_dims;
-        for (int64_t i = 0; i < c.rope_dims; i += 2) {
+        float* cs = rope_cs_.data() + t * c.rotated_dims();
+        for (int64_t i = 0; i < c.rotated_dims(); i += 2) {
             const float ff = model_.rope_freq_factors.empty() ? 1.0f : model_.rope_freq_factors[i / 2];
             cs[i] = std::cos(theta / ff);
             cs[i + 1] = std::sin(theta / ff);
@@ -177,7 +177,7 @@ void Context::eval_batch(const int32_t* tokens, int64_t n, bool want_logits, int
 
     for (int64_t l = 0; l < c.n_layers; ++l) {
         const LayerWeights& w = model_.layers[l];
-        for (int64_t t = 0; t < n; ++t) rmsnorm(x_.data() + t * dim, w.attn_norm.data(), xn_.data() + t * dim, dim, c.rms_eps);
+        for (int64_t t = 0; t < n; ++t) rmsnorm(x_.data() + t * dim, w.attn_norm.data(), xn_.data() + t * dim, dim, c.norm_eps);
         matmul(w.wq, xn_.data(), n, q_.data());
         matmul(w.wk, xn_.data(), n, k_.data(), w.wk.type == w.wq.type);
         matmul(w.wv, xn_.data(), n, v_.data(), w.wv.type == w.wk.type);
@@ -191,7 +191,7 @@ void Context::eval_batch(const int32_t* tokens, int64_t n, bool want_logits, int
         matmul(w.wo, att_out_.data(), n, xn_.data());
         for (int64_t i = 0; i < n * dim; ++i) x_[i] += xn_[i];
 
-        for (int64_t t = 0; t < n; ++t) rmsnorm(x_.data() + t * dim, w.ffn_norm.data(), xn_.data() + t * dim, dim, c.rms_eps);
+        for (int64_t t = 0; t < n; ++t) rmsnorm(x_.data() + t * dim, w.ffn_norm.data(), xn_.data() + t * dim, dim, c.norm_eps);
         matmul(w.w_gate, xn_.data(), n, gate_.data());
         matmul(w.w_up, xn_.data(), n, up_.data(), w.w_up.type == w.w_gate.type);
         for (int64_t i = 0; i < n * c.ffn_dim; ++i) {
@@ -207,7 +207,7 @@ void Context::eval_batch(const int32_t* tokens, int64_t n, bool want_logits, int
     const int64_t first = logits_rows_ > 1 ? 0 : n - 1;
     const int64_t rows = n - first;
     for (int64_t t = first; t < n; ++t) {
-        rmsnorm(x_.data() + t * dim, model_.output_norm.data(), xn_.data() + (t - first) * dim, dim, c.rms_eps);
+        rmsnorm(x_.data() + t * dim, model_.output_norm.data(), xn_.data() + (t - first) * dim, dim, c.norm_eps);
     }
     matmul(model_.output, xn_.data(), rows, logits_.data() + logits_row * n_vocab());
 }

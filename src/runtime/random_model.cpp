@@ -34,15 +34,15 @@ private:
 
 }  // namespace
 
-std::optional<ModelShape> model_shape_preset(std::string_view name) {
-    if (name == "tiny") return ModelShape{};
-    if (name == "8m") return ModelShape{8192, 256, 8, 8, 2, 704, 2048, 10000.0f, true, 1e-5f};
-    if (name == "28m") return ModelShape{12288, 512, 8, 8, 2, 1408, 2048, 10000.0f, true, 1e-5f};
-    if (name == "135m") return ModelShape{49152, 576, 30, 9, 3, 1536, 8192, 100000.0f, true, 1e-5f};
+std::optional<LlamaHparams> model_shape_preset(std::string_view name) {
+    if (name == "tiny") return LlamaHparams{512, 64, 2, 4, 2, 160, 512, 10000.0f, true, 1e-5f};
+    if (name == "8m") return LlamaHparams{8192, 256, 8, 8, 2, 704, 2048, 10000.0f, true, 1e-5f};
+    if (name == "28m") return LlamaHparams{12288, 512, 8, 8, 2, 1408, 2048, 10000.0f, true, 1e-5f};
+    if (name == "135m") return LlamaHparams{49152, 576, 30, 9, 3, 1536, 8192, 100000.0f, true, 1e-5f};
     return std::nullopt;
 }
 
-void write_random_llama(const std::string& path, const ModelShape& s, DType type, uint64_t seed) {
+void write_random_llama(const std::string& path, const LlamaHparams& s, DType type, uint64_t seed) {
     const int n_special = 3;
     if (s.n_vocab < 256 + n_special || s.dim % s.n_heads != 0 || s.n_heads % s.n_kv_heads != 0) {
         throw Error("random model: invalid shape (vocab >= 259, dim % heads == 0, heads % kv_heads == 0)");

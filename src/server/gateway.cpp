@@ -8,8 +8,8 @@
 #include <sstream>
 
 #include "microlm/error.h"
-#include "server/gateway_impl.h"
-#include "server/http_util.h"
+#include "gateway_impl.h"
+#include "http_util.h"
 
 namespace microlm {
 namespace {
@@ -84,7 +84,7 @@ Gateway::Impl::Impl(GatewayConfig c) : cfg(std::move(c)) {
     }
     model = Model::load(cfg.model_path);
     tok = std::make_unique<Tokenizer>(vocab_from_gguf(model->file()));
-    ctx = std::make_unique<Context>(*model, std::min<int64_t>(cfg.n_ctx, model->config().n_ctx_train),
+    ctx = std::make_unique<Context>(*model, std::min<int64_t>(cfg.n_ctx, model->config().n_ctx),
                                     cfg.threads);
     opener = std::make_unique<Opener>(*ctx, *tok, cfg.opener);
     opener->warm_up();

@@ -21,7 +21,7 @@
 #include "microlm/opener.h"
 #include "microlm/tokenizer.h"
 #include "microlm/turn.h"
-#include "server/gateway_metrics.h"
+#include "gateway_metrics.h"
 
 namespace microlm {
 

@@ -1,6 +1,6 @@
 // GatewayMetrics: plain counters and fixed-bucket histograms (milliseconds), written in
 // Prometheus' text exposition format 0.0.4. No client library: the format is a few lines.
-#include "server/gateway_metrics.h"
+#include "gateway_metrics.h"
 
 #include <charconv>
 

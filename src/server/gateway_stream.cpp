@@ -9,8 +9,9 @@
 #include <optional>
 
 #include "microlm/error.h"
-#include "server/gateway_impl.h"
-#include "server/http_util.h"
+#include "microlm/stopwatch.h"
+#include "gateway_impl.h"
+#include "http_util.h"
 
 namespace microlm {
 namespace {
@@ -18,12 +19,8 @@ namespace {
 using json = nlohmann::json;
 // Responses keep OpenAI's field order (id, object, created, model, choices), then "microlm".
 using ojson = nlohmann::ordered_json;
-using Clock = std::chrono::steady_clock;
+using Clock = Stopwatch::Clock;
 using http::BadRequest;
-
-double ms_between(Clock::time_point a, Clock::time_point b) {
-    return std::chrono::duration<double, std::milli>(b - a).count();
-}
 
 double round1(double v) {
     return std::round(v * 10.0) / 10.0;
@@ -332,7 +329,7 @@ Outcome run_job(Gateway::Impl& g, ChatJob& job, const std::function<void(const T
     {
         std::lock_guard lock(g.turn_mutex);
         g.running = 1;
-        o.queue_ms = ms_between(job.received, Clock::now());
+        o.queue_ms = Stopwatch::ms_between(job.received, Clock::now());
         try {
             o.r = run_turn(*g.opener, *g.ctx, *g.tok, *g.cloud, job.history, job.turn, tap, stop);
         } catch (const std::exception& e) {

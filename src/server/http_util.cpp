@@ -1,6 +1,6 @@
 // The helpers both servers share: OpenAI error objects, typed field checks, message parsing.
 // Not here: routes or response shapes of either server.
-#include "server/http_util.h"
+#include "http_util.h"
 
 #include <algorithm>
 #include <chrono>

@@ -22,7 +22,7 @@
 #include "microlm/model.h"
 #include "microlm/sampler.h"
 #include "microlm/tokenizer.h"
-#include "server/http_util.h"
+#include "http_util.h"
 
 namespace microlm {
 namespace {
@@ -96,7 +96,7 @@ struct ModelServer::Impl {
     explicit Impl(ModelServerConfig c) : cfg(std::move(c)) {
         model = Model::load(cfg.model_path);
         tok = std::make_unique<Tokenizer>(vocab_from_gguf(model->file()));
-        const int64_t n_ctx = std::min<int64_t>(cfg.n_ctx, model->config().n_ctx_train);
+        const int64_t n_ctx = std::min<int64_t>(cfg.n_ctx, model->config().n_ctx);
         ctx = std::make_unique<Context>(*model, n_ctx, cfg.threads);
         default_system = chat_template_default_system(tok->vocab().chat_template);
         if (cfg.model_name.empty()) cfg.model_name = std::filesystem::path(cfg.model_path).stem().string();

@@ -18,7 +18,7 @@ constexpr Category kLetter = Category::kLetter;
 constexpr Category kNumber = Category::kNumber;
 constexpr Category kPunctuation = Category::kPunctuation;
 
-#include "text/unicode_tables.inc"
+#include "unicode_tables.inc"
 
 Category lookup_category(uint32_t cpt) {
     const auto* end = kCategoryRanges + std::size(kCategoryRanges);

@@ -425,65 +425,6 @@ int32_t Tokenizer::token_id(std::string_view text) const {
 
 const VocabData& Tokenizer::vocab() const { return impl_->v; }
 
-VocabData vocab_from_gguf(const GgufFile& file) {
-    const std::string& path = file.path();
-    VocabData v;
-    v.model = file.get_str("tokenizer.ggml.model");
-    if (v.model != "gpt2") {
-        throw Error(path + ": tokenizer.ggml.model is '" + v.model +
-                    "', which microlm cannot run (supported: gpt2, byte-level BPE)");
-    }
-    v.pre = file.get_str_opt("tokenizer.ggml.pre").value_or("default");
-    pretok::Spec spec;
-    try {
-        spec = pretok::spec_for(v.pre);
-    } catch (const Error& e) {
-        throw Error(path + ": " + e.what());
-    }
-    v.tokens = file.get_str_array("tokenizer.ggml.tokens");
-    const int64_t n = static_cast<int64_t>(v.tokens.size());
-    if (n == 0) throw Error(path + ": tokenizer.ggml.tokens is empty");
-    if (file.find("tokenizer.ggml.token_type")) {
-        const std::vector<int64_t> types = file.get_int_array("tokenizer.ggml.token_type");
-        if (static_cast<int64_t>(types.size()) != n) {
-            throw Error(path + ": tokenizer.ggml.token_type has " + std::to_string(types.size()) +
-                        " entries, expected one per token (" + std::to_string(n) + ")");
-        }
-        v.token_types.reserve(types.size());
-        for (const int64_t t : types)
-            v.token_types.push_back(static_cast<int32_t>(std::clamp<int64_t>(t, -1, 255)));
-    }
-    v.merges = file.get_str_array("tokenizer.ggml.merges");
-
-    const std::pair<const char*, int32_t*> ids[] = {
-        {"tokenizer.ggml.bos_token_id", &v.bos_id},     {"tokenizer.ggml.eos_token_id", &v.eos_id},
-        {"tokenizer.ggml.eot_token_id", &v.eot_id},     {"tokenizer.ggml.padding_token_id", &v.pad_id},
-        {"tokenizer.ggml.unknown_token_id", &v.unk_id},
-    };
-    for (const auto& [key, dst] : ids) {
-        const std::optional<int64_t> id = file.get_int_opt(key);
-        if (!id) continue;
-        if (*id < 0 || *id >= n) {
-            throw Error(path + ": " + key + " is " + std::to_string(*id) + ", outside the vocabulary of " +
-                        std::to_string(n) + " tokens");
-        }
-        *dst = static_cast<int32_t>(*id);
-    }
-    v.add_bos = file.get_bool_opt("tokenizer.ggml.add_bos_token").value_or(spec.add_bos_default);
-    v.add_eos = file.get_bool_opt("tokenizer.ggml.add_eos_token").value_or(false);
-    v.add_space_prefix = file.get_bool_opt("tokenizer.ggml.add_space_prefix").value_or(false);
-    v.chat_template = file.get_str_opt("tokenizer.chat_template").value_or("");
-    if (v.add_bos && v.bos_id < 0) {
-        throw Error(path +
-                    ": tokenizer.ggml.add_bos_token is set but tokenizer.ggml.bos_token_id is missing");
-    }
-    if (v.add_eos && v.eos_id < 0) {
-        throw Error(path +
-                    ": tokenizer.ggml.add_eos_token is set but tokenizer.ggml.eos_token_id is missing");
-    }
-    return v;
-}
-
 // Holds back an incomplete trailing sequence; anything that can never become valid UTF-8
 // (stray continuation bytes, overlong forms, surrogates, > U+10FFFF) is replaced by U+FFFD per
 // maximal invalid subpart, as Python's errors="replace" does.

@@ -1,17 +1,13 @@
 // ShardSet: maps the shard files read-only and cuts training windows out of them. A window
 // is seq_len + 1 consecutive tokens of one shard; windows may cross document boundaries
 // (documents end with <|endoftext|> or <|im_end|>, as the data pipeline wrote them).
-#include "train/batches.h"
-
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include "batches.h"
 
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "microlm/error.h"
+#include "microlm/mapped_file.h"
 
 namespace microlm::train {
 namespace {
@@ -23,45 +19,22 @@ uint64_t splitmix(uint64_t x) {
     return x ^ (x >> 31);
 }
 
-class Mapping {
-public:
-    Mapping(const std::string& path, size_t expect_bytes) : path_(path) {
-        fd_ = ::open(path.c_str(), O_RDONLY);
-        if (fd_ < 0) throw Error(path + ": cannot open shard");
-        struct stat st {};
-        ::fstat(fd_, &st);
-        size_ = static_cast<size_t>(st.st_size);
-        if (size_ != expect_bytes) {
-            ::close(fd_);
-            throw Error(path + ": shard has " + std::to_string(size_) + " bytes, manifest says " +
-                        std::to_string(expect_bytes));
-        }
-        data_ = size_ ? ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0) : nullptr;
-        if (data_ == MAP_FAILED) {
-            ::close(fd_);
-            throw Error(path + ": mmap failed");
-        }
-    }
-    ~Mapping() {
-        if (data_ && data_ != MAP_FAILED) ::munmap(data_, size_);
-        if (fd_ >= 0) ::close(fd_);
-    }
-    const uint8_t* bytes() const { return static_cast<const uint8_t*>(data_); }
-
-private:
-    std::string path_;
-    int fd_ = -1;
-    size_t size_ = 0;
-    void* data_ = nullptr;
-};
+// A shard file mapped read-only, checked against the size the manifest promises.
+std::unique_ptr<MappedFile> map_shard(const std::string& path, size_t expect_bytes) {
+    auto m = std::make_unique<MappedFile>(path);
+    if (m->size() != expect_bytes)
+        throw Error(path + ": shard has " + std::to_string(m->size()) + " bytes, manifest says " +
+                    std::to_string(expect_bytes));
+    return m;
+}
 
 }  // namespace
 
 struct ShardSet::Shard {
-    std::unique_ptr<Mapping> ids, mask;
+    std::unique_ptr<MappedFile> ids, mask;
     int64_t tokens = 0;
-    const uint16_t* id(int64_t i) const { return reinterpret_cast<const uint16_t*>(ids->bytes()) + i; }
-    uint8_t m(int64_t i) const { return mask->bytes()[i]; }
+    const uint16_t* id(int64_t i) const { return reinterpret_cast<const uint16_t*>(ids->data()) + i; }
+    uint8_t m(int64_t i) const { return mask->data()[i]; }
 };
 
 ShardSet::ShardSet(const std::string& folder, const std::string& split) {
@@ -77,8 +50,8 @@ ShardSet::ShardSet(const std::string& folder, const std::string& split) {
             auto sh = std::make_unique<Shard>();
             sh->tokens = s.at("tokens").get<int64_t>();
             const auto n = static_cast<size_t>(sh->tokens);
-            sh->ids = std::make_unique<Mapping>(folder + "/" + s.at("ids").get<std::string>(), 2 * n);
-            sh->mask = std::make_unique<Mapping>(folder + "/" + s.at("mask").get<std::string>(), n);
+            sh->ids = map_shard(folder + "/" + s.at("ids").get<std::string>(), 2 * n);
+            sh->mask = map_shard(folder + "/" + s.at("mask").get<std::string>(), n);
             total_ += sh->tokens;
             shards_.push_back(std::move(sh));
         }

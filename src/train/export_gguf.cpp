@@ -1,6 +1,6 @@
 // export_gguf: copies each parameter (moved to CPU float32) into the GGUF writer under its
 // GGUF name; the trainer's (out, in) matrices are exactly GGUF's {in, out} tensors.
-#include "train/export_gguf.h"
+#include "export_gguf.h"
 
 #include "microlm/error.h"
 #include "microlm/gguf.h"
@@ -13,7 +13,7 @@ void export_gguf(LlamaModule& model, const std::string& tokenizer_gguf, const st
     if (type != DType::F32 && type != DType::F16 && type != DType::Q8_0) {
         throw Error("export: type must be f32, f16 or q8_0");
     }
-    const LlamaShape& s = model->shape();
+    const LlamaHparams& s = model->shape();
     const auto tok = GgufFile::open(tokenizer_gguf);
     const int64_t n_tokens = static_cast<int64_t>(tok->get_str_array("tokenizer.ggml.tokens").size());
     if (n_tokens != s.n_vocab) {
@@ -21,17 +21,7 @@ void export_gguf(LlamaModule& model, const std::string& tokenizer_gguf, const st
                     std::to_string(s.n_vocab));
     }
     GgufWriter w;
-    ModelShape ms;
-    ms.n_vocab = s.n_vocab;
-    ms.dim = s.dim;
-    ms.n_layers = s.n_layers;
-    ms.n_heads = s.n_heads;
-    ms.n_kv_heads = s.n_kv_heads;
-    ms.ffn_dim = s.ffn_dim;
-    ms.n_ctx = s.n_ctx;
-    ms.rope_base = static_cast<float>(s.rope_base);
-    ms.norm_eps = static_cast<float>(s.norm_eps);
-    set_llama_keys(w, ms, type, name);
+    set_llama_keys(w, s, type, name);
     copy_tokenizer_keys(w, *tok);
     for (const auto& [key, param] : model->named_weights()) {
         const torch::Tensor t = param.detach().to(torch::kCPU, torch::kFloat32).contiguous();

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "microlm/dtype.h"
-#include "train/llama_module.h"
+#include "llama_module.h"
 
 namespace microlm::train {
 

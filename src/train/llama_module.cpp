@@ -1,6 +1,6 @@
 // The trainer's Llama forward pass in libtorch. Attention is written out (no fused kernel)
 // so that float64 gradient checks and CPU/CUDA runs share one definition.
-#include "train/llama_module.h"
+#include "llama_module.h"
 
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/functional/embedding.h>
@@ -15,25 +15,8 @@ namespace microlm::train {
 
 namespace F = torch::nn::functional;
 
-int64_t LlamaShape::parameters() const {
-    const int64_t hd = head_dim(), q = n_heads * hd, kv = n_kv_heads * hd;
-    const int64_t layer = 2 * dim + dim * q * 2 + dim * kv * 2 + 3 * dim * ffn_dim;
-    return n_vocab * dim + dim + n_layers * layer;
-}
-
-void LlamaShape::validate() const {
-    if (n_vocab < 4 || dim < 2 || n_layers < 1 || n_heads < 1 || n_kv_heads < 1 || ffn_dim < 1 || n_ctx < 1) {
-        throw Error("model shape: every size must be positive (vocab >= 4)");
-    }
-    if (dim % n_heads != 0 || n_heads % n_kv_heads != 0 || head_dim() % 2 != 0) {
-        throw Error("model shape: dim " + std::to_string(dim) + " must split into " + std::to_string(n_heads) +
-                    " heads of even size, and heads " + std::to_string(n_heads) + " into " +
-                    std::to_string(n_kv_heads) + " KV groups");
-    }
-}
-
-LlamaModuleImpl::LlamaModuleImpl(const LlamaShape& shape) : shape_(shape) {
-    shape_.validate();
+LlamaModuleImpl::LlamaModuleImpl(const LlamaHparams& shape) : shape_(shape) {
+    shape_.validate("model shape");
     const int64_t hd = shape_.head_dim(), q = shape_.n_heads * hd, kv = shape_.n_kv_heads * hd;
     // libtorch forbids dots in parameter names: registered as "blk_3_attn_q_weight", kept
     // with the GGUF name for export.

@@ -10,29 +10,16 @@
 #include <string>
 #include <vector>
 
-namespace microlm::train {
+#include "microlm/llama_gguf.h"
 
-struct LlamaShape {
-    int64_t n_vocab = 8192;
-    int64_t dim = 256;
-    int64_t n_layers = 8;
-    int64_t n_heads = 8;
-    int64_t n_kv_heads = 2;
-    int64_t ffn_dim = 704;
-    int64_t n_ctx = 2048;      // positions the exported model declares
-    double rope_base = 10000.0;
-    double norm_eps = 1e-5;
-    int64_t head_dim() const { return dim / n_heads; }
-    int64_t parameters() const;  // with the tied embedding counted once
-    void validate() const;       // throws microlm::Error on an impossible shape
-};
+namespace microlm::train {
 
 // Tensor names follow GGUF ("token_embd.weight", "blk.3.attn_q.weight", ...), and every
 // matrix is stored (out_features, in_features): the same bytes a GGUF tensor with dims
 // {in, out} holds, so export copies them unchanged.
 class LlamaModuleImpl : public torch::nn::Module {
 public:
-    explicit LlamaModuleImpl(const LlamaShape& shape);
+    explicit LlamaModuleImpl(const LlamaHparams& shape);
 
     // ids: (B, T) int64 → logits (B, T, n_vocab), positions 0..T-1.
     torch::Tensor forward(const torch::Tensor& ids);
@@ -41,7 +28,7 @@ public:
     // 1/sqrt(2 n_layers), norms 1; deterministic under torch::manual_seed.
     void init_weights();
 
-    const LlamaShape& shape() const { return shape_; }
+    const LlamaHparams& shape() const { return shape_; }
     // Parameters in export order with their GGUF names.
     std::vector<std::pair<std::string, torch::Tensor>> named_weights() const;
 
@@ -51,7 +38,7 @@ private:
     };
     torch::Tensor rope(const torch::Tensor& x) const;  // (B, T, H, hd)
 
-    LlamaShape shape_;
+    LlamaHparams shape_;
     torch::Tensor token_embd_;   // (n_vocab, dim)
     torch::Tensor output_norm_;  // (dim)
     std::vector<Layer> layers_;

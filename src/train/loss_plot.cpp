@@ -1,6 +1,6 @@
 // write_loss_png: parses the CSV the trainer writes (step,loss,val_loss,val_first_loss,...)
 // and hands the three series to the PNG line chart.
-#include "train/loss_plot.h"
+#include "loss_plot.h"
 
 #include <fstream>
 #include <sstream>

@@ -9,9 +9,9 @@
 
 #include "microlm/dtype.h"
 #include "microlm/error.h"
-#include "train/export_gguf.h"
-#include "train/loss_plot.h"
-#include "train/trainer.h"
+#include "export_gguf.h"
+#include "loss_plot.h"
+#include "trainer.h"
 
 namespace {
 

@@ -1,6 +1,6 @@
 // TrainConfig parsing: one table maps each key to its field, so set(), to_text() and the
 // error listing the known keys cannot disagree.
-#include "train/train_config.h"
+#include "train_config.h"
 
 #include <fstream>
 #include <functional>
@@ -37,7 +37,7 @@ Field num(T TrainConfig::* m) {
             [m](const TrainConfig& c) { std::ostringstream o; o.precision(10); o << c.*m; return o.str(); }};
 }
 template <typename T>
-Field shape_num(T LlamaShape::* m) {
+Field shape_num(T LlamaHparams::* m) {
     return {[m](TrainConfig& c, const std::string& k, const std::string& v) { c.shape.*m = parse_number<T>(k, v); },
             [m](const TrainConfig& c) { std::ostringstream o; o.precision(10); o << c.shape.*m; return o.str(); }};
 }
@@ -48,11 +48,11 @@ Field text(std::string TrainConfig::* m) {
 
 const std::vector<std::pair<std::string, Field>>& fields() {
     static const std::vector<std::pair<std::string, Field>> f = {
-        {"vocab", shape_num(&LlamaShape::n_vocab)},     {"dim", shape_num(&LlamaShape::dim)},
-        {"layers", shape_num(&LlamaShape::n_layers)},   {"heads", shape_num(&LlamaShape::n_heads)},
-        {"kv_heads", shape_num(&LlamaShape::n_kv_heads)}, {"ffn", shape_num(&LlamaShape::ffn_dim)},
-        {"n_ctx", shape_num(&LlamaShape::n_ctx)},       {"rope_base", shape_num(&LlamaShape::rope_base)},
-        {"norm_eps", shape_num(&LlamaShape::norm_eps)},
+        {"vocab", shape_num(&LlamaHparams::n_vocab)},     {"dim", shape_num(&LlamaHparams::dim)},
+        {"layers", shape_num(&LlamaHparams::n_layers)},   {"heads", shape_num(&LlamaHparams::n_heads)},
+        {"kv_heads", shape_num(&LlamaHparams::n_kv_heads)}, {"ffn", shape_num(&LlamaHparams::ffn_dim)},
+        {"n_ctx", shape_num(&LlamaHparams::n_ctx)},       {"rope_base", shape_num(&LlamaHparams::rope_base)},
+        {"norm_eps", shape_num(&LlamaHparams::norm_eps)},
         {"data", text(&TrainConfig::data)},             {"tokenizer", text(&TrainConfig::tokenizer)},
         {"out", text(&TrainConfig::out)},               {"init_from", text(&TrainConfig::init_from)},
         {"device", text(&TrainConfig::device)},         {"precision", text(&TrainConfig::precision)},
@@ -87,7 +87,7 @@ void TrainConfig::set(const std::string& key, const std::string& value) {
 }
 
 void TrainConfig::validate() const {
-    shape.validate();
+    shape.validate("model shape");
     auto need = [](bool ok, const std::string& what) {
         if (!ok) throw Error("config: " + what);
     };

@@ -8,12 +8,12 @@
 #include <string>
 #include <vector>
 
-#include "train/llama_module.h"
+#include "llama_module.h"
 
 namespace microlm::train {
 
 struct TrainConfig {
-    LlamaShape shape;
+    LlamaHparams shape{8192, 256, 8, 8, 2, 704, 2048, 10000.0f, true, 1e-5f};  // microlm-8m
     std::string data;             // a `microlm data` output folder (manifest.json + shards)
     std::string tokenizer;        // GGUF whose tokenizer.* keys the export copies
     std::string out = "runs/run";  // checkpoint.pt, loss.csv, loss.png, config.txt

@@ -2,7 +2,7 @@
 // (parameters by name), "optim" (AdamW state), "step", "tokens_seen", "wall_s", and "config"
 // (TrainConfig::to_text, so export knows the shape). It is written to a temporary file and
 // renamed, so a kill never leaves a torn checkpoint.
-#include "train/trainer.h"
+#include "trainer.h"
 
 #include <ATen/autocast_mode.h>
 #include <torch/cuda.h>
@@ -24,8 +24,9 @@
 #include "microlm/dtype.h"
 #include "microlm/error.h"
 #include "microlm/gguf.h"
-#include "train/batches.h"
-#include "train/loss_plot.h"
+#include "microlm/stopwatch.h"
+#include "batches.h"
+#include "loss_plot.h"
 
 namespace microlm::train {
 namespace {
@@ -51,8 +52,6 @@ private:
     void (*term_)(int);
 };
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 struct Losses {
     torch::Tensor objective;  // weighted, what is optimized
@@ -333,8 +332,8 @@ TrainSummary run_training(const TrainConfig& config, const std::function<void(co
     const BatchOptions bopt{cfg.batch, cfg.seq_len, cfg.first_token_weight, cfg.first_tokens};
     const int64_t tokens_per_step = cfg.batch * cfg.seq_len * cfg.grad_accum;
     const StopSignals signals;
-    const auto t0 = Clock::now();
-    auto last_log = Clock::now();
+    const Stopwatch t0;
+    Stopwatch last_log;
     int64_t last_log_step = step;
     const int64_t first_step = step;
     std::ofstream log(csv, std::ios::app);
@@ -357,7 +356,7 @@ TrainSummary run_training(const TrainConfig& config, const std::function<void(co
         sum.tokens_seen += tokens_per_step;
         sum.last_loss = loss;
 
-        const double run_s = seconds_since(t0);
+        const double run_s = t0.seconds();
         if (cfg.max_minutes > 0 && run_s > cfg.max_minutes * 60) g_stop = true;
         const bool do_val = step % cfg.eval_every == 0 || step == cfg.steps;
         StepReport r;
@@ -367,7 +366,7 @@ TrainSummary run_training(const TrainConfig& config, const std::function<void(co
         r.lr = lr;
         r.tokens_seen = sum.tokens_seen;
         // Throughput of the training steps alone: measured before validation runs.
-        const double since = seconds_since(last_log);
+        const double since = last_log.seconds();
         r.tokens_per_s = since > 0 ? static_cast<double>((step - last_log_step) * tokens_per_step) / since : 0;
         ValLoss vl;
         if (do_val) {
@@ -384,17 +383,17 @@ TrainSummary run_training(const TrainConfig& config, const std::function<void(co
         log << row << std::flush;
         if (step % cfg.log_every == 0 || do_val || step == cfg.steps || g_stop) {
             if (on_step) on_step(r);
-            last_log = Clock::now();
+            last_log.restart();
             last_log_step = step;
         }
         if (do_val) write_loss_png(csv, cfg.out + "/loss.png", fs::path(cfg.out).filename().string());
         if (step % cfg.ckpt_every == 0 || step == cfg.steps || g_stop) {
-            write_checkpoint(ckpt, model, optim, cfg, step, sum.tokens_seen, prior_wall + seconds_since(t0));
+            write_checkpoint(ckpt, model, optim, cfg, step, sum.tokens_seen, prior_wall + t0.seconds());
         }
     }
     sum.steps_done = step;
     sum.interrupted = step < cfg.steps;
-    sum.wall_s = prior_wall + seconds_since(t0);
+    sum.wall_s = prior_wall + t0.seconds();
     return sum;
 }
 

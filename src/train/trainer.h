@@ -8,8 +8,8 @@
 #include <functional>
 #include <string>
 
-#include "train/llama_module.h"
-#include "train/train_config.h"
+#include "llama_module.h"
+#include "train_config.h"
 
 namespace microlm::train {
 

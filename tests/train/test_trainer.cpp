@@ -17,8 +17,8 @@
 #include "microlm/error.h"
 #include "microlm/model.h"
 #include "microlm/random_model.h"
-#include "train/export_gguf.h"
-#include "train/trainer.h"
+#include "export_gguf.h"
+#include "trainer.h"
 
 namespace fs = std::filesystem;
 using namespace microlm;
@@ -26,8 +26,8 @@ using namespace microlm::train;
 
 namespace {
 
-LlamaShape tiny_shape() {
-    LlamaShape s;
+LlamaHparams tiny_shape() {
+    LlamaHparams s;
     s.n_vocab = 512;
     s.dim = 64;
     s.n_layers = 2;
@@ -118,7 +118,7 @@ std::vector<double> csv_losses(const fs::path& csv) {
 
 TEST(Trainer, GradientsMatchFiniteDifferencesInFloat64) {
     torch::manual_seed(3);
-    LlamaShape s = tiny_shape();
+    LlamaHparams s = tiny_shape();
     s.n_vocab = 40;
     s.dim = 16;
     s.n_heads = 4;
@@ -171,7 +171,7 @@ TEST(Trainer, GradientsMatchFiniteDifferencesInFloat64) {
 TEST(Trainer, ExportedGgufGivesTheTrainersLogitsInTheRuntime) {
     const fs::path dir = scratch("export");
     // The tokenizer comes from a random-weight model of the same vocabulary size.
-    ModelShape ms;
+    LlamaHparams ms;
     ms.n_vocab = 512;
     write_random_llama((dir / "tok.gguf").string(), ms, DType::F32, 1);
     torch::manual_seed(5);
@@ -244,7 +244,7 @@ TEST(Trainer, TinyModelLearnsTheFixtureAndResumesExactly) {
     // Leave the trained model for the llama.cpp check.
     const char* fixture = std::getenv("MICROLM_TRAIN_FIXTURE_DIR");
     if (fixture) {
-        ModelShape ms;
+        LlamaHparams ms;
         ms.n_vocab = 512;
         fs::create_directories(fixture);
         write_random_llama((fs::path(fixture) / "tok.gguf").string(), ms, DType::F32, 1);
@@ -293,7 +293,7 @@ TEST(Trainer, InitFromExportedGgufGivesTheCheckpointsWeights) {
     c.steps = 5;
     run_training(c, {});
     LoadedCheckpoint ck = load_checkpoint((dir / "run" / "checkpoint.pt").string());
-    ModelShape ms;
+    LlamaHparams ms;
     ms.n_vocab = 512;
     write_random_llama((dir / "tok.gguf").string(), ms, DType::F32, 1);
     for (const DType t : {DType::F32, DType::Q8_0}) {

@@ -1,5 +1,5 @@
-// MappedFile: a whole input file mapped read-only, shared by the zip and safetensors readers so
-// that multi-hundred-megabyte checkpoints are not copied before their tensors are converted.
+// MappedFile: open, check it is a regular file, map read-only, close the descriptor (the mapping
+// keeps the file alive), unmap on destruction.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -8,7 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "microlm/convert.h"
+#include "microlm/mapped_file.h"
+
 #include "microlm/error.h"
 
 namespace microlm {

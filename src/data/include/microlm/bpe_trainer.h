@@ -14,8 +14,6 @@
 
 namespace microlm {
 
-class GgufWriter;
-
 struct BpeTrainerOptions {
     // Total tokens: the 3 ChatML specials + 256 bytes + merged tokens.
     int32_t vocab_size = 8192;
@@ -53,13 +51,5 @@ private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
-
-// The ChatML chat template (with add_generation_prompt) that trained vocabularies carry.
-std::string chatml_template(const std::optional<std::string>& default_system);
-
-// The tokenizer.* keys of `vocab`, as vocab_from_gguf reads them back.
-void set_vocab_keys(GgufWriter& writer, const VocabData& vocab);
-// A GGUF holding only tokenizer.* keys (no tensors), written atomically.
-void write_vocab_gguf(const std::string& path, const VocabData& vocab);
 
 }  // namespace microlm

@@ -16,26 +16,11 @@
 #include <vector>
 
 #include "microlm/dtype.h"
+#include "microlm/mapped_file.h"
 #include "microlm/llama_gguf.h"
 #include "microlm/tokenizer.h"
 
 namespace microlm {
-
-// A whole file mapped read-only (empty files map to an empty span).
-class MappedFile {
-public:
-    explicit MappedFile(const std::string& path);  // throws naming the path and errno
-    ~MappedFile();
-    MappedFile(const MappedFile&) = delete;
-    MappedFile& operator=(const MappedFile&) = delete;
-    const std::string& path() const { return path_; }
-    std::span<const uint8_t> bytes() const { return {data_, size_}; }
-
-private:
-    std::string path_;
-    const uint8_t* data_ = nullptr;
-    size_t size_ = 0;
-};
 
 // ---- ZIP (src/convert/zip_reader.cpp) ---------------------------------------------------------
 // The subset torch.save writes: stored (uncompressed) entries, optionally ZIP64. Compressed or
@@ -114,7 +99,7 @@ struct SwenOptions {
 };
 
 struct ConvertSummary {
-    ModelShape shape;
+    LlamaHparams shape;
     int64_t n_params = 0;
     int64_t n_tokens = 0;  // tokenizer entries, padding included
     std::string pre;
@@ -132,7 +117,7 @@ std::vector<float> permute_rope_rows(const std::vector<float>& w, int64_t n_head
 
 // Writes HF-named tensors as a GGUF Llama (atomically). `shape` must match the tensors; output
 // (lm_head.weight) is written only when shape.tied is false.
-void write_llama_gguf(const std::string& out, const TensorMap& tensors, const ModelShape& shape,
+void write_llama_gguf(const std::string& out, const TensorMap& tensors, const LlamaHparams& shape,
                       const VocabData& vocab, DType type, const std::string& name, const std::string& source);
 
 ConvertSummary convert_hf(const std::string& dir, const std::string& out, const ConvertOptions& options);

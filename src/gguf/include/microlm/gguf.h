@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "microlm/dtype.h"
+#include "microlm/mapped_file.h"
 
 namespace microlm {
 
@@ -107,6 +108,7 @@ private:
     GgufFile() = default;
     void parse();
 
+    std::unique_ptr<MappedFile> map_;  // keeps the tensors' bytes alive
     std::string path_;
     const uint8_t* base_ = nullptr;
     size_t size_ = 0;

@@ -6,6 +6,37 @@
 namespace microlm {
 namespace {
 
+// Escapes `s` for a single-quoted Jinja string literal.
+std::string jinja_literal(std::string_view s) {
+    std::string out;
+    for (const char c : s) {
+        switch (c) {
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\'':
+                out += "\\'";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
+            default:
+                out.push_back(c);
+                break;
+        }
+    }
+    return out;
+}
+
+}  // namespace
+namespace {
+
 constexpr std::string_view kSystemHeader = "<|im_start|>system";
 constexpr std::string_view kEnd = "<|im_end|>";
 
@@ -89,6 +120,18 @@ std::string format_chatml(const std::vector<ChatMessage>& messages, bool add_gen
     for (const ChatMessage& m : messages) turn(m.role, m.content);
     if (add_generation_prompt) out += "<|im_start|>assistant\n";
     return out;
+}
+
+std::string chatml_template(const std::optional<std::string>& default_system) {
+    std::string t = "{% for message in messages %}";
+    if (default_system) {
+        // SmolLM2's form, which chat_template_default_system() recognises.
+        t += "{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\n" +
+             jinja_literal(*default_system) + "<|im_end|>\\n' }}{% endif %}";
+    }
+    t += "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
+         "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+    return t;
 }
 
 }  // namespace microlm

@@ -14,10 +14,10 @@
 namespace microlm {
 
 // "tiny" (tests), "8m", "28m", "135m" (SmolLM2-135M's shape); nullopt otherwise.
-std::optional<ModelShape> model_shape_preset(std::string_view name);
+std::optional<LlamaHparams> model_shape_preset(std::string_view name);
 
 // Writes a model whose matrices have entries ~ N(0, 1/sqrt(cols)) and norms ~ 1, quantized
 // to `type` (norms stay F32); deterministic for a seed.
-void write_random_llama(const std::string& path, const ModelShape& shape, DType type, uint64_t seed);
+void write_random_llama(const std::string& path, const LlamaHparams& shape, DType type, uint64_t seed);
 
 }  // namespace microlm

@@ -14,42 +14,9 @@
 #include "microlm/model.h"
 #include "microlm/sampler.h"
 #include "microlm/tokenizer.h"
+#include "microlm/words.h"
 
 namespace microlm {
-
-// One finished word as the assembler sees it.
-struct Word {
-    std::string text;          // the word's characters (punctuation attached), valid UTF-8, no whitespace
-    std::string space_before;  // the whitespace that preceded it in the model's text (may be "")
-    bool counts = false;       // holds a letter or digit; pure punctuation ("—", "**") does not count
-    bool clause_end = false;   // ends in , ; : . ! ? (closing quotes aside), is a dash, or ends a line
-};
-
-// Turns decoded token pieces (raw bytes, any split) into whole words. A word is complete when
-// whitespace follows it, when end of turn is reached (finish), or, for Chinese and Japanese
-// text, which has no spaces, when the next ideograph or kana begins. Bytes of a character split
-// across pieces are held until the character is complete, so a word is never cut inside one.
-class WordAssembler {
-public:
-    // The words this piece completed, in order (usually none or one).
-    std::vector<Word> push(std::string_view piece);
-    // End of turn: the word in progress, if any, is complete.
-    std::optional<Word> finish();
-    // True while characters of an unfinished word are held.
-    bool has_partial_word() const { return !word_.empty() || !held_.empty(); }
-
-private:
-    void complete(std::vector<Word>& out, bool newline_follows);
-
-    std::string held_;          // the first bytes of a character split across pieces
-    std::string word_;          // the word in progress
-    std::string space_;         // whitespace seen since the last word
-    bool word_is_cjk_ = false;  // the word in progress holds an ideograph or kana
-};
-
-// True for a word (as WordAssembler makes them) that ends a clause; `newline_follows` when the
-// whitespace after it holds a line break. Exposed for the tests and the stitcher.
-bool word_ends_clause(std::string_view word, bool newline_follows);
 
 // GGUF keys of a model's own hedge thresholds, and the defaults for models without them.
 inline constexpr const char* kHedgeMinMeanLogprobKey = "microlm.opener.hedge_min_mean_logprob";

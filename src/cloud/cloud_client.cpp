@@ -2,6 +2,7 @@
 // that cancellation and the first-byte, stall and overall deadlines are ours to enforce exactly.
 // Not here: prompts, stitching, recovery; the caller decides what a failure means for the turn.
 #include "microlm/cloud_client.h"
+#include "microlm/stopwatch.h"
 
 #include <curl/curl.h>
 
@@ -16,9 +17,7 @@ namespace microlm {
 namespace {
 
 using json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
-
-double ms_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
+using Clock = Stopwatch::Clock;
 
 void global_init() {
     static std::once_flag once;
@@ -63,7 +62,7 @@ struct Attempt {
     // Nothing reaches the caller after it asked to stop, even from data already received.
     void deliver(std::string_view text) {
         if (text.empty() || stop.stop_requested()) return;
-        if (result->first_token_ms < 0) result->first_token_ms = ms_between(call_start, Clock::now());
+        if (result->first_token_ms < 0) result->first_token_ms = Stopwatch::ms_between(call_start, Clock::now());
         delivered = true;
         result->text.append(text);
         if (*on_delta) (*on_delta)(text);
@@ -114,7 +113,7 @@ struct Attempt {
     size_t write(const char* p, size_t n) {
         if (!any_byte) {
             any_byte = true;
-            result->first_byte_ms = ms_between(call_start, Clock::now());
+            result->first_byte_ms = Stopwatch::ms_between(call_start, Clock::now());
             curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
         }
         last_byte = Clock::now();
@@ -417,7 +416,7 @@ CloudResult CloudClient::send(bool chat, const CloudRequest& req, const OnDelta&
             }
         }
         if (!err) {
-            result.total_ms = ms_between(t0, Clock::now());
+            result.total_ms = Stopwatch::ms_between(t0, Clock::now());
             return result;
         }
         const auto wait = std::chrono::milliseconds(cfg_.retry_backoff_ms * (attempt + 1));

@@ -13,6 +13,7 @@
 namespace microlm {
 
 class GgufFile;
+class GgufWriter;
 
 // llama.cpp's token types (tokenizer.ggml.token_type).
 enum class TokenType : int32_t {
@@ -41,6 +42,10 @@ struct VocabData {
 
 // Reads the tokenizer keys of a GGUF file; throws naming the file and key when invalid.
 VocabData vocab_from_gguf(const GgufFile& file);
+// The tokenizer.* keys of `vocab`, as vocab_from_gguf reads them back.
+void set_vocab_keys(GgufWriter& writer, const VocabData& vocab);
+// A GGUF holding only tokenizer.* keys (no tensors), written atomically.
+void write_vocab_gguf(const std::string& path, const VocabData& vocab);
 
 class Tokenizer {
 public:

@@ -11,23 +11,10 @@
 
 #include "microlm/gguf.h"
 #include "microlm/kernels.h"
+#include "microlm/llama_gguf.h"
 #include "microlm/thread_pool.h"
 
 namespace microlm {
-
-struct LlamaConfig {
-    int64_t n_vocab = 0;
-    int64_t dim = 0;         // llama.embedding_length
-    int64_t n_layers = 0;    // llama.block_count
-    int64_t n_heads = 0;     // llama.attention.head_count
-    int64_t n_kv_heads = 0;  // llama.attention.head_count_kv (grouped-query attention)
-    int64_t head_dim = 0;    // dim / n_heads
-    int64_t ffn_dim = 0;     // llama.feed_forward_length
-    int64_t n_ctx_train = 0; // llama.context_length
-    int64_t rope_dims = 0;   // llama.rope.dimension_count (default head_dim)
-    float rope_base = 10000.0f;
-    float rms_eps = 1e-5f;
-};
 
 struct LayerWeights {
     std::vector<float> attn_norm;  // (dim)
@@ -46,7 +33,7 @@ public:
     // Maps and validates a GGUF file; throws microlm::Error naming the file, tensor or key.
     static std::unique_ptr<Model> load(const std::string& path);
 
-    const LlamaConfig& config() const { return cfg_; }
+    const LlamaHparams& config() const { return cfg_; }
     const GgufFile& file() const { return *file_; }
 
     // Weights, exposed for the forward pass.
@@ -59,7 +46,7 @@ public:
 
 private:
     std::unique_ptr<GgufFile> file_;
-    LlamaConfig cfg_;
+    LlamaHparams cfg_;
 };
 
 // One conversation's state: positions 0..n_past-1 are in the KV cache.

@@ -1,6 +1,7 @@
 // run_turn(): opener first, then one cloud request that continues it, stitched through the
 // ContinuationJoiner; a cloud failure ends the sentence with a few local tokens instead.
 // Not here: the opener policy itself (opener.cpp), HTTP (cloud_client.cpp), printing.
+#include "microlm/stopwatch.h"
 #include "microlm/turn.h"
 
 #include <algorithm>
@@ -10,18 +11,12 @@
 #include "microlm/error.h"
 #include "microlm/generate.h"
 #include "microlm/sampler.h"
+#include "microlm/words.h"
 
 namespace microlm {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double ms_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
-
-bool ends_sentence(const std::string& s) {
-    size_t i = s.find_last_not_of(" \t\n\"')]*");
-    return i != std::string::npos && (s[i] == '.' || s[i] == '!' || s[i] == '?');
-}
+using Clock = Stopwatch::Clock;
 
 // The local model continues `shown` to the end of its sentence (greedy, a few tokens): the
 // reply stays well-formed when the cloud cannot finish it. Returns the text to append.
@@ -60,13 +55,13 @@ TurnResult run_turn(Opener& opener, Context& ctx, const Tokenizer& tok, const Cl
     const auto t0 = Clock::now();
     r.opener = opener.run(history, [&](const OpenerWord& w) { emit(TurnEvent::Kind::kOpener, w.space_before + w.text); });
     const auto t_opener = Clock::now();
-    r.timings.opener_ms = ms_between(t0, t_opener);
+    r.timings.opener_ms = Stopwatch::ms_between(t0, t_opener);
     if (r.opener.timings.first_word_ms >= 0) r.timings.first_word_ms = r.opener.timings.first_word_ms;
     if (r.opener.hedged) emit(TurnEvent::Kind::kHedge, r.opener.text);
     r.text = r.opener.text;
 
     if (r.opener.ended_turn && !r.opener.hedged) {
-        r.timings.total_ms = ms_between(t0, Clock::now());
+        r.timings.total_ms = Stopwatch::ms_between(t0, Clock::now());
         return r;
     }
     r.cloud_used = true;
@@ -83,7 +78,7 @@ TurnResult run_turn(Opener& opener, Context& ctx, const Tokenizer& tok, const Cl
     bool verdict_shown = false;
     auto show = [&](const std::string& out) {
         if (out.empty()) return;
-        if (r.timings.stall_ms < 0) r.timings.stall_ms = ms_between(t_opener, Clock::now());
+        if (r.timings.stall_ms < 0) r.timings.stall_ms = Stopwatch::ms_between(t_opener, Clock::now());
         if (!verdict_shown) {
             verdict_shown = true;
             r.verdict = joiner.verdict();
@@ -106,7 +101,7 @@ TurnResult run_turn(Opener& opener, Context& ctx, const Tokenizer& tok, const Cl
         cloud.chat(
             req,
             [&](std::string_view delta) {
-                if (r.timings.cloud_first_token_ms < 0) r.timings.cloud_first_token_ms = ms_between(t_cloud, Clock::now());
+                if (r.timings.cloud_first_token_ms < 0) r.timings.cloud_first_token_ms = Stopwatch::ms_between(t_cloud, Clock::now());
                 show(joiner.push(delta));
             },
             stop);
@@ -117,7 +112,7 @@ TurnResult run_turn(Opener& opener, Context& ctx, const Tokenizer& tok, const Cl
         show(joiner.finish());
         emit(TurnEvent::Kind::kError, std::string(cloud_error_kind_name(e.kind)) + ": " + e.what());
         if (e.kind == CloudErrorKind::kCancelled) {
-            r.timings.total_ms = ms_between(t0, Clock::now());
+            r.timings.total_ms = Stopwatch::ms_between(t0, Clock::now());
             return r;
         }
         std::vector<ChatMessage> h = history;
@@ -127,7 +122,7 @@ TurnResult run_turn(Opener& opener, Context& ctx, const Tokenizer& tok, const Cl
             emit(TurnEvent::Kind::kLocalClose, close);
         }
     }
-    r.timings.total_ms = ms_between(t0, Clock::now());
+    r.timings.total_ms = Stopwatch::ms_between(t0, Clock::now());
     return r;
 }
 

@@ -26,4 +26,7 @@ std::optional<std::string> chat_template_default_system(std::string_view chat_te
 std::string format_chatml(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                           const std::optional<std::string>& default_system);
 
+// The ChatML chat template (with add_generation_prompt) that trained vocabularies carry.
+std::string chatml_template(const std::optional<std::string>& default_system);
+
 }  // namespace microlm
