@@ -173,7 +173,7 @@ protected:
         Recorded rec;
         const auto t0 = Clock::now();
         rec.result = run_turn(
-            *opener_, *ctx_, *tok_, cloud, {{"user", "What is the capital of Australia?"}}, cfg,
+            *opener_, cloud, {{"user", "What is the capital of Australia?"}}, cfg,
             [&](const TurnEvent& e) { rec.events.push_back(e); }, stop);
         rec.ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
         return rec;

@@ -12,7 +12,7 @@
 #include "commands.h"
 #include "microlm/cloud_client.h"
 #include "microlm/error.h"
-#include "microlm/model.h"
+#include "microlm/local_model.h"
 #include "microlm/model_server.h"
 #include "microlm/opener.h"
 #include "microlm/tokenizer.h"
@@ -81,9 +81,9 @@ void register_chat(CLI::App& app) {
     cmd->callback([o] {
         if (!std::filesystem::exists(o->local))
             throw Error(o->local + ": no such model; pass --local FILE (scripts/setup.sh downloads SmolLM2 into models/cache)");
-        auto model = Model::load(o->local);
-        Tokenizer tok(vocab_from_gguf(model->file()));
-        Context ctx(*model, std::min<int64_t>(2048, model->config().n_ctx), o->threads);
+        auto local = LocalModel::open(o->local, 2048, o->threads);
+        const Tokenizer& tok = local->tokenizer();
+        Context& ctx = local->context();
         OpenerConfig ocfg;
         if (!o->system.empty()) ocfg.system_prompt = o->system;
         Opener opener(ctx, tok, ocfg);
@@ -125,7 +125,7 @@ void register_chat(CLI::App& app) {
         if (!o->system.empty()) history.push_back({"system", o->system});
         auto turn = [&](const std::string& user) {
             history.push_back({"user", user});
-            const TurnResult r = run_turn(opener, ctx, tok, cloud, history, tcfg, [&](const TurnEvent& e) { print_event(e, st); });
+            const TurnResult r = run_turn(opener, cloud, history, tcfg, [&](const TurnEvent& e) { print_event(e, st); });
             std::printf("\n");
             std::fflush(stdout);
             const auto& t = r.timings;

@@ -8,7 +8,7 @@
 #include "microlm/chat.h"
 #include "microlm/error.h"
 #include "microlm/generate.h"
-#include "microlm/model.h"
+#include "microlm/local_model.h"
 #include "microlm/stopwatch.h"
 #include "microlm/tokenizer.h"
 
@@ -41,8 +41,9 @@ void register_run(CLI::App& app) {
     cmd->add_flag("--verbose-prompt", o->verbose_prompt, "Print the formatted prompt and its token count to stderr");
     cmd->callback([o] {
         const Stopwatch t0;
-        auto model = Model::load(o->model);
-        Tokenizer tok(vocab_from_gguf(model->file()));
+        // A small context first: its size is settled once the prompt's length is known.
+        auto local = LocalModel::open(o->model, 16, o->threads);
+        const Tokenizer& tok = local->tokenizer();
         const double load_ms = t0.ms();
 
         std::string text = o->prompt;
@@ -56,11 +57,12 @@ void register_run(CLI::App& app) {
         if (ids.empty()) throw Error("the prompt is empty after tokenization; give some text with -p");
         if (o->verbose_prompt) std::fprintf(stderr, "prompt (%zu tokens):\n%s\n", ids.size(), text.c_str());
         const int64_t n_ctx = o->ctx_size > 0 ? o->ctx_size : static_cast<int64_t>(ids.size()) + o->n_predict;
-        if (static_cast<int64_t>(ids.size()) + o->n_predict > model->config().n_ctx && o->ctx_size == 0) {
+        if (static_cast<int64_t>(ids.size()) + o->n_predict > local->model().config().n_ctx && o->ctx_size == 0) {
             std::fprintf(stderr, "microlm: note: prompt + n exceeds the model's context (%lld); generation stops there\n",
-                         static_cast<long long>(model->config().n_ctx));
+                         static_cast<long long>(local->model().config().n_ctx));
         }
-        Context ctx(*model, n_ctx, o->threads);
+        local->set_n_ctx(n_ctx);
+        Context& ctx = local->context();
         Sampler sampler(o->sp);
         Utf8Streamer out;
         const int64_t budget = std::min<int64_t>(o->n_predict, ctx.n_ctx() - static_cast<int64_t>(ids.size()));

@@ -8,6 +8,7 @@
 
 #include "microlm/data.h"
 #include "microlm/error.h"
+#include "microlm/local_model.h"
 #include "microlm/eval.h"
 #include "microlm/gguf.h"
 #include "microlm/opener.h"
@@ -89,9 +90,9 @@ HedgeCalibration calibrate_hedge(const std::string& model_path, const std::vecto
     if (!(min_rate >= 0 && min_rate <= max_rate && max_rate <= 1)) {
         throw Error("calibrate-hedge: need 0 <= min rate <= max rate <= 1");
     }
-    auto model = Model::load(model_path);
-    Tokenizer tok(vocab_from_gguf(model->file()));
-    Context ctx(*model, std::min<int64_t>(2048, model->config().n_ctx), threads);
+    auto local = LocalModel::open(model_path, 2048, threads);
+    const Tokenizer& tok = local->tokenizer();
+    Context& ctx = local->context();
     OpenerConfig cfg;
     cfg.hedge = false;  // each opener as decoded, with its confidence
     // No threshold: `unsure` then says only that the opener has no counted word.

@@ -7,7 +7,7 @@
 #include "microlm/chat.h"
 #include "microlm/error.h"
 #include "microlm/eval.h"
-#include "microlm/model.h"
+#include "microlm/local_model.h"
 #include "microlm/tokenizer.h"
 
 namespace microlm::eval {
@@ -28,9 +28,9 @@ constexpr int64_t kOpenerBudget = 64;  // tokens kept free after the prompt for 
 
 struct Judge::Impl {
     std::string name;
-    std::unique_ptr<Model> model;
-    std::unique_ptr<Tokenizer> tok;
-    std::unique_ptr<Context> ctx;
+    std::unique_ptr<LocalModel> local;
+    const Tokenizer* tok = nullptr;
+    Context* ctx = nullptr;
     std::optional<std::string> system;
     std::string prompt;  // the prompt whose tokens are cached
     std::vector<int32_t> prompt_ids;
@@ -40,10 +40,9 @@ struct Judge::Impl {
 Judge::Judge(const std::string& model_path, int threads) : impl_(std::make_unique<Impl>()) {
     Impl& m = *impl_;
     m.name = model_name_of(model_path);
-    m.model = Model::load(model_path);
-    m.tok = std::make_unique<Tokenizer>(vocab_from_gguf(m.model->file()));
-    m.ctx =
-        std::make_unique<Context>(*m.model, std::min<int64_t>(4096, m.model->config().n_ctx), threads);
+    m.local = LocalModel::open(model_path, 4096, threads);
+    m.tok = &m.local->tokenizer();
+    m.ctx = &m.local->context();
     m.system = chat_template_default_system(m.tok->vocab().chat_template);
 }
 

@@ -1,8 +1,8 @@
-// Handoff and recovery: each model's openers are continued by a cloud (an in-process
-// serve-model stand-in, or a real endpoint) in instruct and prefill modes; the joiner's verdicts
-// and the stitcher's repeats give keep, repeat, detection and false-alarm rates. Bad openers are
-// another prompt's opener (a seeded derangement; as decoded, when that one was hedged). Needs the network
-// build (cloud client, server).
+// Handoff and recovery: each model's openers are continued by a cloud (an in-process serve-model
+// stand-in, or a real endpoint) in instruct and prefill modes, through the product's own turn
+// (continue_turn); the joiner's verdicts and the stitcher's repeats give keep, repeat, detection
+// and false-alarm rates. Bad openers are another prompt's opener (a seeded derangement; as
+// decoded, when that one was hedged). Needs the network build (cloud client, server, turn).
 #include <chrono>
 #include <cmath>
 #include <memory>
@@ -14,6 +14,7 @@
 #include "microlm/handoff.h"
 #include "microlm/model_server.h"
 #include "microlm/stopwatch.h"
+#include "microlm/turn.h"
 
 namespace microlm::eval {
 namespace {
@@ -27,32 +28,28 @@ struct Outcome {
     double ttft_ms = -1;
 };
 
-// One continuation, stitched as run_turn stitches it (the opener is already shown; a retract's
-// text replaces it). Greedy and seeded so that reruns give the same text.
+// One continuation by the product's own turn (continue_turn: the opener is already shown; a
+// retract's text replaces it). Greedy and seeded so that reruns give the same text. No local
+// close: a cloud failure is counted as an error.
 Outcome continue_opener(const CloudClient& cloud, const EvalConfig& cfg, const std::string& prompt,
                         const std::string& opener, bool instruct) {
-    const std::vector<ChatMessage> history = {{"user", prompt}};
-    CloudRequest req;
-    req.max_tokens = cfg.cloud_max_tokens;
-    req.temperature = 0.0f;
-    req.seed = cfg.seed;
-    req.messages =
-        instruct ? instruct_messages(history, opener, cfg.modality) : prefill_messages(history, opener);
-    req.continue_final_message = !instruct;
-    ContinuationJoiner joiner(opener, cfg.modality, /*expect_tag=*/instruct);
+    TurnConfig tc;
+    tc.mode = instruct ? ContinuationMode::kInstruct : ContinuationMode::kPrefill;
+    tc.modality = cfg.modality;
+    tc.max_tokens = cfg.cloud_max_tokens;
+    tc.temperature = 0.0f;
+    tc.seed = cfg.seed;
+    OpenerResult shown;
+    shown.text = opener;
+    const TurnResult r = continue_turn(shown, cloud, {{"user", prompt}}, tc, {});
     Outcome o;
-    std::string tail;
-    const CloudResult r = cloud.chat(req, [&](std::string_view d) {
-        o.raw += d;
-        tail += joiner.push(d);
-    });
-    tail += joiner.finish();
-    o.ok = true;
-    o.verdict = joiner.verdict().value_or(Verdict::kKeep);
-    o.tag = joiner.tag_found();
-    o.repeated = joiner.stitcher() ? joiner.stitcher()->repeated_words() : 0;
-    o.shown = o.verdict == Verdict::kRetract ? tail : opener + tail;
-    o.ttft_ms = r.first_token_ms;
+    o.ok = !r.error;
+    o.verdict = r.verdict.value_or(Verdict::kKeep);
+    o.tag = r.tag_found;
+    o.repeated = r.repeated_words;
+    o.raw = r.cloud_text;
+    o.shown = r.text;
+    o.ttft_ms = r.timings.cloud_first_token_ms;
     return o;
 }
 
@@ -168,10 +165,8 @@ HandoffResult run_handoff_suite(const EvalConfig& cfg, const std::vector<EvalPro
                 other.hedged && !other.decoded_text.empty() ? other.decoded_text : other.text;
             const auto run = [&](const std::string& opener, bool instruct, bool own_opener, Counts& c) {
                 if (opener.find_first_not_of(" \t\r\n") == std::string::npos) return;
-                Outcome o;
-                try {
-                    o = continue_opener(cloud, cfg, text[i], opener, instruct);
-                } catch (const CloudError&) {
+                const Outcome o = continue_opener(cloud, cfg, text[i], opener, instruct);
+                if (!o.ok) {
                     ++c.errors;
                     return;
                 }

@@ -10,7 +10,7 @@
 #include "microlm/chat.h"
 #include "microlm/error.h"
 #include "microlm/eval.h"
-#include "microlm/model.h"
+#include "microlm/local_model.h"
 #include "microlm/opener.h"
 #include "microlm/stopwatch.h"
 #include "microlm/tokenizer.h"
@@ -93,9 +93,9 @@ ModelOpeners run_model_openers(const std::string& model_path, const std::vector<
     out.path = model_path;
     if (!std::filesystem::exists(model_path)) throw Error(model_path + ": no such model file");
     const Stopwatch t0;
-    auto model = Model::load(model_path);
-    Tokenizer tok(vocab_from_gguf(model->file()));
-    Context ctx(*model, std::min<int64_t>(2048, model->config().n_ctx), threads);
+    auto local = LocalModel::open(model_path, 2048, threads);
+    const Tokenizer& tok = local->tokenizer();
+    Context& ctx = local->context();
     out.n_ctx = ctx.n_ctx();
     // The same setup as `microlm chat` (cmd_chat.cpp): the default config, the system turn warmed.
     const OpenerConfig cfg;

@@ -82,11 +82,8 @@ Gateway::Impl::Impl(GatewayConfig c) : cfg(std::move(c)) {
                 cfg.web_dir +
                 ": the web demo directory does not exist; pass --web-dir DIR (the repository's web/)");
     }
-    model = Model::load(cfg.model_path);
-    tok = std::make_unique<Tokenizer>(vocab_from_gguf(model->file()));
-    ctx = std::make_unique<Context>(*model, std::min<int64_t>(cfg.n_ctx, model->config().n_ctx),
-                                    cfg.threads);
-    opener = std::make_unique<Opener>(*ctx, *tok, cfg.opener);
+    local = LocalModel::open(cfg.model_path, cfg.n_ctx, cfg.threads);
+    opener = std::make_unique<Opener>(local->context(), local->tokenizer(), cfg.opener);
     opener->warm_up();
     cloud = std::make_unique<CloudClient>(cfg.cloud);
     if (cfg.model_name.empty()) cfg.model_name = fs::path(cfg.model_path).stem().string();

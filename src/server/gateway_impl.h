@@ -17,9 +17,8 @@
 
 #include "microlm/cloud_client.h"
 #include "microlm/gateway.h"
-#include "microlm/model.h"
+#include "microlm/local_model.h"
 #include "microlm/opener.h"
-#include "microlm/tokenizer.h"
 #include "microlm/turn.h"
 #include "gateway_metrics.h"
 
@@ -38,9 +37,7 @@ struct ChatJob {
 
 struct Gateway::Impl {
     GatewayConfig cfg;
-    std::unique_ptr<Model> model;
-    std::unique_ptr<Tokenizer> tok;
-    std::unique_ptr<Context> ctx;
+    std::unique_ptr<LocalModel> local;  // the μLM: its Context is one conversation's state
     std::unique_ptr<Opener> opener;
     std::unique_ptr<CloudClient> cloud;  // one request at a time: used under turn_mutex only
     std::string token;                   // the bearer token; empty: none required

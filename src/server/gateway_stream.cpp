@@ -99,10 +99,10 @@ void add_summary(ojson& m, const Outcome& o) {
     m["timings"] = timings_json(o);
 }
 
-// Turns TurnEvents into SSE chunks, in order, each written whole (one write per event: a
-// client never sees half a JSON line). A pivot marker rides on the continuation text that
-// follows it; the error event is held until the local close has been sent, so the stream
-// reads opener, close, error, end.
+// Turns TurnEvents into SSE chunks, in the turn's order, each written whole (one write per event:
+// a client never sees half a JSON line). A pivot marker rides on the continuation text that
+// follows it; the error is sent by finish() with the outcome's typed kind and message (an
+// internal failure has no turn event), so the stream reads opener, close, error, end.
 class ChunkStream {
 public:
     ChunkStream(const ChatJob& job, const std::string& model, GatewayMetrics& metrics,
@@ -311,27 +311,16 @@ void Gateway::Impl::chat_completions(const httplib::Request& req, httplib::Respo
 
 namespace {
 
-// The kError event's text is "<kind>: <message>"; the message is what clients are told.
-std::string error_message_of(const TurnEvent& e) {
-    const size_t colon = e.text.find(": ");
-    return colon == std::string::npos ? e.text : e.text.substr(colon + 2);
-}
-
 // Runs the job's turn under the turn mutex and records what the metrics and the log need.
 Outcome run_job(Gateway::Impl& g, ChatJob& job, const std::function<void(const TurnEvent&)>& on_event,
                 std::stop_token stop) {
     Outcome o;
-    std::string cloud_message;
-    auto tap = [&](const TurnEvent& e) {
-        if (e.kind == TurnEvent::Kind::kError) cloud_message = error_message_of(e);
-        if (on_event) on_event(e);
-    };
     {
         std::lock_guard lock(g.turn_mutex);
         g.running = 1;
         o.queue_ms = Stopwatch::ms_between(job.received, Clock::now());
         try {
-            o.r = run_turn(*g.opener, *g.ctx, *g.tok, *g.cloud, job.history, job.turn, tap, stop);
+            o.r = run_turn(*g.opener, *g.cloud, job.history, job.turn, on_event, stop);
         } catch (const std::exception& e) {
             o.error_kind = "internal";
             o.error_message = e.what();
@@ -343,7 +332,7 @@ Outcome run_job(Gateway::Impl& g, ChatJob& job, const std::function<void(const T
     job.slot.reset();
     if (o.r.error) {
         o.error_kind = std::string(cloud_error_kind_name(*o.r.error));
-        o.error_message = cloud_message.empty() ? "the cloud request failed" : cloud_message;
+        o.error_message = o.r.error_message.empty() ? "the cloud request failed" : o.r.error_message;
     }
 
     const TurnTimings& t = o.r.timings;

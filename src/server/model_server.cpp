@@ -19,7 +19,7 @@
 #include "microlm/error.h"
 #include "microlm/generate.h"
 #include "microlm/handoff.h"
-#include "microlm/model.h"
+#include "microlm/local_model.h"
 #include "microlm/sampler.h"
 #include "microlm/tokenizer.h"
 #include "http_util.h"
@@ -82,9 +82,7 @@ struct Request {
 
 struct ModelServer::Impl {
     ModelServerConfig cfg;
-    std::unique_ptr<Model> model;
-    std::unique_ptr<Tokenizer> tok;
-    std::unique_ptr<Context> ctx;
+    std::unique_ptr<LocalModel> local;
     std::optional<std::string> default_system;
     std::mutex gen_mutex;  // one generation at a time: the Context is one conversation's state
     httplib::Server server;
@@ -94,11 +92,8 @@ struct ModelServer::Impl {
     std::atomic<uint64_t> next_id{1};
 
     explicit Impl(ModelServerConfig c) : cfg(std::move(c)) {
-        model = Model::load(cfg.model_path);
-        tok = std::make_unique<Tokenizer>(vocab_from_gguf(model->file()));
-        const int64_t n_ctx = std::min<int64_t>(cfg.n_ctx, model->config().n_ctx);
-        ctx = std::make_unique<Context>(*model, n_ctx, cfg.threads);
-        default_system = chat_template_default_system(tok->vocab().chat_template);
+        local = LocalModel::open(cfg.model_path, cfg.n_ctx, cfg.threads);
+        default_system = chat_template_default_system(local->tokenizer().vocab().chat_template);
         if (cfg.model_name.empty()) cfg.model_name = std::filesystem::path(cfg.model_path).stem().string();
         routes();
     }
@@ -182,13 +177,13 @@ struct ModelServer::Impl {
     // client has gone, which stops generation.
     Generated generate_text(const Request& r, const std::function<bool(const std::string&)>& emit) {
         Generated g;
-        const auto ids = tok->encode(r.prompt, /*add_special=*/true, /*parse_special=*/true);
+        const auto ids = local->tokenizer().encode(r.prompt, /*add_special=*/true, /*parse_special=*/true);
         if (ids.empty()) throw BadRequest("the prompt is empty");
         g.prompt_tokens = static_cast<int64_t>(ids.size());
-        if (g.prompt_tokens >= ctx->n_ctx())
+        if (g.prompt_tokens >= local->n_ctx())
             throw BadRequest("the prompt has " + std::to_string(ids.size()) + " tokens; this server's context holds " +
-                             std::to_string(ctx->n_ctx()));
-        const int64_t budget = std::min<int64_t>(r.max_tokens, ctx->n_ctx() - g.prompt_tokens);
+                             std::to_string(local->n_ctx()));
+        const int64_t budget = std::min<int64_t>(r.max_tokens, local->n_ctx() - g.prompt_tokens);
 
         for (int waited = 0; waited < cfg.delay_ms && !stopping; waited += 10)
             std::this_thread::sleep_for(std::chrono::milliseconds(std::min(10, cfg.delay_ms - waited)));
@@ -202,8 +197,8 @@ struct ModelServer::Impl {
         Utf8Streamer utf8;
         StopFilter stop(r.stops);
         bool gone = false;
-        const GenerateStats st = generate(*ctx, sampler, *tok, ids, budget, [&](int32_t id) {
-            const std::string text = stop.push(utf8.push(tok->token_to_piece(id, false)));
+        const GenerateStats st = generate(local->context(), sampler, local->tokenizer(), ids, budget, [&](int32_t id) {
+            const std::string text = stop.push(utf8.push(local->tokenizer().token_to_piece(id, false)));
             if (!text.empty() && !emit(text)) gone = true;
             return !gone && !stop.stopped() && !stopping;
         });

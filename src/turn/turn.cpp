@@ -1,7 +1,6 @@
-// run_turn(): opener first, then one cloud request that continues it, stitched through the
-// ContinuationJoiner; a cloud failure ends the sentence with a few local tokens instead.
-// Not here: the opener policy itself (opener.cpp), HTTP (cloud_client.cpp), printing.
-#include "microlm/stopwatch.h"
+// run_turn(): opener first, then continue_turn(): one cloud request that continues it, stitched
+// through the ContinuationJoiner; a cloud failure ends the sentence with a few local tokens
+// instead. Not here: the opener policy itself (opener/), HTTP (cloud/), printing or the wire.
 #include "microlm/turn.h"
 
 #include <algorithm>
@@ -11,6 +10,7 @@
 #include "microlm/error.h"
 #include "microlm/generate.h"
 #include "microlm/sampler.h"
+#include "microlm/stopwatch.h"
 #include "microlm/words.h"
 
 namespace microlm {
@@ -18,12 +18,21 @@ namespace {
 
 using Clock = Stopwatch::Clock;
 
+TurnEvent event(TurnEvent::Kind kind, std::string text) {
+    TurnEvent e;
+    e.kind = kind;
+    e.text = std::move(text);
+    return e;
+}
+
 // The local model continues `shown` to the end of its sentence (greedy, a few tokens): the
 // reply stays well-formed when the cloud cannot finish it. Returns the text to append.
-std::string local_close(Context& ctx, const Tokenizer& tok, const std::vector<ChatMessage>& history,
-                        const std::string& shown, const std::optional<std::string>& system, int64_t max_tokens) {
+std::string local_close(Opener& local, const std::vector<ChatMessage>& history, const std::string& shown,
+                        int64_t max_tokens) {
     if (shown.empty() || ends_sentence(shown)) return {};
-    const auto ids = tok.encode(prefill_prompt(history, shown, system), true, true);
+    Context& ctx = local.context();
+    const Tokenizer& tok = local.tokenizer();
+    const auto ids = tok.encode(prefill_prompt(history, shown, local.system_prompt()), true, true);
     std::string out;
     if (static_cast<int64_t>(ids.size()) + max_tokens < ctx.n_ctx()) {
         Sampler greedy(SamplerParams{.temperature = 0.0f});
@@ -45,25 +54,17 @@ std::string local_close(Context& ctx, const Tokenizer& tok, const std::vector<Ch
 
 }  // namespace
 
-TurnResult run_turn(Opener& opener, Context& ctx, const Tokenizer& tok, const CloudClient& cloud,
-                    const std::vector<ChatMessage>& history, const TurnConfig& cfg,
-                    const std::function<void(const TurnEvent&)>& on_event, std::stop_token stop) {
-    auto emit = [&](TurnEvent::Kind k, const std::string& text) {
-        if (on_event) on_event({k, text});
+TurnResult continue_turn(const OpenerResult& opener, const CloudClient& cloud,
+                         const std::vector<ChatMessage>& history, const TurnConfig& cfg,
+                         const std::function<void(const TurnEvent&)>& on_event, std::stop_token stop,
+                         Opener* closer) {
+    auto emit = [&](TurnEvent e) {
+        if (on_event) on_event(e);
     };
+    const Stopwatch t0;  // the opener has been shown
     TurnResult r;
-    const auto t0 = Clock::now();
-    r.opener = opener.run(history, [&](const OpenerWord& w) { emit(TurnEvent::Kind::kOpener, w.space_before + w.text); });
-    const auto t_opener = Clock::now();
-    r.timings.opener_ms = Stopwatch::ms_between(t0, t_opener);
-    if (r.opener.timings.first_word_ms >= 0) r.timings.first_word_ms = r.opener.timings.first_word_ms;
-    if (r.opener.hedged) emit(TurnEvent::Kind::kHedge, r.opener.text);
-    r.text = r.opener.text;
-
-    if (r.opener.ended_turn && !r.opener.hedged) {
-        r.timings.total_ms = Stopwatch::ms_between(t0, Clock::now());
-        return r;
-    }
+    r.opener = opener;
+    r.text = opener.text;
     r.cloud_used = true;
 
     const bool instruct = cfg.mode == ContinuationMode::kInstruct;
@@ -71,58 +72,96 @@ TurnResult run_turn(Opener& opener, Context& ctx, const Tokenizer& tok, const Cl
     req.max_tokens = cfg.max_tokens;
     req.temperature = cfg.temperature;
     req.seed = cfg.seed;
-    req.messages = instruct ? instruct_messages(history, r.opener.text, cfg.modality) : prefill_messages(history, r.opener.text);
+    req.messages = instruct ? instruct_messages(history, opener.text, cfg.modality) : prefill_messages(history, opener.text);
     req.continue_final_message = !instruct && cfg.send_continue_fields;
 
-    ContinuationJoiner joiner(r.opener.text, cfg.modality, /*expect_tag=*/instruct);
+    ContinuationJoiner joiner(opener.text, cfg.modality, /*expect_tag=*/instruct);
     bool verdict_shown = false;
     auto show = [&](const std::string& out) {
         if (out.empty()) return;
-        if (r.timings.stall_ms < 0) r.timings.stall_ms = Stopwatch::ms_between(t_opener, Clock::now());
+        if (r.timings.stall_ms < 0) r.timings.stall_ms = t0.ms();
         if (!verdict_shown) {
             verdict_shown = true;
             r.verdict = joiner.verdict();
             if (r.verdict == Verdict::kRetract) {
                 r.text = out;
-                emit(TurnEvent::Kind::kRetract, out);
+                emit(event(TurnEvent::Kind::kRetract, out));
                 return;
             }
-            if (r.verdict == Verdict::kPivot) emit(TurnEvent::Kind::kPivot, "");
+            if (r.verdict == Verdict::kPivot) emit(event(TurnEvent::Kind::kPivot, ""));
         }
         r.text += out;
-        emit(TurnEvent::Kind::kContinuation, out);
+        emit(event(TurnEvent::Kind::kContinuation, out));
+    };
+    auto finish_joiner = [&] {
+        show(joiner.finish());
+        if (!r.verdict) r.verdict = joiner.verdict();
+        r.tag_found = joiner.tag_found();
+        r.repeated_words = joiner.stitcher() ? joiner.stitcher()->repeated_words() : 0;
     };
 
     for (auto until = Clock::now() + std::chrono::milliseconds(cfg.cloud_delay_ms); Clock::now() < until && !stop.stop_requested();)
         std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(5)));
-    const auto t_cloud = Clock::now();
+    // The cloud's first-token time comes from the client; a failed call returns none, so the
+    // time of the first delta is kept for that case.
+    const Stopwatch t_cloud;
+    double first_delta_ms = -1;
     try {
         if (stop.stop_requested()) throw CloudError(CloudErrorKind::kCancelled, "the turn was cancelled before the cloud request");
-        cloud.chat(
+        const CloudResult cr = cloud.chat(
             req,
             [&](std::string_view delta) {
-                if (r.timings.cloud_first_token_ms < 0) r.timings.cloud_first_token_ms = Stopwatch::ms_between(t_cloud, Clock::now());
+                if (first_delta_ms < 0) first_delta_ms = t_cloud.ms();
+                r.cloud_text += delta;
                 show(joiner.push(delta));
             },
             stop);
-        show(joiner.finish());
-        if (!r.verdict) r.verdict = joiner.verdict();
+        r.timings.cloud_first_token_ms = cr.first_token_ms;
+        finish_joiner();
     } catch (const CloudError& e) {
+        r.timings.cloud_first_token_ms = first_delta_ms;
         r.error = e.kind;
-        show(joiner.finish());
-        emit(TurnEvent::Kind::kError, std::string(cloud_error_kind_name(e.kind)) + ": " + e.what());
-        if (e.kind == CloudErrorKind::kCancelled) {
-            r.timings.total_ms = Stopwatch::ms_between(t0, Clock::now());
-            return r;
+        r.error_message = e.what();
+        finish_joiner();
+        TurnEvent err = event(TurnEvent::Kind::kError, std::string(cloud_error_kind_name(e.kind)) + ": " + e.what());
+        err.error = e.kind;
+        err.message = e.what();
+        // The close is local text continuing the reply: it comes before the error, as shown.
+        if (e.kind != CloudErrorKind::kCancelled && closer) {
+            const std::string close = local_close(*closer, history, r.text, cfg.close_max_tokens);
+            if (!close.empty()) {
+                r.text += close;
+                emit(event(TurnEvent::Kind::kLocalClose, close));
+            }
         }
-        std::vector<ChatMessage> h = history;
-        const std::string close = local_close(ctx, tok, h, r.text, opener.system_prompt(), cfg.close_max_tokens);
-        if (!close.empty()) {
-            r.text += close;
-            emit(TurnEvent::Kind::kLocalClose, close);
-        }
+        emit(std::move(err));
     }
-    r.timings.total_ms = Stopwatch::ms_between(t0, Clock::now());
+    r.timings.total_ms = t0.ms();
+    return r;
+}
+
+TurnResult run_turn(Opener& opener, const CloudClient& cloud, const std::vector<ChatMessage>& history,
+                    const TurnConfig& cfg, const std::function<void(const TurnEvent&)>& on_event,
+                    std::stop_token stop) {
+    auto emit = [&](TurnEvent e) {
+        if (on_event) on_event(e);
+    };
+    const Stopwatch t0;
+    const OpenerResult opened =
+        opener.run(history, [&](const OpenerWord& w) { emit(event(TurnEvent::Kind::kOpener, w.space_before + w.text)); });
+    const double opener_ms = t0.ms();
+    if (opened.hedged) emit(event(TurnEvent::Kind::kHedge, opened.text));
+
+    TurnResult r;
+    if (opened.ended_turn && !opened.hedged) {
+        r.opener = opened;
+        r.text = opened.text;
+    } else {
+        r = continue_turn(opened, cloud, history, cfg, on_event, stop, &opener);
+    }
+    r.timings.opener_ms = opener_ms;
+    if (opened.timings.first_word_ms >= 0) r.timings.first_word_ms = opened.timings.first_word_ms;
+    r.timings.total_ms = t0.ms();
     return r;
 }
 

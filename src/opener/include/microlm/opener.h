@@ -128,6 +128,9 @@ public:
     float hedge_max_entropy() const { return max_entropy_; }
     // The system message used when a conversation has none (nullopt: none).
     const std::optional<std::string>& system_prompt() const { return system_; }
+    // The local model the opener decodes with; the turn writes its local close with them too.
+    Context& context() const { return ctx_; }
+    const Tokenizer& tokenizer() const { return tok_; }
 
 private:
     std::vector<int32_t> prompt_tokens(const std::vector<ChatMessage>& history) const;

@@ -1,6 +1,8 @@
-// One reply turn of the instant-reply pipeline: the local opener, the cloud continuation
-// (prefill or instruct), the joiner's stitching and recovery, and a local close when the cloud
-// fails. Reports each piece as an event and the turn's timings. Not here: printing (the CLI).
+// One reply turn of the instant-reply pipeline, the product's heart: the local opener, the cloud
+// continuation (prefill or instruct), the joiner's stitching and recovery, and a local close when
+// the cloud fails. Reports each piece as an event, in the order a client shows them, and the
+// turn's timings. Built on the pure handoff (handoff.h) and the cloud client (cloud_client.h).
+// Not here: printing (the CLI) or the wire format (the gateway), which map events one to one.
 #pragma once
 
 #include <cstdint>
@@ -43,10 +45,13 @@ struct TurnEvent {
         kPivot,         // the cloud's verdict was pivot: following kContinuation text bridges
         kRetract,       // the cloud's verdict was retract: text replaces everything shown
         kLocalClose,    // the local model's closing words after a cloud failure
-        kError,         // the cloud failed: text is the message (never the API key)
+        kError,         // the cloud failed: text is "<kind>: <message>" (never the API key)
     };
     Kind kind;
     std::string text;
+    // kError only: the failure, typed (what clients are told is `message`).
+    std::optional<CloudErrorKind> error;
+    std::string message;
 };
 
 struct TurnTimings {
@@ -62,16 +67,34 @@ struct TurnResult {
     OpenerResult opener;
     std::optional<Verdict> verdict;
     std::optional<CloudErrorKind> error;
-    bool cloud_used = false;  // false when the opener ended the turn
+    std::string error_message;  // with `error`: what went wrong (never the API key)
+    bool cloud_used = false;    // false when the opener ended the turn
+    // The continuation as the cloud sent it (verdict tag included), whether a tag was found,
+    // and how many opener words the stitcher dropped from it as repeats.
+    std::string cloud_text;
+    bool tag_found = false;
+    size_t repeated_words = 0;
     TurnTimings timings;
 };
 
-// `opener` runs on the local Context; after a cloud failure the same Context (through ctx and
-// tok) writes the close. The conversation's last message is the user's. `stop` (e.g. the client
-// went away) cancels the cloud delay and request: the turn then ends with a kError event of
-// kind cancelled and no local close.
-TurnResult run_turn(Opener& opener, Context& ctx, const Tokenizer& tok, const CloudClient& cloud,
-                    const std::vector<ChatMessage>& history, const TurnConfig& cfg,
-                    const std::function<void(const TurnEvent&)>& on_event, std::stop_token stop = {});
+// A whole turn. `opener` decodes on its local model; after a cloud failure the same model writes
+// the close. The conversation's last message is the user's. Events come in the order a client
+// shows them: opener words (or the hedge), then the continuation (a kPivot marker right before a
+// pivot's bridge, a kRetract that replaces what was shown), or the local close and then kError.
+// `stop` (e.g. the client went away) cancels the cloud delay and request: the turn then ends with
+// a kError event of kind cancelled and no local close.
+TurnResult run_turn(Opener& opener, const CloudClient& cloud, const std::vector<ChatMessage>& history,
+                    const TurnConfig& cfg, const std::function<void(const TurnEvent&)>& on_event,
+                    std::stop_token stop = {});
+
+// The cloud half of a turn, for an opener already shown (`opener.text`; its words and timings
+// are copied into the result): the request, the joiner, the verdict, and, when `closer` is given,
+// the local close after a cloud failure (without one, a failure just ends the turn). run_turn is
+// opener.run + this; the eval's handoff suite calls it with other openers, so it measures the
+// product's own code.
+TurnResult continue_turn(const OpenerResult& opener, const CloudClient& cloud,
+                         const std::vector<ChatMessage>& history, const TurnConfig& cfg,
+                         const std::function<void(const TurnEvent&)>& on_event, std::stop_token stop = {},
+                         Opener* closer = nullptr);
 
 }  // namespace microlm
