@@ -1,8 +1,10 @@
-// libFuzzer target for the GGUF reader and the Llama loader: any byte string must open
-// cleanly or throw microlm::Error. Build and run with fuzz/run.sh (clang, ASan, UBSan).
+// libFuzzer target for the GGUF reader, the Llama loader and a tokenizer built from the file's
+// vocabulary: any byte string must open cleanly or throw microlm::Error. Built by
+// fuzz/CMakeLists.txt (MICROLM_FUZZ, clang, ASan, UBSan); fuzz/run.sh seeds and runs it.
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include "microlm/error.h"
@@ -11,7 +13,10 @@
 #include "microlm/tokenizer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    static const std::string path = "/tmp/microlm_fuzz_" + std::to_string(::getpid()) + ".gguf";
+    // The reader takes a path: each input goes through one file in $TMPDIR (fuzz/run.sh's own).
+    static const std::string path =
+        (std::filesystem::temp_directory_path() / ("microlm_fuzz_" + std::to_string(::getpid()) + ".gguf"))
+            .string();
     std::FILE* f = std::fopen(path.c_str(), "wb");
     if (!f) return 0;
     std::fwrite(data, 1, size, f);
@@ -22,6 +27,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         try {
             microlm::Tokenizer tok(microlm::vocab_from_gguf(*file));
             (void)tok.encode("Hello <|im_start|> wörld 123", true, true);
+            for (int32_t id = 0; id < tok.n_vocab(); ++id) (void)tok.token_to_piece(id, true);
         } catch (const microlm::Error&) {
         }
         auto model = microlm::Model::load(path);

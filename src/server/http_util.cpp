@@ -93,8 +93,8 @@ std::string content_text(const json& content) {
     if (content.is_array()) {
         std::string out;
         for (const auto& part : content) {
-            if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
-                !part["text"].is_string())
+            if (!part.is_object() || !part.contains("type") || part["type"] != "text" ||
+                !part.contains("text") || !part["text"].is_string())
                 throw BadRequest("only text content parts are supported", "messages");
             out += part["text"].get<std::string>();
         }
