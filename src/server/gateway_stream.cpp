@@ -101,8 +101,9 @@ void add_summary(ojson& m, const Outcome& o) {
 
 // Turns TurnEvents into SSE chunks, in the turn's order, each written whole (one write per event:
 // a client never sees half a JSON line). A pivot marker rides on the continuation text that
-// follows it; the error is sent by finish() with the outcome's typed kind and message (an
-// internal failure has no turn event), so the stream reads opener, close, error, end.
+// follows it; nothing else is held or reordered: the turn already emits its local close before
+// its error, so the stream reads opener, close, error, end. finish() reports an internal failure
+// (which has no turn event) and ends the stream.
 class ChunkStream {
 public:
     ChunkStream(const ChatJob& job, const std::string& model, GatewayMetrics& metrics,
@@ -116,9 +117,13 @@ public:
             case K::kPivot:
                 pivot_pending_ = true;
                 return;
-            case K::kError:
-                error_pending_ = true;
+            case K::kError: {
+                const std::string kind(e.error ? cloud_error_kind_name(*e.error) : "internal");
+                const std::string message = e.message.empty() ? "the cloud request failed" : e.message;
+                send(std::nullopt, tag, {{"error", {{"kind", kind}, {"message", message}}}});
+                error_sent_ = true;
                 return;
+            }
             case K::kHedge:
                 send(std::nullopt, tag, {{"text", e.text}});
                 return;
@@ -145,9 +150,10 @@ public:
         }
     }
 
-    // The held error event, the last chunk (finish_reason, timings) and [DONE].
+    // An internal failure's error event, then the last chunk (finish_reason, timings) and [DONE].
     void finish(const Outcome& o) {
-        if (error_pending_ || !o.error_kind.empty())
+        // A failure without a turn event (an internal error) is reported here.
+        if (!error_sent_ && !o.error_kind.empty())
             send(std::nullopt, {o.error_kind == "internal" ? "local" : "cloud", "error"},
                  {{"error", {{"kind", o.error_kind}, {"message", o.error_message}}}});
         ojson m = {{"source", last_source_}, {"event", "done"}};
@@ -196,7 +202,7 @@ private:
     std::function<void(const std::string&)> write_;
     bool first_ = true;
     bool pivot_pending_ = false;
-    bool error_pending_ = false;
+    bool error_sent_ = false;
     std::string shown_;
     std::string last_source_ = "local";
 };
