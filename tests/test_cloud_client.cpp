@@ -366,6 +366,49 @@ TEST_F(CloudClientTest, StatusErrorCarriesAnExcerptButNeverTheKey) {
     EXPECT_NE(srv.last_request().find(std::string("Authorization: Bearer ") + kKey), std::string::npos);
 }
 
+// Issue 13 item 4: the excerpt was cut to 300 characters before the key was masked, so a key
+// straddling the cut leaked its first characters.
+TEST_F(CloudClientTest, AKeyStraddlingTheExcerptCutNeverLeaks) {
+    for (const size_t pad : {290, 295, 299, 300}) {
+        FakeServer srv([pad](int fd, const std::string&, const std::atomic<bool>&) {
+            const std::string body = std::string(pad, 'x') + kKey + " and more";
+            send_all(fd, "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: " +
+                             std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
+        });
+        const Outcome o = call(fast_config(srv.url()));
+        ASSERT_TRUE(o.error);
+        const std::string msg = o.error->what();
+        EXPECT_EQ(msg.find(std::string(kKey).substr(0, 6)), std::string::npos) << "pad " << pad << ": " << msg;
+    }
+}
+
+// Issue 13 item 5: a password in the cloud URL reached every error message.
+TEST_F(CloudClientTest, UrlCredentialsNeverReachAnError) {
+    FakeServer srv([](int fd, const std::string& req, const std::atomic<bool>&) {
+        const std::string body = "{\"error\":{\"message\":\"echo: " + auth_line(req) + "\"}}";
+        send_all(fd, "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: " +
+                         std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
+    });
+    CloudConfig cfg = fast_config(srv.url());
+    cfg.base_url.replace(0, 7, "http://user:secretpw@");
+    cfg.base_url += "/v1?api_key=querysecret";
+    const Outcome o = call(cfg);
+    ASSERT_TRUE(o.error);
+    const std::string msg = o.error->what();
+    EXPECT_EQ(msg.find("secretpw"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find("querysecret"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find(kKey), std::string::npos) << msg;
+}
+
+TEST(CloudSecrets, RedactedUrlsAndMaskedTexts) {
+    EXPECT_EQ(redact_url("http://user:pw@h:8080/v1?key=k#frag"), "http://h:8080/v1");
+    EXPECT_EQ(redact_url("https://api.example.com/v1"), "https://api.example.com/v1");
+    EXPECT_EQ(redact_url("http://a@b@host/x"), "http://host/x");
+    EXPECT_EQ(mask_secrets("k=abcdefgh u:longpassword", "abcdefgh", "http://u:longpassword@h/"), "k=*** ***");
+    EXPECT_EQ(mask_secrets("tok1234567 stays? no", "", "http://h/v1?access_token=tok1234567&x=1"), "*** stays? no");
+    EXPECT_EQ(mask_secrets("nothing here", "", "http://h/v1"), "nothing here");
+}
+
 TEST_F(CloudClientTest, ResetMidStreamAfterText) {
     FakeServer srv([](int fd, const std::string&, const std::atomic<bool>&) {
         send_all(fd, kStreamHeaders + chunk(delta_event("Hello") + delta_event(" there")));

@@ -2,16 +2,20 @@
 // that cancellation and the first-byte, stall and overall deadlines are ours to enforce exactly.
 // Not here: prompts, stitching, recovery; the caller decides what a failure means for the turn.
 #include "microlm/cloud_client.h"
-#include "microlm/stopwatch.h"
 
 #include <curl/curl.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <vector>
+
+#include "microlm/stopwatch.h"
 
 namespace microlm {
 namespace {
@@ -24,14 +28,19 @@ void global_init() {
     std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
-// A short, printable excerpt of a server's body with the key masked: servers do echo requests.
-std::string excerpt(std::string_view body, const std::string& key) {
-    std::string s(body.substr(0, 300));
-    if (!key.empty())
-        for (size_t p; (p = s.find(key)) != std::string::npos;) s.replace(p, key.size(), "***");
+// A short, printable excerpt of a server's body, secrets masked first (servers do echo requests),
+// then cut on a character boundary: a cut never leaves half a key behind.
+std::string excerpt(std::string_view body, const std::string& key, const std::string& url) {
+    std::string s = mask_secrets(body, key, url);
+    const bool cut = s.size() > 300;
+    if (cut) {
+        size_t n = 300;
+        while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+        s.resize(n);
+    }
     for (char& c : s)
         if (static_cast<unsigned char>(c) < 0x20) c = ' ';
-    if (body.size() > 300) s += "...";
+    if (cut) s += "...";
     return s;
 }
 
@@ -43,6 +52,7 @@ struct Attempt {
     const CloudClient::OnDelta* on_delta = nullptr;
     CloudResult* result = nullptr;
     const std::string* key = nullptr;
+    const std::string* url = nullptr;  // as requested (its userinfo is masked in messages)
     Clock::time_point call_start;
     size_t max_bytes = 0;
 
@@ -73,10 +83,10 @@ struct Attempt {
         if (j.contains("error")) {
             const json& e = j["error"];
             std::string msg = e.is_object() && e.contains("message") && e["message"].is_string() ? e["message"].get<std::string>() : e.dump();
-            throw CloudError(CloudErrorKind::kHttpStatus, "the server reported an error: " + excerpt(msg, *key), static_cast<int>(status));
+            throw CloudError(CloudErrorKind::kHttpStatus, "the server reported an error: " + excerpt(msg, *key, *url), static_cast<int>(status));
         }
         if (!j.contains("choices") || !j["choices"].is_array())
-            throw CloudError(CloudErrorKind::kMalformed, "a response without 'choices': " + excerpt(j.dump(), *key));
+            throw CloudError(CloudErrorKind::kMalformed, "a response without 'choices': " + excerpt(j.dump(), *key, *url));
         if (j["choices"].empty()) return;  // e.g. a usage-only chunk
         const json& c = j["choices"][0];
         const json* text = nullptr;
@@ -105,7 +115,7 @@ struct Attempt {
         try {
             j = json::parse(d);
         } catch (const json::exception&) {
-            throw CloudError(CloudErrorKind::kMalformed, "a stream event that is not JSON: " + excerpt(d, *key));
+            throw CloudError(CloudErrorKind::kMalformed, "a stream event that is not JSON: " + excerpt(d, *key, *url));
         }
         take_choice(j, false);
     }
@@ -173,6 +183,59 @@ bool retriable(const CloudError& e) {
 }
 
 }  // namespace
+
+std::string redact_url(std::string_view url) {
+    const size_t scheme_end = url.find("://");
+    const size_t auth_begin = scheme_end == std::string_view::npos ? 0 : scheme_end + 3;
+    const size_t auth_end = std::min(url.find_first_of("/?#", auth_begin), url.size());
+    std::string_view authority = url.substr(auth_begin, auth_end - auth_begin);
+    if (const size_t at = authority.rfind('@'); at != std::string_view::npos) authority.remove_prefix(at + 1);
+    const size_t path_end = std::min(url.find_first_of("?#", auth_end), url.size());
+    return std::string(url.substr(0, auth_begin)) + std::string(authority) +
+           std::string(url.substr(auth_end, path_end - auth_end));
+}
+
+std::string mask_secrets(std::string_view text, const std::string& key, std::string_view url) {
+    std::vector<std::string> secrets;
+    if (!key.empty()) secrets.push_back(key);
+    const size_t scheme_end = url.find("://");
+    const size_t auth_begin = scheme_end == std::string_view::npos ? 0 : scheme_end + 3;
+    const size_t auth_end = std::min(url.find_first_of("/?#", auth_begin), url.size());
+    const std::string_view authority = url.substr(auth_begin, auth_end - auth_begin);
+    if (const size_t at = authority.rfind('@'); at != std::string_view::npos) {
+        const std::string_view userinfo = authority.substr(0, at);
+        secrets.emplace_back(userinfo);
+        if (const size_t colon = userinfo.find(':'); colon != std::string_view::npos && userinfo.size() - colon > 4)
+            secrets.emplace_back(userinfo.substr(colon + 1));
+    }
+    if (const size_t q = url.find('?'); q != std::string_view::npos) {
+        std::string_view query = url.substr(q + 1, url.find('#', q) == std::string_view::npos ? std::string_view::npos
+                                                                                              : url.find('#', q) - q - 1);
+        while (!query.empty()) {
+            const size_t amp = query.find('&');
+            const std::string_view pair = query.substr(0, amp);
+            query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+            const size_t eq = pair.find('=');
+            if (eq == std::string_view::npos || pair.size() - eq <= 4) continue;
+            std::string name(pair.substr(0, eq));
+            for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            for (const char* word : {"key", "token", "secret", "password", "sig", "auth"}) {
+                if (name.find(word) != std::string::npos) {
+                    secrets.emplace_back(pair.substr(eq + 1));
+                    break;
+                }
+            }
+        }
+    }
+    // Longest first, so that a secret containing another is masked whole.
+    std::sort(secrets.begin(), secrets.end(), [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+    std::string out(text);
+    for (const std::string& secret : secrets) {
+        if (secret.empty()) continue;
+        for (size_t p = 0; (p = out.find(secret, p)) != std::string::npos; p += 3) out.replace(p, secret.size(), "***");
+    }
+    return out;
+}
 
 std::string_view cloud_error_kind_name(CloudErrorKind k) {
     switch (k) {
@@ -257,8 +320,9 @@ CloudResult CloudClient::complete(const CloudRequest& req, const OnDelta& on_del
 CloudResult CloudClient::send(bool chat, const CloudRequest& req, const OnDelta& on_delta, std::stop_token stop) const {
     const auto t0 = Clock::now();
     const std::string url = endpoint(chat ? "/chat/completions" : "/completions");
+    const std::string shown = redact_url(url);  // what error messages name
     if (cfg_.base_url.rfind("http://", 0) != 0 && cfg_.base_url.rfind("https://", 0) != 0)
-        throw CloudError(CloudErrorKind::kConfig, "cloud URL '" + cfg_.base_url + "' must start with http:// or https://");
+        throw CloudError(CloudErrorKind::kConfig, "cloud URL '" + redact_url(cfg_.base_url) + "' must start with http:// or https://");
 
     // Read at request time, so that a rotated key is picked up without restarting.
     std::string key;
@@ -299,6 +363,7 @@ CloudResult CloudClient::send(bool chat, const CloudRequest& req, const OnDelta&
         a.on_delta = &on_delta;
         a.result = &result;
         a.key = &key;
+        a.url = &url;
         a.call_start = t0;
         a.max_bytes = cfg_.max_response_bytes;
         a.stop = stop;
@@ -348,11 +413,11 @@ CloudResult CloudClient::send(bool chat, const CloudRequest& req, const OnDelta&
                 break;
             }
             if (!a.any_byte && now - start > std::chrono::milliseconds(cfg_.first_byte_timeout_ms)) {
-                err = CloudError(CloudErrorKind::kTimeout, url + ": no response within " + std::to_string(cfg_.first_byte_timeout_ms) + " ms");
+                err = CloudError(CloudErrorKind::kTimeout, shown + ": no response within " + std::to_string(cfg_.first_byte_timeout_ms) + " ms");
                 break;
             }
             if (a.any_byte && now - a.last_byte > std::chrono::milliseconds(cfg_.stall_timeout_ms)) {
-                err = CloudError(CloudErrorKind::kTimeout, url + ": the stream stalled for " + std::to_string(cfg_.stall_timeout_ms) + " ms");
+                err = CloudError(CloudErrorKind::kTimeout, shown + ": the stream stalled for " + std::to_string(cfg_.stall_timeout_ms) + " ms");
                 break;
             }
             curl_multi_poll(m.h, nullptr, 0, 10, nullptr);
@@ -369,29 +434,29 @@ CloudResult CloudClient::send(bool chat, const CloudRequest& req, const OnDelta&
                 case CURLE_COULDNT_CONNECT:
                 case CURLE_COULDNT_RESOLVE_HOST:
                 case CURLE_COULDNT_RESOLVE_PROXY:
-                    err = CloudError(CloudErrorKind::kRefused, url + ": connection failed (" + why + ")");
+                    err = CloudError(CloudErrorKind::kRefused, shown + ": connection failed (" + why + ")");
                     break;
                 case CURLE_OPERATION_TIMEDOUT:
-                    err = CloudError(CloudErrorKind::kTimeout, url + ": " + why);
+                    err = CloudError(CloudErrorKind::kTimeout, shown + ": " + why);
                     break;
                 case CURLE_URL_MALFORMAT:
                 case CURLE_UNSUPPORTED_PROTOCOL:
-                    err = CloudError(CloudErrorKind::kConfig, url + ": " + why);
+                    err = CloudError(CloudErrorKind::kConfig, shown + ": " + why);
                     break;
                 case CURLE_WEIRD_SERVER_REPLY:
-                    err = CloudError(CloudErrorKind::kMalformed, url + ": not an HTTP response (" + why + ")");
+                    err = CloudError(CloudErrorKind::kMalformed, shown + ": not an HTTP response (" + why + ")");
                     break;
                 default:
-                    err = CloudError(CloudErrorKind::kReset, url + ": the connection broke " +
+                    err = CloudError(CloudErrorKind::kReset, shown + ": the connection broke " +
                                                                  (a.any_byte ? "mid-response" : "before a response") + " (" + why + ")");
             }
         }
         if (!err && a.status >= 300)
-            err = CloudError(CloudErrorKind::kHttpStatus, url + ": HTTP " + std::to_string(a.status) + ": " + excerpt(a.body, key),
+            err = CloudError(CloudErrorKind::kHttpStatus, shown + ": HTTP " + std::to_string(a.status) + ": " + excerpt(a.body, key, url),
                              static_cast<int>(a.status));
         if (!err && a.status == 0) {
             curl_easy_getinfo(e.h, CURLINFO_RESPONSE_CODE, &a.status);
-            if (a.status >= 300) err = CloudError(CloudErrorKind::kHttpStatus, url + ": HTTP " + std::to_string(a.status), static_cast<int>(a.status));
+            if (a.status >= 300) err = CloudError(CloudErrorKind::kHttpStatus, shown + ": HTTP " + std::to_string(a.status), static_cast<int>(a.status));
         }
         if (!err) {
             try {
@@ -400,15 +465,15 @@ CloudResult CloudClient::send(bool chat, const CloudRequest& req, const OnDelta&
                     try {
                         j = json::parse(a.body);
                     } catch (const json::exception&) {
-                        throw CloudError(CloudErrorKind::kMalformed, url + ": the response is not JSON: " + excerpt(a.body, key));
+                        throw CloudError(CloudErrorKind::kMalformed, shown + ": the response is not JSON: " + excerpt(a.body, key, url));
                     }
                     a.take_choice(j, true);
                 } else {
                     if (auto last = a.sse.finish()) a.event(*last);
                     if (!a.done && result.finish_reason.empty()) {
                         if (!a.sse.saw_any_field() && a.bytes > 0)
-                            throw CloudError(CloudErrorKind::kMalformed, url + ": the response is not an event stream");
-                        throw CloudError(CloudErrorKind::kReset, url + ": the stream ended before [DONE]");
+                            throw CloudError(CloudErrorKind::kMalformed, shown + ": the response is not an event stream");
+                        throw CloudError(CloudErrorKind::kReset, shown + ": the stream ended before [DONE]");
                     }
                 }
             } catch (const CloudError& ce) {

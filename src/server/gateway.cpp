@@ -67,7 +67,7 @@ Gateway::Impl::Impl(GatewayConfig c) : cfg(std::move(c)) {
         token = v;
     }
     if (cfg.cloud.base_url.rfind("http://", 0) != 0 && cfg.cloud.base_url.rfind("https://", 0) != 0)
-        throw Error("--cloud '" + cfg.cloud.base_url + "' must start with http:// or https://");
+        throw Error("--cloud '" + redact_url(cfg.cloud.base_url) + "' must start with http:// or https://");
     if (!cfg.cloud.api_key_env.empty()) {
         const char* v = std::getenv(cfg.cloud.api_key_env.c_str());
         if (!v || !*v)

@@ -28,6 +28,15 @@ enum class CloudErrorKind {
 
 std::string_view cloud_error_kind_name(CloudErrorKind k);  // "refused", "timeout", ...
 
+// A URL as messages and logs may show it: scheme://host:port/path, without userinfo, query or
+// fragment ("http://user:pw@h:8080/v1?key=k" -> "http://h:8080/v1").
+std::string redact_url(std::string_view url);
+
+// `text` with every secret replaced by "***": the API key, the userinfo of `url` (and its
+// password alone), and the values of its query parameters named like a secret (key, token,
+// secret, password, sig, auth). Done before any truncation, so no cut leaves part of one.
+std::string mask_secrets(std::string_view text, const std::string& key, std::string_view url);
+
 // Messages never contain the API key: a server's body excerpt has it masked.
 struct CloudError : Error {
     CloudError(CloudErrorKind k, const std::string& message, int status = 0)
