@@ -229,6 +229,17 @@ def main_checks(gw, cloud_model_name):
     status, _, b = request(gw, "POST", "/v1/chat/completions", b"{not json", auth)
     assert status == 400 and "JSON" in json.loads(b)["error"]["message"], b
 
+    # Issue 13 item 8: a content part whose type is not a string is the client's mistake (400),
+    # not an internal error echoing an exception's text.
+    status, _, b = request(gw, "POST", "/v1/chat/completions",
+                           {"messages": [{"role": "user", "content": [{"type": 1, "text": "hi"}]}]}, auth)
+    assert status == 400 and json.loads(b)["error"]["type"] == "invalid_request_error", (status, b)
+    # Issue 13 item 7: an encoded CR/LF in the path cannot forge a log line.
+    request(gw, "GET", "/x%0d%0amicrolm%20serve:%20turn%20FORGED")
+    time.sleep(0.2)
+    assert not any(line.startswith("microlm serve: turn FORGED") or line.startswith("turn FORGED")
+                   for line in gw.logs().splitlines()), gw.logs()[-500:]
+
     # A body over --max-body-kib (16) gets 413, with or without the token.
     big = {"messages": [{"role": "user", "content": "x" * (20 << 10)}]}
     for hdrs in (auth, {}):

@@ -186,12 +186,12 @@ void Gateway::Impl::routes() {
                       "text/plain; version=0.0.4; charset=utf-8");
     });
     server.Get(R"(/.*)", [this](const httplib::Request& q, httplib::Response& s) { serve_static(q, s); });
-    http::install_error_handlers(server);
+    http::install_error_handlers(server, [this](const std::string& line) { log(line); });
     // After each response (a stream: after its last byte). The path only, never the query,
     // the headers or the body: that is where tokens and user text travel.
     server.set_logger([this](const httplib::Request& q, const httplib::Response& s) {
         metrics.count_request(s.status);
-        log(q.method + " " + q.path + " " + std::to_string(s.status));
+        log(http::printable(q.method) + " " + http::printable(q.path) + " " + std::to_string(s.status));
     });
 }
 

@@ -329,7 +329,8 @@ Outcome run_job(Gateway::Impl& g, ChatJob& job, const std::function<void(const T
             o.r = run_turn(*g.opener, *g.cloud, job.history, job.turn, on_event, stop);
         } catch (const std::exception& e) {
             o.error_kind = "internal";
-            o.error_message = e.what();
+            o.error_message = http::kInternalErrorMessage;
+            g.log("turn " + job.id + ": internal error: " + http::printable(e.what()));
         }
         g.running = 0;
     }

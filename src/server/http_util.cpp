@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <exception>
 
 namespace microlm::http {
@@ -32,7 +33,7 @@ void send_error(httplib::Response& res, int status, const std::string& message, 
     res.set_content(dump(error_body(message, type, param, code)), "application/json");
 }
 
-void install_error_handlers(httplib::Server& server) {
+void install_error_handlers(httplib::Server& server, std::function<void(const std::string&)> log) {
     server.set_error_handler([](const httplib::Request&, httplib::Response& s) {
         if (!s.body.empty()) return;  // a handler already wrote an OpenAI error object
         const std::string msg = s.status == 413   ? "the request body is too large"
@@ -40,16 +41,33 @@ void install_error_handlers(httplib::Server& server) {
                                                   : "request failed with HTTP " + std::to_string(s.status);
         s.set_content(dump(error_body(msg, "invalid_request_error")), "application/json");
     });
-    server.set_exception_handler([](const httplib::Request&, httplib::Response& s, std::exception_ptr ep) {
-        std::string msg = "internal error";
+    server.set_exception_handler([log](const httplib::Request& q, httplib::Response& s, std::exception_ptr ep) {
+        std::string detail = "an exception that is no std::exception";
         try {
             if (ep) std::rethrow_exception(ep);
         } catch (const std::exception& e) {
-            msg = e.what();
+            detail = e.what();
         } catch (...) {
         }
-        send_error(s, 500, msg, "server_error");
+        if (log) log("internal error on " + printable(q.method) + " " + printable(q.path) + ": " + printable(detail));
+        send_error(s, 500, kInternalErrorMessage, "server_error");
     });
+}
+
+std::string printable(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (const char c : s) {
+        const auto b = static_cast<unsigned char>(c);
+        if (b < 0x20 || b == 0x7F) {
+            char hex[8];
+            std::snprintf(hex, sizeof hex, "\\x%02x", b);
+            out += hex;
+        } else {
+            out.push_back(c);
+        }
+    }
+    return out;
 }
 
 json parse_body(const std::string& body) {

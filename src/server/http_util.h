@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -36,8 +37,16 @@ void send_error(httplib::Response& res, int status, const std::string& message, 
                 const std::string& param = {}, const std::string& code = {});
 
 // Replies to statuses no handler wrote a body for (404, 413, ...) with an OpenAI error object,
-// and to exceptions escaping a handler with a 500 one.
-void install_error_handlers(httplib::Server& server);
+// and to exceptions escaping a handler with a 500 one whose message is generic: the exception's
+// text goes to `log` (when given), never to the client.
+void install_error_handlers(httplib::Server& server, std::function<void(const std::string&)> log = {});
+
+// The message a client gets for a failure inside the server; the details are logged.
+inline constexpr const char* kInternalErrorMessage = "internal server error (the server log has the details)";
+
+// `s` fit for one log line: control characters (CR, LF, ESC, ...) and DEL written as \xNN, so a
+// request path cannot forge a line or move the cursor.
+std::string printable(std::string_view s);
 
 // The request body as a JSON object, or BadRequest.
 json parse_body(const std::string& body);

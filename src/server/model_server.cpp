@@ -260,9 +260,11 @@ struct ModelServer::Impl {
                     }
                     const Generated g = generate_text(r, [&](const std::string& t) { return write(chunk(&t, nullptr, first)); });
                     end = chunk(nullptr, g.finish_reason.c_str(), false);
-                } catch (const std::exception& e) {
+                } catch (const BadRequest& e) {
                     // Headers are gone: the error travels as an event, as OpenAI's API does.
-                    end = "data: " + dump(error_body(e.what(), "server_error")) + "\n\n";
+                    end = "data: " + dump(error_body(e.what(), "invalid_request_error")) + "\n\n";
+                } catch (const std::exception&) {
+                    end = "data: " + dump(error_body(http::kInternalErrorMessage, "server_error")) + "\n\n";
                 }
                 write(end + "data: [DONE]\n\n");
                 sink.done();
@@ -281,7 +283,7 @@ struct ModelServer::Impl {
         } catch (const BadRequest& e) {
             return send_error(res, 400, e.what(), "invalid_request_error", e.param);
         } catch (const std::exception& e) {
-            return send_error(res, 500, e.what(), "server_error");
+            return send_error(res, 500, http::kInternalErrorMessage, "server_error");
         }
         json choice = {{"index", 0}, {"finish_reason", g.finish_reason}};
         if (chat) choice["message"] = {{"role", "assistant"}, {"content", text}};
