@@ -1,6 +1,8 @@
 // `microlm` entry point: parses the subcommand and turns library errors into a one-line
 // message on stderr and exit code 1 (2 for usage errors).
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 
 #include "commands.h"
 #include "microlm/error.h"
@@ -35,6 +37,11 @@ int main(int argc, char** argv) {
         return 1;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "microlm: internal error: %s\n", e.what());
+        return 1;
+    }
+    // What a command printed must have arrived: a full disk or a closed pipe is a failure.
+    if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+        std::fprintf(stderr, "microlm: error: writing to standard output failed: %s\n", std::strerror(errno));
         return 1;
     }
     return 0;

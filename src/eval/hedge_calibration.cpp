@@ -179,9 +179,7 @@ void write_hedge_thresholds(const std::string& in, const std::string& out, const
     }
     w.set(kHedgeMinMeanLogprobKey, GgufValue::f32(c.min_mean_logprob));
     w.set(kHedgeMaxEntropyKey, GgufValue::f32(c.max_entropy));
-    const std::string tmp = out + ".tmp";
-    w.write(tmp);
-    std::filesystem::rename(tmp, out);
+    w.write(out);  // through a temporary file renamed into place, so `out` may be `in`
 }
 
 }  // namespace microlm::eval

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "microlm/error.h"
+#include "microlm/output_file.h"
 #include "microlm/eval.h"
 #include "microlm/plot.h"
 
@@ -28,20 +29,7 @@ ordered_json num(double v) {
 }
 
 void write_text(const std::string& path, const std::string& text) {
-    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-    {
-        std::ofstream f(tmp, std::ios::binary);
-        f << text;
-        f.close();
-        if (!f) {
-            std::error_code ec;
-            std::filesystem::remove(tmp, ec);
-            throw Error(path + ": cannot write (disk full or no permission?)");
-        }
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    if (ec) throw Error(path + ": cannot rename the temporary file into place: " + ec.message());
+    write_output_file(path, text);
 }
 
 std::string fmt(double v, int decimals = 3) {

@@ -6,6 +6,7 @@
 
 #include "microlm/error.h"
 #include "microlm/gguf.h"
+#include "microlm/output_file.h"
 
 namespace microlm {
 namespace {
@@ -123,32 +124,18 @@ void GgufWriter::write(const std::string& path) const {
     }
     e.pad_to(alignment);
 
-    const std::string tmp = path + ".tmp";
-    std::FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f) throw Error(tmp + ": cannot create: " + std::strerror(errno));
-    bool ok = std::fwrite(e.buf.data(), 1, e.buf.size(), f) == e.buf.size();
+    OutputFile out(path);
+    out.write(e.buf.data(), e.buf.size());
     static const uint8_t zeros[64] = {};
     for (const auto& t : tensors_) {
-        if (!ok) break;
-        ok = std::fwrite(t.data.data(), 1, t.data.size(), f) == t.data.size();
-        size_t pad = (alignment - t.data.size() % alignment) % alignment;
-        while (ok && pad > 0) {
-            size_t n = pad < sizeof zeros ? pad : sizeof zeros;
-            ok = std::fwrite(zeros, 1, n, f) == n;
+        out.write(t.data.data(), t.data.size());
+        for (size_t pad = (alignment - t.data.size() % alignment) % alignment; pad > 0;) {
+            const size_t n = pad < sizeof zeros ? pad : sizeof zeros;
+            out.write(zeros, n);
             pad -= n;
         }
     }
-    ok = (std::fclose(f) == 0) && ok;
-    if (!ok) {
-        std::remove(tmp.c_str());
-        throw Error(path + ": write failed (disk full?); nothing was replaced");
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    if (ec) {
-        std::remove(tmp.c_str());
-        throw Error(path + ": cannot rename the temporary file into place: " + ec.message());
-    }
+    out.commit();
 }
 
 }  // namespace microlm

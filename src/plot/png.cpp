@@ -11,6 +11,7 @@
 
 #include "microlm/crc32.h"
 #include "microlm/error.h"
+#include "microlm/output_file.h"
 #include "microlm/plot.h"
 
 namespace microlm::plot {
@@ -195,21 +196,7 @@ std::vector<uint8_t> encode_png(const Image& img) {
 
 void write_png(const std::string& path, const Image& img) {
     const std::vector<uint8_t> png = encode_png(img);
-    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-    std::FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f) throw Error(path + ": cannot write (" + std::strerror(errno) + "); does its folder exist?");
-    const bool ok = std::fwrite(png.data(), 1, png.size(), f) == png.size();
-    const bool closed = std::fclose(f) == 0;
-    std::error_code ec;
-    if (!ok || !closed) {
-        std::filesystem::remove(tmp, ec);
-        throw Error(path + ": writing failed (disk full?)");
-    }
-    std::filesystem::rename(tmp, path, ec);
-    if (ec) {
-        std::filesystem::remove(tmp, ec);
-        throw Error(path + ": cannot rename the temporary file into place: " + ec.message());
-    }
+    write_output_file(path, std::string_view(reinterpret_cast<const char*>(png.data()), png.size()));
 }
 
 }  // namespace microlm::plot
