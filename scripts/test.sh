@@ -5,7 +5,7 @@
 # Parity tests compare against llama.cpp.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --tests
 scripts/build.sh
 (cd build && ctest --output-on-failure)
 scripts/test_aarch64.sh build/oracle

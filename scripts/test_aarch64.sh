@@ -21,8 +21,8 @@ start=$SECONDS
 
 qemu=$(command -v qemu-aarch64-static || command -v qemu-aarch64 || true)
 if ! command -v aarch64-linux-gnu-g++ >/dev/null || [ -z "$qemu" ] || [ ! -d /usr/src/googletest ]; then
-    say "cross compiler, qemu or GoogleTest sources missing: running scripts/setup.sh"
-    scripts/setup.sh
+    say "cross compiler, qemu or GoogleTest sources missing: running scripts/setup.sh --tests"
+    scripts/setup.sh --tests
     qemu=$(command -v qemu-aarch64-static || command -v qemu-aarch64 || true)
 fi
 if ! command -v aarch64-linux-gnu-g++ >/dev/null || [ -z "$qemu" ]; then
