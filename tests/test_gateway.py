@@ -392,6 +392,12 @@ class FakeCloud:
                 time.sleep(0.1)
                 # SO_LINGER with a zero timeout: close() sends a TCP RST, not a FIN.
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            elif self.mode == "trickle":
+                # A long answer, one word every 50 ms for up to 20 s, until the gateway hangs up.
+                conn.sendall(sse_head + self._chunk(self._delta("[keep] and")))
+                for _ in range(400):
+                    time.sleep(0.05)
+                    conn.sendall(self._chunk(self._delta(" more")))
             elif self.mode == "malformed":
                 conn.sendall(sse_head + self._chunk(f"data: {{not json, Authorization: {auth}\n\n"))
                 time.sleep(0.05)
@@ -475,6 +481,22 @@ def fault_checks(microlm, model):
         holder.join(10)
         assert status == 503 and json.loads(b)["error"]["code"] == "busy" and rh.get("Retry-After") == "1", (status, b)
         assert held and held[0][-1]["microlm"]["error"]["kind"] == "timeout", "the turn holding the model did not end well"
+
+        # Issue 13 item 3: a non-streamed turn whose client went away is cancelled; it does not
+        # hold the local model until its cloud finishes (here a 20 s trickle).
+        fake.mode = "trickle"
+        long_body = dict(body, max_tokens=4096)
+        try:
+            request(gw, "POST", "/v1/chat/completions", long_body, timeout=1.5)
+        except (socket.timeout, TimeoutError, OSError):
+            pass
+        fake.mode = "ok"
+        t0 = time.monotonic()
+        status, _, b = request(gw, "POST", "/v1/chat/completions", body, timeout=15)
+        waited = time.monotonic() - t0
+        assert status == 200 and json.loads(b)["object"] == "chat.completion", (status, b[:200])
+        assert waited < 6, f"the next request waited {waited:.1f} s behind an abandoned non-streamed turn"
+        print(f"  non-streamed turn abandoned by its client: the next one answered in {waited * 1000:.0f} ms")
 
         # Not streamed, the failure is reported in the one response.
         fake.mode = "status500"

@@ -69,7 +69,7 @@ struct Gateway::Impl {
     void chat_completions(const httplib::Request& req, httplib::Response& res);
     ChatJob parse_chat(const std::string& body) const;
     void stream_turn(ChatJob& job, httplib::DataSink& sink);
-    void whole_turn(ChatJob& job, httplib::Response& res);
+    void whole_turn(ChatJob& job, httplib::DataSink& sink);
 };
 
 }  // namespace microlm

@@ -298,17 +298,20 @@ void Gateway::Impl::chat_completions(const httplib::Request& req, httplib::Respo
     job.id = "chatcmpl-microlm-" + std::to_string(next_id++);
     job.created = http::unix_now_s();
     job.received = received;
-    if (!job.stream) return whole_turn(job, res);
-
     res.set_header("Cache-Control", "no-cache");
     res.set_header("X-Accel-Buffering", "no");
     auto shared = std::make_shared<ChatJob>(std::move(job));
     auto started = std::make_shared<bool>(false);
-    res.set_chunked_content_provider("text/event-stream",
+    // Both kinds of answer are written while the turn runs, so that a client that goes away is
+    // noticed (a failed write) and its turn cancelled instead of holding the local model.
+    res.set_chunked_content_provider(shared->stream ? "text/event-stream" : "application/json",
                                      [this, shared, started](size_t, httplib::DataSink& sink) {
                                          if (!*started) {
                                              *started = true;
-                                             stream_turn(*shared, sink);
+                                             if (shared->stream)
+                                                 stream_turn(*shared, sink);
+                                             else
+                                                 whole_turn(*shared, sink);
                                          }
                                          sink.done();
                                          return true;
@@ -382,17 +385,35 @@ void Gateway::Impl::stream_turn(ChatJob& job, httplib::DataSink& sink) {
     out.finish(o);
 }
 
-void Gateway::Impl::whole_turn(ChatJob& job, httplib::Response& res) {
+void Gateway::Impl::whole_turn(ChatJob& job, httplib::DataSink& sink) {
+    // The turn is cancelled when the client goes away or the gateway shuts down. While it runs,
+    // a space (whitespace before a JSON value is allowed) is written at most every 250 ms as a
+    // turn event arrives: a write that fails says the client has gone.
+    std::stop_source stop;
+    std::stop_callback on_shutdown(shutdown.get_token(), [&stop] { stop.request_stop(); });
+    bool gone = false;
+    auto write = [&](const std::string& s) {
+        if (gone) return;
+        if (!sink.is_writable() || !sink.write(s.data(), s.size())) {
+            gone = true;
+            stop.request_stop();
+        }
+    };
+    auto last_probe = Clock::now();
     ojson events = ojson::array();
     const Outcome o = run_job(
         *this, job,
         [&](const TurnEvent& e) {
             const WireTag tag = wire_tag(e.kind);
             metrics.count_event(tag.event);
+            if (Clock::now() - last_probe > std::chrono::milliseconds(250)) {
+                last_probe = Clock::now();
+                write(" ");
+            }
             if (e.kind == TurnEvent::Kind::kError) return;  // reported once, in "error"
             events.push_back({{"source", tag.source}, {"event", tag.event}, {"text", e.text}});
         },
-        shutdown.get_token());
+        stop.get_token());
     ojson m = {{"source", o.r.cloud_used && o.error_kind.empty() ? "cloud" : "local"},
                {"event", "done"},
                {"events", std::move(events)}};
@@ -407,7 +428,7 @@ void Gateway::Impl::whole_turn(ChatJob& job, httplib::Response& res) {
                        {"model", cfg.model_name},
                        {"choices", ojson::array({std::move(choice)})},
                        {"microlm", std::move(m)}};
-    res.set_content(http::dump(out), "application/json");
+    write(http::dump(out));
 }
 
 }  // namespace microlm
