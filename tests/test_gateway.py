@@ -247,6 +247,36 @@ def main_checks(gw, cloud_model_name):
         assert status == 413, (status, b[:200])
         assert "error" in json.loads(b), b
 
+    # Issue 13 item 1: the cap holds for the body as read, after chunked framing and gzip inflation,
+    # before the token is checked: a 12 KB gzip body (under the 16 KiB cap as sent) that inflates
+    # to 12 MiB and a 32 MiB chunked body both get 413, and the gateway's peak memory stays small.
+    import gzip
+    bomb = gzip.compress(b'{"messages": [{"role": "user", "content": "' + b"x" * (12 << 20) + b'"}]}', 9)
+    assert len(bomb) < 16 << 10, len(bomb)
+    for hdrs in (auth, {}):
+        status, _, b = request(gw, "POST", "/v1/chat/completions", bomb, {**hdrs, "Content-Encoding": "gzip"})
+        assert status == 413, (status, b[:200])
+
+    def chunked_body():
+        yield b'{"messages": [{"role": "user", "content": "'
+        for _ in range(32):
+            yield b"y" * (1 << 20)
+        yield b'"}]}'
+
+    conn = http.client.HTTPConnection(*gw.hostport, timeout=20)
+    try:
+        conn.request("POST", "/v1/chat/completions", body=chunked_body(), encode_chunked=True,
+                     headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+        status = conn.getresponse().status
+    except (BrokenPipeError, ConnectionResetError):
+        status = 413  # the gateway answered and closed while the body was still being sent
+    finally:
+        conn.close()
+    assert status == 413, status
+    peak_kib = int(re.search(r"VmHWM:\s+(\d+)", open(f"/proc/{gw.proc.pid}/status").read()).group(1))
+    assert peak_kib < 200 << 10, f"the gateway peaked at {peak_kib >> 10} MiB reading oversized bodies"
+    print(f"  gzip bomb and 32 MiB chunked body: 413, gateway peak RSS {peak_kib >> 10} MiB")
+
     # The demo is served; nothing outside web/ is.
     status, rh, page = request(gw, "GET", "/")
     assert status == 200 and rh["Content-Type"].startswith("text/html") and b"app.js" in page, (status, rh)

@@ -167,9 +167,43 @@ void Gateway::Impl::routes() {
     // Each opener word is its own small write: without this, Nagle's algorithm holds it back
     // until the previous one is acknowledged.
     server.set_tcp_nodelay(true);
-    server.Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& s) {
-        if (authorized(q, s)) chat_completions(q, s);
-    });
+    // The body is read here, not by the server library, so that the cap holds for the bytes as
+    // they arrive after any chunked framing and gzip/deflate inflation (a small compressed body
+    // can inflate to gigabytes): reading stops at max_body_bytes, so memory stays bounded
+    // before the token is even checked.
+    server.Post("/v1/chat/completions",
+                [this](const httplib::Request& q, httplib::Response& s, const httplib::ContentReader& reader) {
+                    std::string body;
+                    bool too_large = false;
+                    const bool read = reader([&](const char* data, size_t n) {
+                        if (body.size() + n > cfg.max_body_bytes) {
+                            too_large = true;
+                            return false;
+                        }
+                        body.append(data, n);
+                        return true;
+                    });
+                    // The library refuses a declared Content-Length over the cap by itself.
+                    if (!read && !too_large && q.has_header("Content-Length") &&
+                        std::strtoull(q.get_header_value("Content-Length").c_str(), nullptr, 10) > cfg.max_body_bytes)
+                        too_large = true;
+                    if (!read && !too_large) {
+                        metrics.count_rejected("bad_request");
+                        s.set_header("Connection", "close");
+                        return http::send_error(s, 400, "the request body could not be read (bad chunking or compression)",
+                                                "invalid_request_error");
+                    }
+                    if (too_large) {
+                        metrics.count_rejected("too_large");
+                        // The rest of the body is never read: the connection cannot be reused.
+                        s.set_header("Connection", "close");
+                        return http::send_error(s, 413,
+                                                "the request body is larger than " +
+                                                    std::to_string(cfg.max_body_bytes >> 10) + " KiB (--max-body-kib)",
+                                                "invalid_request_error");
+                    }
+                    if (authorized(q, s)) chat_completions(q, body, s);
+                });
     server.Get("/v1/models", [this](const httplib::Request& q, httplib::Response& s) {
         if (!authorized(q, s)) return;
         const json m = {{"id", cfg.model_name},

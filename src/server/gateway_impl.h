@@ -66,7 +66,7 @@ struct Gateway::Impl {
     void health(httplib::Response& res) const;
 
     // gateway_stream.cpp
-    void chat_completions(const httplib::Request& req, httplib::Response& res);
+    void chat_completions(const httplib::Request& req, const std::string& body, httplib::Response& res);
     ChatJob parse_chat(const std::string& body) const;
     void stream_turn(ChatJob& job, httplib::DataSink& sink);
     void whole_turn(ChatJob& job, httplib::DataSink& sink);

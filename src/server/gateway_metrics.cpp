@@ -13,7 +13,7 @@ constexpr std::string_view kEvents[] = {"opener", "hedge", "continuation", "pivo
 constexpr std::string_view kVerdicts[] = {"keep", "pivot", "retract", "none"};
 constexpr std::string_view kCloudErrors[] = {"config", "refused",   "timeout",   "http-status",
                                              "reset",  "malformed", "cancelled", "internal"};
-constexpr std::string_view kRejected[] = {"busy", "bad_request", "unauthorized"};
+constexpr std::string_view kRejected[] = {"busy", "bad_request", "unauthorized", "too_large"};
 
 std::string escape_label(std::string_view v) {
     std::string out;

@@ -264,7 +264,7 @@ ChatJob Gateway::Impl::parse_chat(const std::string& text) const {
     return job;
 }
 
-void Gateway::Impl::chat_completions(const httplib::Request& req, httplib::Response& res) {
+void Gateway::Impl::chat_completions(const httplib::Request& req, const std::string& body, httplib::Response& res) {
     const auto received = Clock::now();
     // JSON only: a web page elsewhere can send a form or text/plain POST to a loopback address
     // without the browser asking first; a JSON one needs a CORS preflight, which this server
@@ -278,7 +278,7 @@ void Gateway::Impl::chat_completions(const httplib::Request& req, httplib::Respo
     }
     ChatJob job;
     try {
-        job = parse_chat(req.body);
+        job = parse_chat(body);
     } catch (const BadRequest& e) {
         metrics.count_rejected("bad_request");
         return http::send_error(res, 400, e.what(), "invalid_request_error", e.param);
