@@ -277,6 +277,24 @@ def main_checks(gw, cloud_model_name):
     assert peak_kib < 200 << 10, f"the gateway peaked at {peak_kib >> 10} MiB reading oversized bodies"
     print(f"  gzip bomb and 32 MiB chunked body: 413, gateway peak RSS {peak_kib >> 10} MiB")
 
+    # Issue 13 item 2: 16 connections that send a header line and then nothing (slowloris) no
+    # longer hold every worker: /health still answers at once.
+    loris = []
+    try:
+        for _ in range(16):
+            sk = socket.create_connection(gw.hostport, timeout=5)
+            sk.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+            loris.append(sk)
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        status, _, _ = request(gw, "GET", "/health", timeout=5)
+        health_s = time.monotonic() - t0
+        assert status == 200 and health_s < 1.0, (status, health_s)
+        print(f"  /health with 16 slowloris connections open: {health_s * 1000:.0f} ms")
+    finally:
+        for sk in loris:
+            sk.close()
+
     # The demo is served; nothing outside web/ is.
     status, rh, page = request(gw, "GET", "/")
     assert status == 200 and rh["Content-Type"].startswith("text/html") and b"app.js" in page, (status, rh)

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <thread>
 
 namespace microlm::http {
 
@@ -145,7 +146,37 @@ int64_t unix_now_s() {
         .count();
 }
 
+void ConnectionThreads::enqueue(std::function<void()> fn) {
+    std::lock_guard lock(mu_);
+    if (running_ >= max_) {
+        waiting_.push_back(std::move(fn));
+        return;
+    }
+    ++running_;
+    std::thread([this, fn = std::move(fn)]() mutable { run(std::move(fn)); }).detach();
+}
+
+void ConnectionThreads::run(std::function<void()> fn) {
+    for (;;) {
+        fn();
+        std::unique_lock lock(mu_);
+        if (waiting_.empty()) {
+            --running_;
+            cv_.notify_all();
+            return;
+        }
+        fn = std::move(waiting_.front());
+        waiting_.pop_front();
+    }
+}
+
+void ConnectionThreads::shutdown() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return running_ == 0; });
+}
+
 int bind(httplib::Server& server, const std::string& host, int port, const std::string& who) {
+    server.new_task_queue = [] { return new ConnectionThreads(kMaxConnectionThreads); };
     const int p = port == 0 ? server.bind_to_any_port(host) : (server.bind_to_port(host, port) ? port : -1);
     if (p <= 0)
         throw Error(who + ": cannot listen on " + host + ":" + std::to_string(port) +

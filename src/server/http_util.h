@@ -5,9 +5,12 @@
 
 #include <httplib.h>
 
+#include <condition_variable>
 #include <cstdint>
-#include <nlohmann/json.hpp>
+#include <deque>
 #include <functional>
+#include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -40,6 +43,28 @@ void send_error(httplib::Response& res, int status, const std::string& message, 
 // and to exceptions escaping a handler with a 500 one whose message is generic: the exception's
 // text goes to `log` (when given), never to the client.
 void install_error_handlers(httplib::Server& server, std::function<void(const std::string&)> log = {});
+
+// One thread per connection, at most `max_threads` at once (the rest wait for one to end),
+// instead of the library's fixed pool of max(8, cores - 1): a few slow or idle clients (a
+// slowloris holding its headers open, streams waiting on a slow cloud) no longer starve
+// /health and new requests. Installed by bind() on both servers.
+class ConnectionThreads : public httplib::TaskQueue {
+public:
+    explicit ConnectionThreads(size_t max_threads) : max_(max_threads) {}
+    ~ConnectionThreads() override { shutdown(); }
+    void enqueue(std::function<void()> fn) override;
+    void shutdown() override;  // waits for every connection's thread to end
+
+private:
+    void run(std::function<void()> fn);
+
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<std::function<void()>> waiting_;
+    size_t running_ = 0;
+    size_t max_;
+};
+inline constexpr size_t kMaxConnectionThreads = 256;
 
 // The message a client gets for a failure inside the server; the details are logged.
 inline constexpr const char* kInternalErrorMessage = "internal server error (the server log has the details)";
