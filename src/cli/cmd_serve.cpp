@@ -130,7 +130,7 @@ void register_serve(CLI::App& app) {
         ->capture_default_str()
         ->check(CLI::Range(size_t{1}, size_t{1} << 20));
     cmd->add_option("--max-waiting", g.max_waiting,
-                    "Turns that may wait for the local model behind the running one (more: 503)")
+                    "Turns in flight beyond the first: waiting for the local model or for their cloud (more: 503)")
         ->capture_default_str()
         ->check(CLI::Range(0, 1000));
     cmd->add_flag("-q,--quiet", o->quiet, "No request and turn log on stderr");

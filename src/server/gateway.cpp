@@ -85,7 +85,6 @@ Gateway::Impl::Impl(GatewayConfig c) : cfg(std::move(c)) {
     local = LocalModel::open(cfg.model_path, cfg.n_ctx, cfg.threads);
     opener = std::make_unique<Opener>(local->context(), local->tokenizer(), cfg.opener);
     opener->warm_up();
-    cloud = std::make_unique<CloudClient>(cfg.cloud);
     if (cfg.model_name.empty()) cfg.model_name = fs::path(cfg.model_path).stem().string();
     routes();
     watcher = std::thread([this] {

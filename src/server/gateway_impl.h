@@ -39,13 +39,14 @@ struct Gateway::Impl {
     GatewayConfig cfg;
     std::unique_ptr<LocalModel> local;  // the μLM: its Context is one conversation's state
     std::unique_ptr<Opener> opener;
-    std::unique_ptr<CloudClient> cloud;  // one request at a time: used under turn_mutex only
     std::string token;                   // the bearer token; empty: none required
     std::filesystem::path web_root;      // canonical; empty: no demo
 
-    std::mutex turn_mutex;       // one turn at a time: the Context is one conversation's state
-    std::atomic<int> queued{0};  // turns admitted and not finished (running + waiting)
-    std::atomic<int> running{0};
+    // The local model (its Context is one conversation's state): held by a turn only while the
+    // model computes its opener or local close, never across a cloud call.
+    std::mutex model_mutex;
+    std::atomic<int> queued{0};   // turns admitted and not finished
+    std::atomic<int> running{0};  // of those, turns that started (the rest wait to be scheduled)
     GatewayMetrics metrics;
 
     httplib::Server server;

@@ -136,9 +136,9 @@ std::string GatewayMetrics::render(std::string_view local_model, std::string_vie
            "Chat requests refused before a turn ran, by reason.");
     labelled(out, "microlm_turns_rejected_total", "reason", rejected_);
 
-    header(out, "microlm_turns_waiting", "gauge", "Turns queued for the local model.");
+    header(out, "microlm_turns_waiting", "gauge", "Turns admitted and not yet started.");
     out += "microlm_turns_waiting " + std::to_string(waiting) + "\n";
-    header(out, "microlm_turns_running", "gauge", "Turns running now (0 or 1: one local model context).");
+    header(out, "microlm_turns_running", "gauge", "Turns started and not finished: on the local model or waiting for their cloud.");
     out += "microlm_turns_running " + std::to_string(running) + "\n";
 
     auto histogram = [&](const char* name, const char* help, const Histogram& h) {

@@ -25,7 +25,7 @@ public:
     void observe_cloud_first_token_ms(double ms);
     void observe_total_ms(double ms);
 
-    // waiting: turns queued for the local model now; running: 0 or 1.
+    // waiting: turns admitted and not yet started; running: turns started and not finished.
     std::string render(std::string_view local_model, std::string_view cloud_model, int waiting,
                        int running) const;
 

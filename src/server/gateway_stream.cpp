@@ -283,15 +283,15 @@ void Gateway::Impl::chat_completions(const httplib::Request& req, const std::str
         metrics.count_rejected("bad_request");
         return http::send_error(res, 400, e.what(), "invalid_request_error", e.param);
     }
-    // One turn runs; up to max_waiting more wait for the local model. Beyond that a request is
-    // refused at once rather than holding one of the server's worker threads.
+    // Up to 1 + max_waiting turns are in flight (computing, waiting for the local model, or
+    // waiting for their cloud). Beyond that a request is refused at once.
     if (queued.fetch_add(1) >= 1 + cfg.max_waiting) {
         queued.fetch_sub(1);
         metrics.count_rejected("busy");
         res.set_header("Retry-After", "1");
         return http::send_error(
             res, 503,
-            "the gateway is busy: " + std::to_string(cfg.max_waiting) + " turns are already waiting",
+            "the gateway is busy: " + std::to_string(cfg.max_waiting + 1) + " turns are already in flight",
             "server_error", {}, "busy");
     }
     job.slot = std::make_shared<QueueSlot>(queued);
@@ -320,22 +320,25 @@ void Gateway::Impl::chat_completions(const httplib::Request& req, const std::str
 
 namespace {
 
-// Runs the job's turn under the turn mutex and records what the metrics and the log need.
+// Runs the job's turn and records what the metrics and the log need. The local model is locked
+// only while it computes (inside run_turn); each turn has its own cloud client, so the cloud
+// calls of different turns run side by side.
 Outcome run_job(Gateway::Impl& g, ChatJob& job, const std::function<void(const TurnEvent&)>& on_event,
                 std::stop_token stop) {
     Outcome o;
     {
-        std::lock_guard lock(g.turn_mutex);
-        g.running = 1;
-        o.queue_ms = Stopwatch::ms_between(job.received, Clock::now());
+        ++g.running;
+        const double admitted_ms = Stopwatch::ms_between(job.received, Clock::now());
         try {
-            o.r = run_turn(*g.opener, *g.cloud, job.history, job.turn, on_event, stop);
+            const CloudClient cloud(g.cfg.cloud);
+            o.r = run_turn(*g.opener, cloud, job.history, job.turn, on_event, stop, &g.model_mutex);
         } catch (const std::exception& e) {
             o.error_kind = "internal";
             o.error_message = http::kInternalErrorMessage;
             g.log("turn " + job.id + ": internal error: " + http::printable(e.what()));
         }
-        g.running = 0;
+        o.queue_ms = admitted_ms + o.r.timings.local_wait_ms;
+        --g.running;
     }
     // The place in the queue is given back before the client can see the end of this turn, so
     // that its next request never finds the slot still taken.

@@ -57,7 +57,7 @@ std::string local_close(Opener& local, const std::vector<ChatMessage>& history, 
 TurnResult continue_turn(const OpenerResult& opener, const CloudClient& cloud,
                          const std::vector<ChatMessage>& history, const TurnConfig& cfg,
                          const std::function<void(const TurnEvent&)>& on_event, std::stop_token stop,
-                         Opener* closer) {
+                         Opener* closer, std::mutex* closer_lock) {
     auto emit = [&](TurnEvent e) {
         if (on_event) on_event(e);
     };
@@ -128,7 +128,10 @@ TurnResult continue_turn(const OpenerResult& opener, const CloudClient& cloud,
         err.message = e.what();
         // The close is local text continuing the reply: it comes before the error, as shown.
         if (e.kind != CloudErrorKind::kCancelled && closer) {
+            std::unique_lock<std::mutex> lock;
+            if (closer_lock) lock = std::unique_lock(*closer_lock);
             const std::string close = local_close(*closer, history, r.text, cfg.close_max_tokens);
+            if (lock) lock.unlock();
             if (!close.empty()) {
                 r.text += close;
                 emit(event(TurnEvent::Kind::kLocalClose, close));
@@ -142,14 +145,19 @@ TurnResult continue_turn(const OpenerResult& opener, const CloudClient& cloud,
 
 TurnResult run_turn(Opener& opener, const CloudClient& cloud, const std::vector<ChatMessage>& history,
                     const TurnConfig& cfg, const std::function<void(const TurnEvent&)>& on_event,
-                    std::stop_token stop) {
+                    std::stop_token stop, std::mutex* local_lock) {
     auto emit = [&](TurnEvent e) {
         if (on_event) on_event(e);
     };
+    const Stopwatch waited;
+    std::unique_lock<std::mutex> lock;
+    if (local_lock) lock = std::unique_lock(*local_lock);
+    const double local_wait_ms = waited.ms();
     const Stopwatch t0;
     const OpenerResult opened =
         opener.run(history, [&](const OpenerWord& w) { emit(event(TurnEvent::Kind::kOpener, w.space_before + w.text)); });
     const double opener_ms = t0.ms();
+    if (lock) lock.unlock();
     if (opened.hedged) emit(event(TurnEvent::Kind::kHedge, opened.text));
 
     TurnResult r;
@@ -157,8 +165,9 @@ TurnResult run_turn(Opener& opener, const CloudClient& cloud, const std::vector<
         r.opener = opened;
         r.text = opened.text;
     } else {
-        r = continue_turn(opened, cloud, history, cfg, on_event, stop, &opener);
+        r = continue_turn(opened, cloud, history, cfg, on_event, stop, &opener, local_lock);
     }
+    r.timings.local_wait_ms = local_wait_ms;
     r.timings.opener_ms = opener_ms;
     if (opened.timings.first_word_ms >= 0) r.timings.first_word_ms = opened.timings.first_word_ms;
     r.timings.total_ms = t0.ms();

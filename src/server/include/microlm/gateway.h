@@ -45,7 +45,7 @@ struct GatewayConfig {
     std::string token_env;
     std::string web_dir;                // the demo's static files; empty: GET / answers 404
     size_t max_body_bytes = 256 << 10;  // larger requests get 413
-    int max_waiting = 4;                // turns queued behind the running one; beyond that, 503
+    int max_waiting = 255;              // turns in flight beyond the first (on the local model or their cloud); beyond that, 503
     int read_timeout_s = 10;            // a client that stops sending its request is dropped
 
     // One line per request and per turn (never a token, key or message text); unset: silent.

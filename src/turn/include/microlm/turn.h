@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -55,7 +56,8 @@ struct TurnEvent {
 };
 
 struct TurnTimings {
-    double first_word_ms = -1;         // turn start to the first opener word
+    double local_wait_ms = 0;          // waiting for the local model (another turn's opener or close)
+    double first_word_ms = -1;         // turn start (the local model ours) to the first opener word
     double opener_ms = 0;              // the opener's whole run
     double cloud_first_token_ms = -1;  // cloud request sent to its first text delta; -1 if none
     double stall_ms = -1;              // opener done to the first continuation text shown; -1 if none
@@ -83,9 +85,12 @@ struct TurnResult {
 // pivot's bridge, a kRetract that replaces what was shown), or the local close and then kError.
 // `stop` (e.g. the client went away) cancels the cloud delay and request: the turn then ends with
 // a kError event of kind cancelled and no local close.
+// `local_lock`, when given, guards the opener's model, which several turns share: it is held only
+// while the model computes (the opener, the local close), never across the cloud call, so other
+// turns' cloud calls run side by side.
 TurnResult run_turn(Opener& opener, const CloudClient& cloud, const std::vector<ChatMessage>& history,
                     const TurnConfig& cfg, const std::function<void(const TurnEvent&)>& on_event,
-                    std::stop_token stop = {});
+                    std::stop_token stop = {}, std::mutex* local_lock = nullptr);
 
 // The cloud half of a turn, for an opener already shown (`opener.text`; its words and timings
 // are copied into the result): the request, the joiner, the verdict, and, when `closer` is given,
@@ -95,6 +100,6 @@ TurnResult run_turn(Opener& opener, const CloudClient& cloud, const std::vector<
 TurnResult continue_turn(const OpenerResult& opener, const CloudClient& cloud,
                          const std::vector<ChatMessage>& history, const TurnConfig& cfg,
                          const std::function<void(const TurnEvent&)>& on_event, std::stop_token stop = {},
-                         Opener* closer = nullptr);
+                         Opener* closer = nullptr, std::mutex* closer_lock = nullptr);
 
 }  // namespace microlm
