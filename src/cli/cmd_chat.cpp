@@ -22,6 +22,7 @@ namespace microlm::cli {
 namespace {
 
 constexpr const char* kSmolLM2 = "models/cache/SmolLM2-135M-Instruct.Q4_1.gguf";
+constexpr const char* kMicrolm8m = "models/microlm-8m.q8_0.gguf";  // committed with the repository
 
 struct Style {
     bool tty = false;
@@ -53,7 +54,7 @@ void print_event(const TurnEvent& e, const Style& st) {
 void register_chat(CLI::App& app) {
     auto* cmd = app.add_subcommand("chat", "Instant replies: the local μLM opens, a cloud model continues the sentence");
     struct Opts {
-        std::string prompt, local = kSmolLM2, cloud, cloud_model, api_key_env, stand_in = kSmolLM2, system;
+        std::string prompt, local = kMicrolm8m, cloud, cloud_model, api_key_env, stand_in = kSmolLM2, system;
         std::string mode, modality = "text";
         int cloud_delay_ms = 1500, threads = 1;
         int connect_timeout_ms = 3000, first_byte_timeout_ms = 10000;
@@ -80,7 +81,7 @@ void register_chat(CLI::App& app) {
     cmd->add_flag("--no-continue-fields", o->no_continue_fields, "Prefill: do not send vLLM's continue_final_message fields");
     cmd->callback([o] {
         if (!std::filesystem::exists(o->local))
-            throw Error(o->local + ": no such model; pass --local FILE (scripts/setup.sh downloads SmolLM2 into models/cache)");
+            throw Error(o->local + ": no such model; pass --local FILE (models/microlm-8m.q8_0.gguf from the repository root, or SmolLM2 in models/cache after scripts/setup.sh)");
         auto local = LocalModel::open(o->local, 2048, o->threads);
         const Tokenizer& tok = local->tokenizer();
         Context& ctx = local->context();
