@@ -112,23 +112,7 @@ std::string llama_lenient(std::string_view s) {
         }
         uint32_t cpt = len == 1 ? b : (b & (0xFF >> (len + 1)));
         for (size_t k = 1; k < len; ++k) cpt = (cpt << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-        if (cpt < 0x80) {
-            out.push_back(static_cast<char>(cpt));
-        } else if (cpt < 0x800) {
-            out.push_back(static_cast<char>(0xC0 | (cpt >> 6)));
-            out.push_back(static_cast<char>(0x80 | (cpt & 0x3F)));
-        } else if (cpt < 0x10000) {
-            out.push_back(static_cast<char>(0xE0 | (cpt >> 12)));
-            out.push_back(static_cast<char>(0x80 | ((cpt >> 6) & 0x3F)));
-            out.push_back(static_cast<char>(0x80 | (cpt & 0x3F)));
-        } else if (cpt <= 0x10FFFF) {
-            out.push_back(static_cast<char>(0xF0 | (cpt >> 18)));
-            out.push_back(static_cast<char>(0x80 | ((cpt >> 12) & 0x3F)));
-            out.push_back(static_cast<char>(0x80 | ((cpt >> 6) & 0x3F)));
-            out.push_back(static_cast<char>(0x80 | (cpt & 0x3F)));
-        } else {
-            out += "\xEF\xBF\xBD";
-        }
+        microlm::unicode::append_utf8(out, cpt);  // U+FFFD above U+10FFFF, as llama.cpp's reading gives
         i += len;
     }
     return out;

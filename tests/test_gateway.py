@@ -289,7 +289,9 @@ def main_checks(gw, cloud_model_name):
         t0 = time.monotonic()
         status, _, _ = request(gw, "GET", "/health", timeout=5)
         health_s = time.monotonic() - t0
-        assert status == 200 and health_s < 1.0, (status, health_s)
+        # Measured ~1 ms; the bound leaves room for a loaded CI machine and still fails the old
+        # code, whose /health waited out the 10 s read timeout.
+        assert status == 200 and health_s < 3.0, (status, health_s)
         print(f"  /health with 16 slowloris connections open: {health_s * 1000:.0f} ms")
     finally:
         for sk in loris:

@@ -320,6 +320,28 @@ void Gateway::Impl::chat_completions(const httplib::Request& req, const std::str
 
 namespace {
 
+// The client end of a turn's answer: writes to the sink until one fails, and then (or when the
+// gateway shuts down) requests the turn's stop, which cancels its cloud call.
+class ClientSink {
+public:
+    ClientSink(httplib::DataSink& sink, std::stop_token shutdown)
+        : sink_(sink), on_shutdown_(std::move(shutdown), [this] { stop_.request_stop(); }) {}
+    void write(const std::string& s) {
+        if (gone_) return;
+        if (!sink_.is_writable() || !sink_.write(s.data(), s.size())) {
+            gone_ = true;
+            stop_.request_stop();
+        }
+    }
+    std::stop_token stop_token() const { return stop_.get_token(); }
+
+private:
+    httplib::DataSink& sink_;
+    std::stop_source stop_;
+    bool gone_ = false;
+    std::stop_callback<std::function<void()>> on_shutdown_;
+};
+
 // Runs the job's turn and records what the metrics and the log need. The local model is locked
 // only while it computes (inside run_turn); each turn has its own cloud client, so the cloud
 // calls of different turns run side by side.
@@ -371,37 +393,17 @@ Outcome run_job(Gateway::Impl& g, ChatJob& job, const std::function<void(const T
 }  // namespace
 
 void Gateway::Impl::stream_turn(ChatJob& job, httplib::DataSink& sink) {
-    // The cloud request is cancelled when the client goes away or the gateway shuts down.
-    std::stop_source stop;
-    std::stop_callback on_shutdown(shutdown.get_token(), [&stop] { stop.request_stop(); });
-    bool gone = false;
-    auto write = [&](const std::string& s) {
-        if (gone) return;
-        if (!sink.is_writable() || !sink.write(s.data(), s.size())) {
-            gone = true;
-            stop.request_stop();
-        }
-    };
-    ChunkStream out(job, cfg.model_name, metrics, write);
+    ClientSink client(sink, shutdown.get_token());
+    ChunkStream out(job, cfg.model_name, metrics, [&](const std::string& s) { client.write(s); });
     const Outcome o = run_job(
-        *this, job, [&](const TurnEvent& e) { out.event(e); }, stop.get_token());
+        *this, job, [&](const TurnEvent& e) { out.event(e); }, client.stop_token());
     out.finish(o);
 }
 
 void Gateway::Impl::whole_turn(ChatJob& job, httplib::DataSink& sink) {
-    // The turn is cancelled when the client goes away or the gateway shuts down. While it runs,
-    // a space (whitespace before a JSON value is allowed) is written at most every 250 ms as a
-    // turn event arrives: a write that fails says the client has gone.
-    std::stop_source stop;
-    std::stop_callback on_shutdown(shutdown.get_token(), [&stop] { stop.request_stop(); });
-    bool gone = false;
-    auto write = [&](const std::string& s) {
-        if (gone) return;
-        if (!sink.is_writable() || !sink.write(s.data(), s.size())) {
-            gone = true;
-            stop.request_stop();
-        }
-    };
+    // While the turn runs, a space (whitespace before a JSON value is allowed) is written at most
+    // every 250 ms as a turn event arrives: a write that fails says the client has gone.
+    ClientSink client(sink, shutdown.get_token());
     auto last_probe = Clock::now();
     ojson events = ojson::array();
     const Outcome o = run_job(
@@ -411,12 +413,12 @@ void Gateway::Impl::whole_turn(ChatJob& job, httplib::DataSink& sink) {
             metrics.count_event(tag.event);
             if (Clock::now() - last_probe > std::chrono::milliseconds(250)) {
                 last_probe = Clock::now();
-                write(" ");
+                client.write(" ");
             }
             if (e.kind == TurnEvent::Kind::kError) return;  // reported once, in "error"
             events.push_back({{"source", tag.source}, {"event", tag.event}, {"text", e.text}});
         },
-        stop.get_token());
+        client.stop_token());
     ojson m = {{"source", o.r.cloud_used && o.error_kind.empty() ? "cloud" : "local"},
                {"event", "done"},
                {"events", std::move(events)}};
@@ -431,7 +433,7 @@ void Gateway::Impl::whole_turn(ChatJob& job, httplib::DataSink& sink) {
                        {"model", cfg.model_name},
                        {"choices", ojson::array({std::move(choice)})},
                        {"microlm", std::move(m)}};
-    write(http::dump(out));
+    client.write(http::dump(out));
 }
 
 }  // namespace microlm

@@ -112,6 +112,16 @@ uint32_t decode_lenient(std::string_view s, size_t& pos) {
     return cpt;
 }
 
+std::vector<CodepointSpan> codepoint_spans(std::string_view s) {
+    std::vector<CodepointSpan> out;
+    for (size_t pos = 0; pos < s.size();) {
+        const size_t begin = pos;
+        const uint32_t c = decode_lenient(s, pos);
+        out.push_back({c, begin, pos});
+    }
+    return out;
+}
+
 std::vector<uint32_t> decode_lenient(std::string_view s) {
     std::vector<uint32_t> out;
     out.reserve(s.size());

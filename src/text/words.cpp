@@ -10,19 +10,10 @@
 namespace microlm {
 namespace {
 
-struct Cp {
-    uint32_t c;
-    size_t begin, end;  // byte range in the decoded string
-};
+using Cp = unicode::CodepointSpan;
 
 std::vector<Cp> codepoints(std::string_view s) {
-    std::vector<Cp> out;
-    for (size_t pos = 0; pos < s.size();) {
-        const size_t begin = pos;
-        const uint32_t c = unicode::decode_lenient(s, pos);
-        out.push_back({c, begin, pos});
-    }
-    return out;
+    return unicode::codepoint_spans(s);
 }
 
 bool is_space(uint32_t c) {

@@ -29,6 +29,14 @@ bool is_whitespace(uint32_t cpt);
 uint32_t decode_lenient(std::string_view s, size_t& pos);
 std::vector<uint32_t> decode_lenient(std::string_view s);
 
+// One decoded codepoint and the bytes [begin, end) it came from.
+struct CodepointSpan {
+    uint32_t c;
+    size_t begin, end;
+};
+// decode_lenient with each codepoint's byte range, for code that cuts the text where it looks.
+std::vector<CodepointSpan> codepoint_spans(std::string_view s);
+
 // Appends the UTF-8 of `cpt`; codepoints above U+10FFFF (where llama.cpp throws) become U+FFFD.
 void append_utf8(std::string& out, uint32_t cpt);
 
