@@ -150,8 +150,6 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
     std::unique_ptr<GgufFile> f(new GgufFile());
     f->map_ = std::make_unique<MappedFile>(path);
     f->path_ = path;
-    f->base_ = f->map_->data();
-    f->size_ = f->map_->size();
     f->parse();
     return f;
 }
@@ -159,9 +157,11 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
 GgufFile::~GgufFile() = default;
 
 void GgufFile::parse() {
-    Cursor c(path_, base_, size_);
-    if (size_ < 4 || std::memcmp(base_, "GGUF", 4) != 0) {
-        std::string got = size_ < 4 ? "a " + std::to_string(size_) + "-byte file" : "other bytes";
+    const uint8_t* base = map_->data();
+    const size_t size = map_->size();
+    Cursor c(path_, base, size);
+    if (size < 4 || std::memcmp(base, "GGUF", 4) != 0) {
+        std::string got = size < 4 ? "a " + std::to_string(size) + "-byte file" : "other bytes";
         throw Error(path_ + ": not a GGUF file: expected magic \"GGUF\", found " + got);
     }
     c.read<uint32_t>("magic");
@@ -240,8 +240,8 @@ void GgufFile::parse() {
     }
 
     const uint64_t data_start = (c.pos() + alignment_ - 1) / alignment_ * alignment_;
-    const uint64_t data_size = data_start <= size_ ? size_ - data_start : 0;
-    if (n_tensors > 0 && data_start > size_) {
+    const uint64_t data_size = data_start <= size ? size - data_start : 0;
+    if (n_tensors > 0 && data_start > size) {
         c.fail("data section starts at byte " + std::to_string(data_start) + ", past the end of the file");
     }
     for (auto& t : tensors_) {
@@ -252,7 +252,7 @@ void GgufFile::parse() {
                         ") of the data section, which has " + std::to_string(data_size) +
                         " bytes; the file is truncated or corrupt");
         }
-        t.data = base_ + data_start + t.offset;
+        t.data = base + data_start + t.offset;
     }
 }
 

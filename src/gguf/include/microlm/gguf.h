@@ -86,7 +86,7 @@ public:
     const std::string& path() const { return path_; }
     uint32_t version() const { return version_; }
     uint64_t alignment() const { return alignment_; }
-    size_t file_size() const { return size_; }
+    size_t file_size() const { return map_->size(); }
     const std::vector<std::pair<std::string, GgufValue>>& metadata() const { return kv_; }
     const std::vector<GgufTensor>& tensors() const { return tensors_; }
 
@@ -110,8 +110,6 @@ private:
 
     std::unique_ptr<MappedFile> map_;  // keeps the tensors' bytes alive
     std::string path_;
-    const uint8_t* base_ = nullptr;
-    size_t size_ = 0;
     uint32_t version_ = 0;
     uint64_t alignment_ = 32;
     std::vector<std::pair<std::string, GgufValue>> kv_;
