@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -17,8 +18,10 @@
 #include <thread>
 
 #include "microlm/cloud_client.h"
+#include "microlm/model.h"
 #include "microlm/model_server.h"
 #include "microlm/random_model.h"
+#include "microlm/tokenizer.h"
 
 using namespace microlm;
 using Clock = std::chrono::steady_clock;
@@ -287,6 +290,55 @@ TEST_F(ModelServerTest, AFinalAssistantMessageIsContinued) {
     raw.max_tokens = 10;
     raw.temperature = 0.0f;
     EXPECT_EQ(client.chat(chat, {}).text, client.complete(raw, {}).text);
+}
+
+TEST_F(ModelServerTest, EchoWithLogprobsScoresThePromptAsTokenByTokenDecodingDoes) {
+    CloudClient client(config());
+    CloudRequest r;
+    r.prompt = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nWell, hello";
+    r.max_tokens = 1;
+    r.temperature = 0.0f;
+    r.stream = false;
+    r.echo = true;
+    r.logprobs = 1;
+    const CloudResult res = client.complete(r, {});
+    ASSERT_TRUE(res.logprobs);
+    const CloudLogprobs& lp = *res.logprobs;
+    // The prompt's tokens then the one generated; the text is the prompt, then that token.
+    ASSERT_GE(lp.tokens.size(), 2u);
+    std::string joined;
+    for (const auto& t : lp.tokens) joined += t;
+    EXPECT_EQ(joined.substr(0, r.prompt.size()), r.prompt);
+    EXPECT_EQ(res.text.substr(0, r.prompt.size()), r.prompt);
+    EXPECT_TRUE(std::isnan(lp.logprobs[0]));
+    ASSERT_EQ(lp.offsets.size(), lp.tokens.size());
+    for (size_t i = 1; i < lp.tokens.size(); ++i) {
+        EXPECT_EQ(lp.offsets[i], lp.offsets[i - 1] + static_cast<int64_t>(lp.tokens[i - 1].size()));
+        EXPECT_LE(lp.logprobs[i], 0.0);
+    }
+    // The reference: the same model decoding the prompt one token at a time, log-softmax by hand.
+    auto model = Model::load(path_);
+    const Tokenizer tok(vocab_from_gguf(model->file()));
+    const std::vector<int32_t> ids = tok.encode(r.prompt, true, true);
+    ASSERT_EQ(ids.size() + 1, lp.tokens.size());
+    Context ctx(*model, 256, 1);
+    for (size_t i = 0; i + 1 < ids.size(); ++i) {
+        const auto l = ctx.eval(std::span<const int32_t>(&ids[i], 1));
+        long double z = 0, mx = l[0];
+        for (const float v : l) mx = std::max<long double>(mx, v);
+        for (const float v : l) z += std::exp(static_cast<long double>(v) - mx);
+        EXPECT_NEAR(lp.logprobs[i + 1], static_cast<double>(l[static_cast<size_t>(ids[i + 1])] - mx - std::log(z)), 1e-3)
+            << "token " << i + 1;
+    }
+    // Streaming cannot carry the echo here: a clear 400, not a silent drop.
+    r.stream = true;
+    try {
+        client.complete(r, {});
+        ADD_FAILURE() << "echo with stream was accepted";
+    } catch (const CloudError& e) {
+        EXPECT_EQ(e.http_status, 400);
+        EXPECT_NE(std::string(e.what()).find("stream"), std::string::npos) << e.what();
+    }
 }
 
 TEST_F(ModelServerTest, BadRequestsGetAStatusNotAHang) {

@@ -473,3 +473,56 @@ TEST(Prompts, TheExamplesInTheContinuatorPromptParseAsTheirVerdicts) {
     }
     EXPECT_EQ(seen, 3u);
 }
+
+// ---- Opener check (pure half) -------------------------------------------------------------
+
+TEST(OpenerCheckVerdict, EachSignalAndTheirCombinations) {
+    OpenerCheckConfig cfg;
+    cfg.min_logprob = -2.5;
+    cfg.min_pmi = 0.3;
+    OpenerScores unusual_but_apt{-3.0, -5.0};  // unlikely, yet the question makes it likelier: pmi 2
+    OpenerScores generic{-1.0, -1.1};          // likely anywhere: pmi 0.1
+    OpenerScores unknown;                      // the endpoint gave no logprobs
+    EXPECT_TRUE(signal_says_off(CheckSignal::kLikelihood, unusual_but_apt, cfg));
+    EXPECT_FALSE(signal_says_off(CheckSignal::kPmi, unusual_but_apt, cfg));
+    EXPECT_FALSE(signal_says_off(CheckSignal::kLikelihood, generic, cfg));
+    EXPECT_TRUE(signal_says_off(CheckSignal::kPmi, generic, cfg));
+    EXPECT_TRUE(signal_says_off(CheckSignal::kAny, generic, cfg));
+    EXPECT_FALSE(signal_says_off(CheckSignal::kAll, generic, cfg));
+    EXPECT_TRUE(signal_says_off(CheckSignal::kAll, OpenerScores{-3.0, -2.0}, cfg));
+    for (const CheckSignal s : {CheckSignal::kOff, CheckSignal::kLikelihood, CheckSignal::kPmi, CheckSignal::kAny,
+                                CheckSignal::kAll}) {
+        EXPECT_FALSE(signal_says_off(s, unknown, cfg)) << check_signal_name(s);
+        EXPECT_EQ(parse_check_signal(check_signal_name(s)), s);
+    }
+    EXPECT_FALSE(parse_check_signal("PMI"));
+    cfg.signal = CheckSignal::kPmi;
+    EXPECT_EQ(check_verdict(generic, cfg, Modality::kText), Verdict::kRetract);
+    EXPECT_EQ(check_verdict(generic, cfg, Modality::kSpeech), Verdict::kPivot);
+    EXPECT_EQ(check_verdict(unusual_but_apt, cfg, Modality::kText), Verdict::kKeep);
+}
+
+TEST(ContinuationJoinerDecided, RetractReplacesAndPivotAppendsWithoutATag) {
+    ContinuationJoiner retract("The capital of France is", Modality::kText, Verdict::kRetract);
+    EXPECT_EQ(retract.verdict(), Verdict::kRetract);
+    std::string out = retract.push("  [keep] Canberra is the capital.");  // no tag is parsed
+    out += retract.finish();
+    EXPECT_EQ(out, "[keep] Canberra is the capital.");
+    ContinuationJoiner pivot("The capital of France is", Modality::kSpeech, Verdict::kRetract);
+    EXPECT_EQ(pivot.verdict(), Verdict::kPivot);  // speech cannot retract
+    out = pivot.push("or rather, Canberra.");
+    out += pivot.finish();
+    EXPECT_EQ(out, " or rather, Canberra.");
+}
+
+TEST(PivotMessages, TellTheCloudTheWordsAreOffAndKeepTheConversationsOwnSystem) {
+    const std::vector<ChatMessage> h{{"system", "Answer in French."}, {"user", "Capital of Australia?"}};
+    const auto m = pivot_messages(h, "The capital of France is ", Modality::kSpeech);
+    ASSERT_EQ(m.size(), 2u);
+    EXPECT_EQ(m[0].role, "system");
+    EXPECT_NE(m[0].content.find("\"The capital of France is\""), std::string::npos);
+    EXPECT_NE(m[0].content.find("at most 12 words"), std::string::npos);
+    EXPECT_NE(m[0].content.find("Answer in French."), std::string::npos);
+    EXPECT_NE(m[0].content.find("spoken"), std::string::npos);
+    EXPECT_EQ(m[1].content, "Capital of Australia?");
+}

@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "microlm/error.h"
+#include "microlm/generate.h"
 #include "microlm/model.h"
 #include "microlm/random_model.h"
 #include "microlm/sampler.h"
@@ -140,5 +141,29 @@ TEST(Model, ReusePrefixKeepsTheCommonPrefixAndGivesTheSameLogits) {
     EXPECT_TRUE(std::equal(ctx.tokens().begin(), ctx.tokens().end(), turn2.begin(), turn2.end()));
     // A prompt identical to the cache keeps all but its last token, so eval yields logits.
     EXPECT_EQ(ctx.reuse_prefix(turn2), static_cast<int64_t>(turn2.size()) - 1);
+    std::filesystem::remove(path);
+}
+
+TEST(Model, ScoreTokensEqualsLogSoftmaxOfTokenByTokenDecoding) {
+    const std::string path = random_model(DType::Q8_0);
+    auto m = Model::load(path);
+    // Chunks of 5 rows: the chunk edges must not lose a position.
+    Context scorer(*m, 64, 1), single(*m, 64, 1);
+    scorer.eval(std::vector<int32_t>{9, 9, 9});  // stale state, which scoring must not reuse
+    const std::vector<double> lp = score_tokens(scorer, kPrompt, 5);
+    ASSERT_EQ(lp.size(), kPrompt.size());
+    EXPECT_TRUE(std::isnan(lp[0]));
+    for (size_t i = 0; i + 1 < kPrompt.size(); ++i) {
+        const auto l = single.eval(std::span<const int32_t>(&kPrompt[i], 1));
+        // The reference log-softmax, written out here in long double.
+        long double z = 0, mx = l[0];
+        for (const float v : l) mx = std::max<long double>(mx, v);
+        for (const float v : l) z += std::exp(static_cast<long double>(v) - mx);
+        const double want = static_cast<double>(l[static_cast<size_t>(kPrompt[i + 1])] - mx - std::log(z));
+        EXPECT_NEAR(lp[i + 1], want, 1e-4) << "position " << i + 1;
+    }
+    // The context holds the scored tokens: a request that continues them reuses the KV state.
+    EXPECT_EQ(scorer.n_past(), static_cast<int64_t>(kPrompt.size()));
+    EXPECT_EQ(scorer.reuse_prefix(kPrompt), static_cast<int64_t>(kPrompt.size()) - 1);
     std::filesystem::remove(path);
 }

@@ -10,9 +10,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <stop_token>
 #include <thread>
@@ -73,6 +75,31 @@ public:
                 return true;
             });
         });
+        // Raw completions with echo + logprobs, for the opener check: the prompt comes back cut
+        // into 3-byte tokens, each scored neutral_lp after the neutral conversation (an empty
+        // user message) and conversation_lp otherwise. Off unless a test sets them.
+        server_.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+            if (!scores_) {
+                res.status = 404;
+                res.set_content(R"({"error":{"message":"no such route","type":"not_found"}})", "application/json");
+                return;
+            }
+            const json body = json::parse(req.body);
+            const std::string prompt = body["prompt"];
+            const bool neutral = prompt.find("user\n<|im_end|>") != std::string::npos;
+            json tokens = json::array(), lps = json::array(), offsets = json::array();
+            for (size_t at = 0; at < prompt.size(); at += 3) {
+                tokens.push_back(prompt.substr(at, 3));
+                lps.push_back(at == 0 ? json(nullptr) : json(neutral ? scores_->second : scores_->first));
+                offsets.push_back(at);
+            }
+            const json out = {{"choices",
+                               {{{"index", 0},
+                                 {"text", prompt},
+                                 {"logprobs", {{"tokens", tokens}, {"token_logprobs", lps}, {"text_offset", offsets}}},
+                                 {"finish_reason", "length"}}}}};
+            res.set_content(out.dump(), "application/json");
+        });
         port_ = server_.bind_to_any_port("127.0.0.1");
         thread_ = std::thread([this] { server_.listen_after_bind(); });
         while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -83,6 +110,14 @@ public:
         thread_.join();
     }
     std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    // The opener check's scores: mean log p after the conversation, and after the neutral one.
+    void set_scores(double conversation_lp, double neutral_lp) { scores_ = {conversation_lp, neutral_lp}; }
+    std::vector<json> chat_requests() {
+        std::lock_guard l(mu_);
+        std::vector<json> out;
+        for (const auto& b : bodies_) out.push_back(json::parse(b));
+        return out;
+    }
     json last_request() {
         std::lock_guard l(mu_);
         return bodies_.empty() ? json() : json::parse(bodies_.back());
@@ -90,6 +125,7 @@ public:
 
 private:
     Script script_;
+    std::optional<std::pair<double, double>> scores_;
     httplib::Server server_;
     std::thread thread_;
     int port_ = 0;
@@ -329,4 +365,100 @@ TEST_F(TurnTest, StopCancelsASilentCloudWithoutALocalClose) {
     EXPECT_EQ(*r.result.error, CloudErrorKind::kCancelled);
     EXPECT_FALSE(r.has(K::kLocalClose));
     EXPECT_LT(r.ms, 1500);
+}
+
+// ---- The opener check: a verdict without the cloud's tag ------------------------------------
+
+TEST_F(TurnTest, CheckThatScoresTheOpenerWellKeepsTheContinuation) {
+    FakeCloud cloud({" that it ", "depends on the season."});  // prefill: the seam's space is the cloud's
+    cloud.set_scores(-0.5, -3.0);  // pmi 2.5: the conversation makes the opener likelier
+    TurnConfig c;
+    c.mode = ContinuationMode::kPrefill;
+    c.check.signal = CheckSignal::kPmi;
+    const Recorded r = run(cloud.url(), c);
+    ASSERT_FALSE(r.result.error);
+    ASSERT_TRUE(r.result.check);
+    EXPECT_EQ(r.result.check->error, "");
+    EXPECT_NEAR(r.result.check->scores.given_conversation, -0.5, 1e-9);
+    EXPECT_NEAR(r.result.check->scores.pmi(), 2.5, 1e-9);
+    EXPECT_GT(r.result.check->tokens, 0);
+    EXPECT_FALSE(r.result.verdict_by_check);
+    EXPECT_EQ(*r.result.verdict, Verdict::kKeep);
+    EXPECT_EQ(r.result.text, std::string(kOpener) + " that it depends on the season.");
+    EXPECT_EQ(cloud.chat_requests().size(), 1u);
+}
+
+TEST_F(TurnTest, CheckThatFindsTheOpenerOffRetractsWithAPlainAnswerInText) {
+    FakeCloud cloud({"The capital of Australia ", "is Canberra."});
+    cloud.set_scores(-4.0, -2.0);  // pmi -2: the opener talks past the question
+    TurnConfig c;
+    c.mode = ContinuationMode::kPrefill;
+    c.modality = Modality::kText;
+    c.check.signal = CheckSignal::kPmi;
+    const Recorded r = run(cloud.url(), c);
+    ASSERT_FALSE(r.result.error);
+    EXPECT_TRUE(r.result.verdict_by_check);
+    ASSERT_TRUE(r.result.verdict);
+    EXPECT_EQ(*r.result.verdict, Verdict::kRetract);
+    EXPECT_EQ(r.result.text, "The capital of Australia is Canberra.");
+    EXPECT_EQ(r.text_of(K::kRetract) + r.text_of(K::kContinuation), "The capital of Australia is Canberra.");
+    // The dropped prefill request's text was never shown; the recovery asked for a plain answer:
+    // the conversation alone, no opener, no continuator prompt.
+    const std::vector<json> reqs = cloud.chat_requests();
+    ASSERT_EQ(reqs.size(), 2u);
+    EXPECT_EQ(reqs[0]["messages"].back()["role"], "assistant");
+    EXPECT_EQ(reqs[1]["messages"].size(), 1u);
+    EXPECT_EQ(reqs[1]["messages"][0]["role"], "user");
+    EXPECT_FALSE(reqs[1].contains("continue_final_message"));
+}
+
+TEST_F(TurnTest, CheckThatFindsTheOpenerOffPivotsInSpeech) {
+    FakeCloud cloud({"or rather, ", "it is Canberra."});
+    cloud.set_scores(-4.0, -2.0);
+    TurnConfig c = instruct(Modality::kSpeech);
+    c.check.signal = CheckSignal::kPmi;
+    const Recorded r = run(cloud.url(), c);
+    ASSERT_FALSE(r.result.error);
+    EXPECT_TRUE(r.result.verdict_by_check);
+    EXPECT_EQ(*r.result.verdict, Verdict::kPivot);
+    // The opener stays (it was spoken); the bridge follows it as fresh words.
+    EXPECT_EQ(r.result.text, std::string(kOpener) + " or rather, it is Canberra.");
+    EXPECT_TRUE(r.has(K::kPivot));
+    EXPECT_FALSE(r.has(K::kRetract));
+    const std::vector<json> reqs = cloud.chat_requests();
+    ASSERT_EQ(reqs.size(), 2u);
+    const std::string system = reqs[1]["messages"][0]["content"];
+    EXPECT_NE(system.find("head the wrong way"), std::string::npos);
+    EXPECT_NE(system.find(kOpener), std::string::npos);
+}
+
+TEST_F(TurnTest, CheckOnAnEndpointWithoutLogprobsSaysKeepAndReportsWhy) {
+    FakeCloud cloud({" that it ", "depends."});  // no scores: /v1/completions answers 404
+    TurnConfig c;
+    c.mode = ContinuationMode::kPrefill;
+    c.check.signal = CheckSignal::kAny;
+    const Recorded r = run(cloud.url(), c);
+    ASSERT_FALSE(r.result.error);
+    ASSERT_TRUE(r.result.check);
+    EXPECT_NE(r.result.check->error.find("404"), std::string::npos) << r.result.check->error;
+    EXPECT_TRUE(std::isnan(r.result.check->scores.given_conversation));
+    EXPECT_FALSE(r.result.verdict_by_check);
+    EXPECT_EQ(r.result.text, std::string(kOpener) + " that it depends.");
+}
+
+TEST(OpenerCheck, TheOpenersTokensAreFoundInTheEchoHoweverTheServerRendersIt) {
+    // serve-model echoes special tokens' text; llama.cpp's server drops it. Either way the
+    // opener's tokens are the ones over its last occurrence, a generated token after it not counted.
+    const CloudLogprobs ours{{"<|im_start|>", "user\nHi", "<|im_end|>\n<|im_start|>", "assistant\n", "Hi", " there", "!"},
+                             {NAN, -1.0, -1.0, -1.0, -2.0, -4.0, -9.0},
+                             {}};
+    EXPECT_NEAR(mean_echo_logprob(ours, "Hi there"), -3.0, 1e-9);
+    const CloudLogprobs theirs{{"user", "\nHi", "\n", "assistant", "\n", "Hi", " there", "!"},
+                               {NAN, -1.0, -1.0, -1.0, -1.0, -2.0, -4.0, -9.0},
+                               {0, 4, 7, 8, 17, 18, 20, 26}};
+    EXPECT_NEAR(mean_echo_logprob(theirs, "Hi there"), -3.0, 1e-9);
+    // A token that straddles the opener's start counts; an opener that is not there is NaN.
+    const CloudLogprobs merged{{"user\nHi", "\nHi", " there"}, {NAN, -2.0, -4.0}, {}};
+    EXPECT_NEAR(mean_echo_logprob(merged, "Hi there"), -3.0, 1e-9);
+    EXPECT_TRUE(std::isnan(mean_echo_logprob(merged, "Bye")));
 }

@@ -61,6 +61,7 @@ void register_chat(CLI::App& app) {
         int64_t max_tokens = 160;
         float temp = 0.7f;
         bool no_continue_fields = false;
+        OpenerCheckConfig check;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("prompt", o->prompt, "The user's message (none: an interactive conversation)");
@@ -73,6 +74,7 @@ void register_chat(CLI::App& app) {
     cmd->add_option("--mode", o->mode, "prefill | instruct (default: prefill for the stand-in, instruct for --cloud)")->check(CLI::IsMember({"prefill", "instruct"}));
     cmd->add_option("--modality", o->modality, "speech (pivot only) | text (retract allowed)")->capture_default_str()->check(CLI::IsMember({"speech", "text"}));
     cmd->add_option("--system", o->system, "System message (default: the local model's template default)");
+    add_check_options(cmd, o->check);
     cmd->add_option("-n,--max-tokens", o->max_tokens, "Cloud continuation token limit")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{100000}));
     cmd->add_option("--temp", o->temp, "Cloud temperature")->capture_default_str()->check(CLI::Range(0.0f, 2.0f));
     cmd->add_option("-t,--threads", o->threads, "Threads for each local model")->capture_default_str()->check(CLI::Range(1, 256));
@@ -119,6 +121,7 @@ void register_chat(CLI::App& app) {
         tcfg.max_tokens = o->max_tokens;
         tcfg.temperature = o->temp;
         tcfg.send_continue_fields = !o->no_continue_fields;
+        tcfg.check = o->check;
 
         Style st;
         st.tty = isatty(STDOUT_FILENO);
@@ -130,13 +133,23 @@ void register_chat(CLI::App& app) {
             std::printf("\n");
             std::fflush(stdout);
             const auto& t = r.timings;
+            std::string check;
+            if (r.check) {
+                char buf[160];
+                if (r.check->error.empty())
+                    std::snprintf(buf, sizeof buf, " | check %.0f ms (log p %.2f, pmi %.2f)%s", r.check->ms,
+                                  r.check->scores.given_conversation, r.check->scores.pmi(), r.verdict_by_check ? ": off" : "");
+                else
+                    std::snprintf(buf, sizeof buf, " | check failed (%.60s)", r.check->error.c_str());
+                check = buf;
+            }
             std::fprintf(stderr,
                          "%sfirst word %.0f ms | opener %.0f ms (%zu words%s) | cloud first token %.0f ms | stall %.0f ms | "
-                         "verdict %s | total %.0f ms%s\n",
+                         "verdict %s%s | total %.0f ms%s\n",
                          st.dim(), t.first_word_ms, t.opener_ms, r.opener.words.size(), r.opener.hedged ? ", hedged" : "",
                          t.cloud_first_token_ms, t.stall_ms,
                          r.verdict ? std::string(verdict_name(*r.verdict)).c_str() : (r.cloud_used ? "none" : "no cloud"),
-                         t.total_ms, st.reset());
+                         check.c_str(), t.total_ms, st.reset());
             history.push_back({"assistant", r.text});
         };
         if (!o->prompt.empty()) {

@@ -100,7 +100,8 @@ void register_eval(CLI::App& app) {
         std::string suite, models, judge = kSmolLM2, data, sets, prompts, out = "eval";
         std::string constant = eval::kConstantOpener, retrieval_data;
         bool no_judge = false;
-        size_t limit = 0, handoff_limit = 10, samples = 3, draws = 20000;
+        size_t limit = 0, handoff_limit = 10, handoff_skip = 0, samples = 3, draws = 20000;
+        OpenerCheckConfig check{.signal = CheckSignal::kPmi};
         uint64_t seed = 42;
         int threads = 1;
         std::string stand_in = kSmolLM2, cloud, cloud_model, api_key_env, modality = "text";
@@ -143,6 +144,11 @@ void register_eval(CLI::App& app) {
     cmd->add_option("--handoff-limit", o->handoff_limit, "Handoff prompts per set (0: all loaded)")
         ->capture_default_str()
         ->group(g_handoff);
+    cmd->add_option("--handoff-skip", o->handoff_skip,
+                    "Handoff prompts skipped at the start of each set (e.g. a calibration split for the check)")
+        ->capture_default_str()
+        ->group(g_handoff);
+    add_check_options(cmd, o->check);
     cmd->add_option("--stand-in", o->stand_in, "GGUF the in-process cloud stand-in serves")
         ->capture_default_str()
         ->group(g_handoff);
@@ -211,6 +217,8 @@ void register_eval(CLI::App& app) {
         cfg.constant_opener = o->constant;
         cfg.retrieval_corpora = split_list(o->retrieval_data);
         cfg.handoff_limit = o->handoff_limit;
+        cfg.handoff_skip = o->handoff_skip;
+        cfg.check = o->check;
         cfg.stand_in = o->stand_in;
         cfg.cloud_url = o->cloud;
         cfg.cloud_model = o->cloud_model;
@@ -258,8 +266,9 @@ void register_eval(CLI::App& app) {
                            std::make_move_iterator(p.end()));
         }
         if (prompts.empty()) throw Error("eval: no prompts (check --sets, --prompts and --limit)");
-        // The handoff suite alone needs openers for its subset only.
-        if (o->suite == "handoff") {
+        // The handoff suite alone needs openers for its subset only (the suite takes the subset
+        // again, so this is done only where taking it twice changes nothing).
+        if (o->suite == "handoff" && cfg.handoff_skip == 0) {
             std::vector<eval::EvalPrompt> sub;
             for (const size_t i : eval::handoff_subset(cfg, prompts)) sub.push_back(prompts[i]);
             prompts = std::move(sub);

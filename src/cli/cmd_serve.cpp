@@ -25,8 +25,9 @@ extern "C" void on_gateway_signal(int) {
 
 constexpr const char* kFooter =
     "Clients may add a \"microlm\" object to a chat request: {\"modality\": \"speech\"|\"text\", "
-    "\"cloud_delay_ms\": N}.\n"
+    "\"cloud_delay_ms\": N, \"check\": \"pmi\"}.\n"
     "modality: speech allows pivot only, text allows retract (default: --modality).\n"
+    "check: the opener check's signal for this request (default: --check).\n"
     "cloud_delay_ms: an extra sleep between the opener and the cloud request, to play a slower network\n"
     "(the web demo's slider); at most --max-cloud-delay-ms. Every chunk carries a \"microlm\" object\n"
     "(source, event, timings on the last one): see docs/GATEWAY.md.\n"
@@ -66,6 +67,7 @@ void register_serve(CLI::App& app) {
                     "Modality of requests that do not say: speech (pivot only) | text (retract allowed)")
         ->capture_default_str()
         ->check(CLI::IsMember({"speech", "text"}));
+    add_check_options(cmd, g.check);
     cmd->add_option("--host", g.host,
                     "Address to bind (loopback by default; use --token-env before exposing it)")
         ->capture_default_str();

@@ -4,7 +4,10 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdlib>
+#include <map>
 #include <string>
+
+#include "microlm/handoff.h"
 
 namespace microlm::cli {
 
@@ -12,6 +15,24 @@ namespace microlm::cli {
 inline std::string default_data_dir() {
     const char* env = std::getenv("MICROLM_DATA");
     return env ? env : "../shared/data";
+}
+
+// The opener check's options, shared by chat and serve.
+inline void add_check_options(CLI::App* cmd, OpenerCheckConfig& c) {
+    std::map<std::string, CheckSignal> names;
+    for (const CheckSignal s : {CheckSignal::kOff, CheckSignal::kLikelihood, CheckSignal::kPmi, CheckSignal::kAny,
+                                CheckSignal::kAll})
+        names.emplace(std::string(check_signal_name(s)), s);
+    cmd->add_option("--check", c.signal,
+                    "Opener check, beside the continuation (needs a completions endpoint with echo + logprobs; "
+                    "without one it says keep): off | likelihood (the cloud's mean log p of the opener) | pmi "
+                    "(that minus its log p after an empty question) | any | all. Off: text retracts, speech pivots")
+        ->transform(CLI::CheckedTransformer(names))
+        ->default_str(std::string(check_signal_name(c.signal)));
+    cmd->add_option("--check-min-logprob", c.min_logprob, "likelihood: the opener is off below this (nats per token)")
+        ->capture_default_str();
+    cmd->add_option("--check-min-pmi", c.min_pmi, "pmi: the opener is off below this (nats per token)")
+        ->capture_default_str();
 }
 
 void register_run(CLI::App& app);

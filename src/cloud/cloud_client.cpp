@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <exception>
+#include <limits>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -78,6 +79,31 @@ struct Attempt {
         if (*on_delta) (*on_delta)(text);
     }
 
+    // OpenAI's legacy {tokens, token_logprobs, text_offset}; the lists must agree in length.
+    static CloudLogprobs parse_logprobs(const json& j) {
+        const auto list = [&](const char* key) -> const json* {
+            if (!j.contains(key) || j[key].is_null()) return nullptr;
+            if (!j[key].is_array()) throw CloudError(CloudErrorKind::kMalformed, std::string("logprobs.") + key + " is not a list");
+            return &j[key];
+        };
+        CloudLogprobs lp;
+        const json* tokens = list("tokens");
+        const json* values = list("token_logprobs");
+        const json* offsets = list("text_offset");
+        if (!tokens || !values || values->size() != tokens->size() || (offsets && offsets->size() != tokens->size()))
+            throw CloudError(CloudErrorKind::kMalformed, "a logprobs object whose tokens and token_logprobs do not match");
+        for (size_t i = 0; i < tokens->size(); ++i) {
+            const json& t = (*tokens)[i];
+            const json& v = (*values)[i];
+            if (!t.is_string() || !(v.is_null() || v.is_number()) || (offsets && !(*offsets)[i].is_number_integer()))
+                throw CloudError(CloudErrorKind::kMalformed, "a logprobs entry of the wrong type");
+            lp.tokens.push_back(t.get<std::string>());
+            lp.logprobs.push_back(v.is_null() ? std::numeric_limits<double>::quiet_NaN() : v.get<double>());
+            if (offsets) lp.offsets.push_back((*offsets)[i].get<int64_t>());
+        }
+        return lp;
+    }
+
     // One choice's text and finish reason, from a chunk or a whole response.
     void take_choice(const json& j, bool whole) {
         if (j.contains("error")) {
@@ -93,8 +119,9 @@ struct Attempt {
         if (chat) {
             const char* field = whole ? "message" : "delta";
             if (c.contains(field) && c[field].is_object() && c[field].contains("content")) text = &c[field]["content"];
-        } else if (c.contains("text")) {
-            text = &c["text"];
+        } else {
+            if (c.contains("text")) text = &c["text"];
+            if (whole && c.contains("logprobs") && c["logprobs"].is_object()) result->logprobs = parse_logprobs(c["logprobs"]);
         }
         if (text && !text->is_null()) {
             if (!text->is_string()) throw CloudError(CloudErrorKind::kMalformed, "a choice whose text is not a string");
@@ -345,6 +372,8 @@ CloudResult CloudClient::send(bool chat, const CloudRequest& req, const OnDelta&
         }
     } else {
         body["prompt"] = req.prompt;
+        if (req.echo) body["echo"] = true;
+        if (req.logprobs) body["logprobs"] = *req.logprobs;
     }
     if (req.temperature) body["temperature"] = *req.temperature;
     if (req.top_p) body["top_p"] = *req.top_p;

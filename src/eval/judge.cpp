@@ -7,20 +7,12 @@
 #include "microlm/chat.h"
 #include "microlm/error.h"
 #include "microlm/eval.h"
+#include "microlm/generate.h"
 #include "microlm/local_model.h"
 #include "microlm/tokenizer.h"
 
 namespace microlm::eval {
 namespace {
-
-// log p(id) under softmax(logits).
-double log_prob(std::span<const float> logits, int32_t id) {
-    float mx = logits[0];
-    for (const float l : logits) mx = std::max(mx, l);
-    double z = 0;
-    for (const float l : logits) z += std::exp(static_cast<double>(l - mx));
-    return static_cast<double>(logits[static_cast<size_t>(id)] - mx) - std::log(z);
-}
 
 constexpr int64_t kOpenerBudget = 64;  // tokens kept free after the prompt for the opener
 
@@ -73,12 +65,12 @@ double Judge::nll(const std::string& prompt, const std::string& opener) {
     const auto plen = static_cast<int64_t>(m.prompt_ids.size());
     const size_t n = std::min<size_t>(opener_ids.size(), static_cast<size_t>(m.ctx->n_ctx() - plen));
     m.ctx->truncate(plen);
-    double sum = -log_prob(m.prompt_logits, opener_ids[0]);
+    double sum = -token_logprob(m.prompt_logits, opener_ids[0]);
     if (n > 1) {
         m.ctx->eval(std::span<const int32_t>(opener_ids.data(), n - 1), /*all_logits=*/true);
         const std::span<const float> rows = m.ctx->logits();
         const auto nv = static_cast<size_t>(m.ctx->n_vocab());
-        for (size_t i = 1; i < n; ++i) sum -= log_prob(rows.subspan((i - 1) * nv, nv), opener_ids[i]);
+        for (size_t i = 1; i < n; ++i) sum -= token_logprob(rows.subspan((i - 1) * nv, nv), opener_ids[i]);
     }
     m.ctx->truncate(plen);
     return sum / static_cast<double>(n);

@@ -275,11 +275,9 @@ std::vector<size_t> handoff_subset(const EvalConfig& cfg, const std::vector<Eval
     std::map<std::string, size_t> taken;
     std::vector<size_t> out;
     for (size_t i = 0; i < prompts.size(); ++i) {
-        size_t& n = taken[prompts[i].set];
-        if (cfg.handoff_limit == 0 || n < cfg.handoff_limit) {
+        const size_t n = taken[prompts[i].set]++;
+        if (n >= cfg.handoff_skip && (cfg.handoff_limit == 0 || n < cfg.handoff_skip + cfg.handoff_limit))
             out.push_back(i);
-            ++n;
-        }
     }
     return out;
 }

@@ -109,6 +109,16 @@ ordered_json handoff_json(const HandoffMetrics& m) {
     j["detection"] = num(m.detection);
     j["false_alarms"] = num(m.false_alarms);
     j["cloud_ttft_ms"] = num(m.cloud_ttft_ms);
+    ordered_json sig;
+    for (const auto& [name, v] : m.by_signal) sig[name] = {{"detection", num(v.first)}, {"false_alarms", num(v.second)}};
+    j["by_signal"] = sig;
+    j["own_logprob"] = num(m.own_logprob);
+    j["bad_logprob"] = num(m.bad_logprob);
+    j["own_pmi"] = num(m.own_pmi);
+    j["bad_pmi"] = num(m.bad_pmi);
+    j["check_errors"] = m.check_errors;
+    j["cost_ratio"] = num(m.cost_ratio);
+    j["added_delay_p50_ms"] = num(m.added_delay_p50_ms);
     return j;
 }
 
@@ -328,21 +338,31 @@ void handoff_section(const HandoffResult& h, const EvalConfig& cfg, const std::s
                       {"verdict", s.verdict},
                       {"cloud_text", s.raw},
                       {"shown", s.shown},
-                      {"repeated_words", s.repeated}});
+                      {"repeated_words", s.repeated},
+                      {"modality", s.modality},
+                      {"verdict_by_check", s.by_check},
+                      {"check_logprob", num(s.logprob)},
+                      {"check_pmi", num(s.pmi)}});
     }
     j["samples"] = sj;
+    ordered_json cj = ordered_json::array();
+    for (const auto& c : h.checks)
+        cj.push_back({{"model", c.model}, {"mode", c.mode}, {"kind", c.kind}, {"prompt", c.prompt_id},
+                      {"logprob", num(c.logprob)}, {"pmi", num(c.pmi)}});
+    j["check_scores"] = cj;
     js["handoff"] = j;
 
     md << "## Handoff and recovery\n\n";
     md << "Cloud: " << h.cloud << "; greedy, at most " << cfg.cloud_max_tokens << " tokens; modality "
        << (cfg.modality == Modality::kSpeech ? "speech" : "text") << "; " << h.prompts
-       << " prompts (the first " << cfg.handoff_limit
-       << " of each set). *Own*: the model's opener for the prompt; "
-       << "*bad*: the same model's opener for another prompt (as decoded, if that one was hedged). Keep, "
-          "false alarms (pivot or retract) and detection "
-          "need the instruct mode's verdict tag; prefill has none. Repeat: the continuation restarted with "
-          "opener "
-          "words that the stitcher removed.\n\n";
+       << " prompts (" << cfg.handoff_limit << " of each set after the first " << cfg.handoff_skip
+       << "); opener check `" << check_signal_name(cfg.check.signal) << "` (off below log p "
+       << fmt(cfg.check.min_logprob, 2) << " or pmi " << fmt(cfg.check.min_pmi, 2)
+       << " nats per token). *Own*: the model's opener for the prompt; "
+       << "*bad*: the same model's opener for another prompt (as decoded, if that one was hedged). "
+          "False alarms (own openers pivoted or retracted) and detection (bad ones) count the turn's verdict: "
+          "the cloud's tag (instruct mode only) or the opener check. Repeat: the continuation restarted with "
+          "opener words that the stitcher removed.\n\n";
     md << "| model | mode | own | keep | tag found | pivot | retract | repeat | words dropped | false alarms "
           "| bad | "
           "detection | errors | cloud TTFT ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
@@ -366,6 +386,28 @@ void handoff_section(const HandoffResult& h, const EvalConfig& cfg, const std::s
         }
     }
     md << "\n";
+    md << "Each signal alone at the configured thresholds (detection on bad openers / false alarms on own "
+          "openers), the mean scores (nats per token), the turn's cloud tokens with the check against "
+          "without (estimated with the stand-in's tokenizer), and the median delay the check added before "
+          "the first continuation word of kept openers (shown minus the cloud's first token):\n\n";
+    md << "| model | mode | tag | likelihood | pmi | any | all | log p own / bad | pmi own / bad | check errors | "
+          "tokens × | added delay ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    for (const std::string& model : h.models) {
+        for (const std::string& mode : h.modes) {
+            const auto mit = h.metrics.find(model);
+            if (mit == h.metrics.end() || !mit->second.count(mode)) continue;
+            const HandoffMetrics& m = mit->second.at(mode);
+            md << "| " << model << " | " << mode;
+            for (const char* sig : {"tag", "likelihood", "pmi", "any", "all"}) {
+                const auto it = m.by_signal.find(sig);
+                md << " | " << (it == m.by_signal.end() ? "—" : pct(it->second.first) + " / " + pct(it->second.second));
+            }
+            md << " | " << fmt(m.own_logprob, 2) << " / " << fmt(m.bad_logprob, 2) << " | " << fmt(m.own_pmi, 2)
+               << " / " << fmt(m.bad_pmi, 2) << " | " << m.check_errors << " | " << fmt(m.cost_ratio, 2) << " | "
+               << fmt(m.added_delay_p50_ms, 0) << " |\n";
+        }
+    }
+    md << "\n";
     if (!bc.series.empty()) {
         plot::write_bar_chart_png(dir + "/handoff.png", bc);
         files.push_back(dir + "/handoff.png");
@@ -381,8 +423,9 @@ void handoff_section(const HandoffResult& h, const EvalConfig& cfg, const std::s
             md << "#### " << s.set << " " << cell(s.prompt_id, 40) << ": " << cell(s.prompt, 200) << "\n\n";
             last_prompt = key;
         }
-        md << "- " << s.mode << ", " << s.kind << " opener **" << cell(s.opener, 120) << "**"
-           << (s.verdict.empty() ? "" : ", verdict `" + s.verdict + "`")
+        md << "- " << s.mode << ", " << s.modality << ", " << s.kind << " opener **" << cell(s.opener, 120) << "**"
+           << (s.verdict.empty() ? "" : ", verdict `" + s.verdict + "`" + (s.by_check ? " (check)" : ""))
+           << (std::isnan(s.pmi) ? "" : ", log p " + fmt(s.logprob, 2) + ", pmi " + fmt(s.pmi, 2))
            << (s.repeated ? ", " + std::to_string(s.repeated) + " repeated words dropped" : "") << ":\n\n";
         md << quote_block(s.shown) << "\n";
     }

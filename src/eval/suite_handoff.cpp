@@ -1,9 +1,13 @@
 // Handoff and recovery: each model's openers are continued by a cloud (an in-process serve-model
 // stand-in, or a real endpoint) in instruct and prefill modes, through the product's own turn
-// (continue_turn); the joiner's verdicts and the stitcher's repeats give keep, repeat, detection
-// and false-alarm rates. Bad openers are another prompt's opener (a seeded derangement; as
-// decoded, when that one was hedged). Needs the network build (cloud client, server, turn).
+// (continue_turn, with its opener check); the verdicts (tag or check) and the stitcher's repeats
+// give keep, repeat, detection and false-alarm rates, per signal too, with the check's cost in
+// tokens and delay. Bad openers are another prompt's opener (a seeded derangement; as decoded,
+// when that one was hedged). Needs the network build (cloud client, server, turn).
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <map>
 #include <cmath>
 #include <memory>
 #include <random>
@@ -12,6 +16,7 @@
 #include "microlm/error.h"
 #include "microlm/eval.h"
 #include "microlm/handoff.h"
+#include "microlm/local_model.h"
 #include "microlm/model_server.h"
 #include "microlm/stopwatch.h"
 #include "microlm/turn.h"
@@ -23,33 +28,52 @@ struct Outcome {
     bool ok = false;
     Verdict verdict = Verdict::kKeep;
     bool tag = false;
+    bool by_check = false;
     size_t repeated = 0;
     std::string raw, shown;
-    double ttft_ms = -1;
+    double ttft_ms = -1, stall_ms = -1;
+    std::optional<OpenerCheck> check;
+    int64_t base_tokens = 0, extra_tokens = 0;  // estimated cloud tokens: the continuation, and what the check added
 };
 
 // One continuation by the product's own turn (continue_turn: the opener is already shown; a
 // retract's text replaces it). Greedy and seeded so that reruns give the same text. No local
-// close: a cloud failure is counted as an error.
+// close: a cloud failure is counted as an error. `count` estimates a text's cloud tokens.
 Outcome continue_opener(const CloudClient& cloud, const EvalConfig& cfg, const std::string& prompt,
-                        const std::string& opener, bool instruct) {
+                        const std::string& opener, bool instruct, Modality modality,
+                        const std::function<int64_t(const std::string&)>& count) {
     TurnConfig tc;
     tc.mode = instruct ? ContinuationMode::kInstruct : ContinuationMode::kPrefill;
-    tc.modality = cfg.modality;
+    tc.modality = modality;
     tc.max_tokens = cfg.cloud_max_tokens;
     tc.temperature = 0.0f;
     tc.seed = cfg.seed;
+    tc.check = cfg.check;
     OpenerResult shown;
     shown.text = opener;
-    const TurnResult r = continue_turn(shown, cloud, {{"user", prompt}}, tc, {});
+    const std::vector<ChatMessage> history{{"user", prompt}};
+    const TurnResult r = continue_turn(shown, cloud, history, tc, {});
     Outcome o;
     o.ok = !r.error;
     o.verdict = r.verdict.value_or(Verdict::kKeep);
     o.tag = r.tag_found;
+    o.by_check = r.verdict_by_check;
     o.repeated = r.repeated_words;
     o.raw = r.cloud_text;
     o.shown = r.text;
     o.ttft_ms = r.timings.cloud_first_token_ms;
+    o.stall_ms = r.timings.stall_ms;
+    o.check = r.check;
+    // Tokens as the cloud bills them: the continuation request's prompt and output; the check's
+    // echoes; after an off verdict, the recovery's prompt and what the dropped request had sent.
+    const std::string asked = instruct ? format_chatml(instruct_messages(history, opener, modality), true, std::nullopt)
+                                       : prefill_prompt(history, opener, std::nullopt);
+    o.base_tokens = count(asked) + count(r.cloud_text);
+    if (r.check) o.extra_tokens = r.check->tokens + 2;
+    if (r.verdict_by_check) {
+        const std::vector<ChatMessage> rq = o.verdict == Verdict::kRetract ? history : pivot_messages(history, opener, modality);
+        o.extra_tokens += count(format_chatml(rq, true, std::nullopt)) + count(r.abandoned_text);
+    }
     return o;
 }
 
@@ -65,16 +89,52 @@ std::vector<size_t> derangement(size_t n, uint64_t seed) {
 
 struct Counts {
     size_t own = 0, bad = 0, errors = 0, no_cloud = 0, keep = 0, tag = 0, pivot = 0, retract = 0, repeat = 0,
-           detected = 0;
+           detected = 0, check_errors = 0;
     double repeated_words = 0, ttft_ms = 0;
     size_t ttft_n = 0;
+    // Per signal ("tag", "likelihood", ...): openers it called off, own and bad.
+    std::map<std::string, size_t> own_off, bad_off;
+    double own_lp = 0, bad_lp = 0, own_pmi = 0, bad_pmi = 0;
+    size_t own_scored = 0, bad_scored = 0;
+    double base_tokens = 0, extra_tokens = 0;
+    std::vector<double> added_delay_ms;
 };
+
+constexpr CheckSignal kSignals[] = {CheckSignal::kLikelihood, CheckSignal::kPmi, CheckSignal::kAny, CheckSignal::kAll};
+
+void count_check(const Outcome& o, const OpenerCheckConfig& cfg, bool own, bool instruct, Counts& c) {
+    auto& off = own ? c.own_off : c.bad_off;
+    if (instruct) off["tag"] += o.tag && o.verdict != Verdict::kKeep && !o.by_check;
+    if (!o.check) return;
+    if (!o.check->error.empty()) {
+        ++c.check_errors;
+        return;
+    }
+    const OpenerScores& s = o.check->scores;
+    for (const CheckSignal sig : kSignals) off[std::string(check_signal_name(sig))] += signal_says_off(sig, s, cfg);
+    const double pmi = s.pmi();
+    if (own && !std::isnan(pmi)) {
+        c.own_lp += s.given_conversation;
+        c.own_pmi += pmi;
+        ++c.own_scored;
+    } else if (!own && !std::isnan(pmi)) {
+        c.bad_lp += s.given_conversation;
+        c.bad_pmi += pmi;
+        ++c.bad_scored;
+    }
+}
 
 double share(size_t k, size_t n) {
     return n == 0 ? kNaN : static_cast<double>(k) / static_cast<double>(n);
 }
 
-HandoffMetrics to_metrics(const Counts& c, bool instruct) {
+double median(std::vector<double> v) {
+    if (v.empty()) return kNaN;
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+HandoffMetrics to_metrics(const Counts& c) {
     HandoffMetrics m;
     m.own = c.own;
     m.bad = c.bad;
@@ -83,14 +143,27 @@ HandoffMetrics to_metrics(const Counts& c, bool instruct) {
     m.repeat_rate = share(c.repeat, c.own);
     m.repeated_words = c.own ? c.repeated_words / static_cast<double>(c.own) : kNaN;
     m.cloud_ttft_ms = c.ttft_n ? c.ttft_ms / static_cast<double>(c.ttft_n) : kNaN;
-    if (instruct) {
-        m.keep_rate = share(c.keep, c.own);
-        m.tag_rate = share(c.tag, c.own);
-        m.pivot_rate = share(c.pivot, c.own);
-        m.retract_rate = share(c.retract, c.own);
-        m.false_alarms = share(c.pivot + c.retract, c.own);
-        m.detection = share(c.detected, c.bad);
+    m.keep_rate = share(c.keep, c.own);
+    m.tag_rate = share(c.tag, c.own);
+    m.pivot_rate = share(c.pivot, c.own);
+    m.retract_rate = share(c.retract, c.own);
+    m.false_alarms = share(c.pivot + c.retract, c.own);
+    m.detection = share(c.detected, c.bad);
+    for (const auto& [name, n] : c.bad_off) {
+        const auto o = c.own_off.find(name);
+        m.by_signal[name] = {share(n, c.bad), share(o == c.own_off.end() ? 0 : o->second, c.own)};
     }
+    if (c.own_scored) {
+        m.own_logprob = c.own_lp / static_cast<double>(c.own_scored);
+        m.own_pmi = c.own_pmi / static_cast<double>(c.own_scored);
+    }
+    if (c.bad_scored) {
+        m.bad_logprob = c.bad_lp / static_cast<double>(c.bad_scored);
+        m.bad_pmi = c.bad_pmi / static_cast<double>(c.bad_scored);
+    }
+    m.check_errors = c.check_errors;
+    if (c.base_tokens > 0) m.cost_ratio = (c.base_tokens + c.extra_tokens) / c.base_tokens;
+    m.added_delay_p50_ms = median(c.added_delay_ms);
     return m;
 }
 
@@ -148,6 +221,16 @@ HandoffResult run_handoff_suite(const EvalConfig& cfg, const std::vector<EvalPro
     for (size_t k = 0; k < std::min(cfg.samples, subset.size()); ++k)
         is_sample[k * subset.size() / cfg.samples] = true;
 
+    // Cloud tokens are estimated with the stand-in's tokenizer (the same model as the cloud in
+    // the standard runs); a bytes/4 rule when there is none.
+    std::unique_ptr<LocalModel> counter;
+    if (!cfg.stand_in.empty() && std::filesystem::exists(cfg.stand_in)) counter = LocalModel::open(cfg.stand_in, 0, 1);
+    const auto count = [&](const std::string& t) -> int64_t {
+        if (counter) return static_cast<int64_t>(counter->tokenizer().encode(t, false, true).size());
+        return static_cast<int64_t>(t.size() / 4);
+    };
+    const Modality other = cfg.modality == Modality::kSpeech ? Modality::kText : Modality::kSpeech;
+
     for (const ModelOpeners& m : models) {
         if (m.openers.size() != prompts.size())
             throw Error("eval: " + m.name + " has openers for " + std::to_string(m.openers.size()) + " of " +
@@ -160,32 +243,44 @@ HandoffResult run_handoff_suite(const EvalConfig& cfg, const std::vector<EvalPro
             const size_t i = subset[k];
             const OpenerSample& own = m.openers[i];
             // A hedge phrase fits any prompt, so a hedged opener lends what the model decoded.
-            const OpenerSample& other = m.openers[subset[bad_of[k]]];
+            const OpenerSample& other_sample = m.openers[subset[bad_of[k]]];
             const std::string& bad_text =
-                other.hedged && !other.decoded_text.empty() ? other.decoded_text : other.text;
-            const auto run = [&](const std::string& opener, bool instruct, bool own_opener, Counts& c) {
+                other_sample.hedged && !other_sample.decoded_text.empty() ? other_sample.decoded_text : other_sample.text;
+            const auto run = [&](const std::string& opener, bool instruct, bool own_opener, Modality modality,
+                                 Counts* c) {
                 if (opener.find_first_not_of(" \t\r\n") == std::string::npos) return;
-                const Outcome o = continue_opener(cloud, cfg, text[i], opener, instruct);
-                if (!o.ok) {
-                    ++c.errors;
+                const Outcome o = continue_opener(cloud, cfg, text[i], opener, instruct, modality, count);
+                if (c && !o.ok) {
+                    ++c->errors;
                     return;
                 }
-                if (o.ttft_ms >= 0) {
-                    c.ttft_ms += o.ttft_ms;
-                    ++c.ttft_n;
-                    res.cloud_ttft_s.push_back(o.ttft_ms / 1000.0);
-                }
-                if (own_opener) {
-                    ++c.own;
-                    c.keep += o.verdict == Verdict::kKeep;
-                    c.tag += o.tag;
-                    c.pivot += o.verdict == Verdict::kPivot;
-                    c.retract += o.verdict == Verdict::kRetract;
-                    c.repeat += o.repeated > 0;
-                    c.repeated_words += static_cast<double>(o.repeated);
-                } else {
-                    ++c.bad;
-                    c.detected += o.verdict != Verdict::kKeep;
+                if (c) {
+                    if (o.ttft_ms >= 0) {
+                        c->ttft_ms += o.ttft_ms;
+                        ++c->ttft_n;
+                        res.cloud_ttft_s.push_back(o.ttft_ms / 1000.0);
+                    }
+                    count_check(o, cfg.check, own_opener, instruct, *c);
+                    if (o.check && o.check->error.empty())
+                        res.checks.push_back({m.name, instruct ? "instruct" : "prefill", own_opener ? "own" : "bad",
+                                              prompts[i].set + "/" + prompts[i].id,
+                                              o.check->scores.given_conversation, o.check->scores.pmi()});
+                    c->base_tokens += static_cast<double>(o.base_tokens);
+                    c->extra_tokens += static_cast<double>(o.extra_tokens);
+                    if (own_opener) {
+                        ++c->own;
+                        c->keep += o.verdict == Verdict::kKeep;
+                        c->tag += o.tag;
+                        c->pivot += o.verdict == Verdict::kPivot;
+                        c->retract += o.verdict == Verdict::kRetract;
+                        c->repeat += o.repeated > 0;
+                        c->repeated_words += static_cast<double>(o.repeated);
+                        if (o.verdict == Verdict::kKeep && o.stall_ms >= 0 && o.ttft_ms >= 0)
+                            c->added_delay_ms.push_back(std::max(0.0, o.stall_ms - o.ttft_ms));
+                    } else {
+                        ++c->bad;
+                        c->detected += o.verdict != Verdict::kKeep;
+                    }
                 }
                 if (is_sample[k]) {
                     StitchedSample s;
@@ -194,8 +289,14 @@ HandoffResult run_handoff_suite(const EvalConfig& cfg, const std::vector<EvalPro
                     s.prompt = clip(prompts[i].prompt, 300);
                     s.opener = opener;
                     s.mode = instruct ? "instruct" : "prefill";
+                    s.modality = modality == Modality::kSpeech ? "speech" : "text";
                     s.kind = own_opener ? "own" : "bad";
-                    s.verdict = instruct ? std::string(verdict_name(o.verdict)) : "";
+                    s.verdict = std::string(verdict_name(o.verdict));
+                    s.by_check = o.by_check;
+                    if (o.check) {
+                        s.logprob = o.check->scores.given_conversation;
+                        s.pmi = o.check->scores.pmi();
+                    }
                     s.raw = clip(o.raw, 600);
                     s.shown = clip(o.shown, 600);
                     s.repeated = o.repeated;
@@ -208,18 +309,17 @@ HandoffResult run_handoff_suite(const EvalConfig& cfg, const std::vector<EvalPro
                 ++ci.no_cloud;
                 ++cp.no_cloud;
             } else {
-                run(own.text, true, true, ci);
-                run(own.text, false, true, cp);
+                run(own.text, true, true, cfg.modality, &ci);
+                run(own.text, false, true, cfg.modality, &cp);
             }
-            run(bad_text, true, false, ci);
-            // Prefill has no verdict to detect with: a bad opener there is only shown as a sample.
-            if (is_sample[k]) run(bad_text, false, false, cp);
+            run(bad_text, true, false, cfg.modality, &ci);
+            run(bad_text, false, false, cfg.modality, &cp);
+            // The other modality's recovery, shown as a sample only (speech pivots, text retracts).
+            if (is_sample[k]) run(bad_text, false, false, other, nullptr);
         }
         if (progress) progress(stage, subset.size(), subset.size());
-        res.metrics[m.name]["instruct"] = to_metrics(ci, true);
-        HandoffMetrics pm = to_metrics(cp, false);
-        pm.bad = 0;  // the sample-only bad openers are not a measurement
-        res.metrics[m.name]["prefill"] = pm;
+        res.metrics[m.name]["instruct"] = to_metrics(ci);
+        res.metrics[m.name]["prefill"] = to_metrics(cp);
     }
     res.seconds = t0.seconds();
     return res;

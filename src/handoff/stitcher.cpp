@@ -330,7 +330,11 @@ std::optional<std::string> Stitcher::seam_text(std::string_view rest, bool final
 ContinuationJoiner::ContinuationJoiner(std::string opener, Modality modality, bool expect_tag)
     : opener_(std::move(opener)), modality_(modality), expect_tag_(expect_tag) {}
 
+ContinuationJoiner::ContinuationJoiner(std::string opener, Modality modality, Verdict decided)
+    : opener_(std::move(opener)), modality_(modality), expect_tag_(false), decided_(allowed_verdict(decided, modality)) {}
+
 std::optional<Verdict> ContinuationJoiner::verdict() const {
+    if (decided_) return decided_;
     if (!expect_tag_) return Verdict::kKeep;
     if (!parser_.decided()) return std::nullopt;
     return allowed_verdict(parser_.verdict(), modality_);
@@ -341,7 +345,7 @@ std::string ContinuationJoiner::feed(std::string_view text, bool final) {
         const std::optional<Verdict> v = verdict();
         if (!v) return {};
         // Prefill continues the opener's own text; an instruct model writes fresh text.
-        stitcher_.emplace(opener_, expect_tag_ ? Seam::kWords : Seam::kExact, *v == Verdict::kRetract);
+        stitcher_.emplace(opener_, expect_tag_ || decided_ ? Seam::kWords : Seam::kExact, *v == Verdict::kRetract);
     }
     std::string out = stitcher_->push(text);
     if (final) out += stitcher_->finish();

@@ -21,4 +21,8 @@ void LocalModel::set_n_ctx(int64_t n_ctx) {
     ctx_ = std::make_unique<Context>(*model_, n_ctx > 0 ? std::min(n_ctx, trained) : trained, threads_);
 }
 
+std::unique_ptr<Context> LocalModel::new_context() const {
+    return std::make_unique<Context>(*model_, ctx_->n_ctx(), threads_);
+}
+
 }  // namespace microlm

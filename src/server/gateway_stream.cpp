@@ -224,6 +224,7 @@ ChatJob Gateway::Impl::parse_chat(const std::string& text) const {
     t.mode = cfg.mode;
     t.send_continue_fields = cfg.send_continue_fields;
     t.modality = cfg.default_modality;
+    t.check = cfg.check;
     t.max_tokens = cfg.default_max_tokens;
     t.temperature = cfg.default_temperature;
     for (const char* key : {"max_tokens", "max_completion_tokens"})
@@ -256,8 +257,14 @@ ChatJob Gateway::Impl::parse_chat(const std::string& text) const {
                                          std::to_string(cfg.max_cloud_delay_ms),
                                      field);
                 t.cloud_delay_ms = value.get<int>();
+            } else if (key == "check") {
+                const auto signal = value.is_string() ? parse_check_signal(value.get<std::string>()) : std::nullopt;
+                if (!signal)
+                    throw BadRequest("'" + field + "' must be one of \"off\", \"likelihood\", \"pmi\", \"any\", \"all\"",
+                                     field);
+                t.check.signal = *signal;
             } else {
-                throw BadRequest("unknown field '" + field + "' (known: modality, cloud_delay_ms)", field);
+                throw BadRequest("unknown field '" + field + "' (known: modality, cloud_delay_ms, check)", field);
             }
         }
     }

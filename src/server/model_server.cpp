@@ -6,6 +6,8 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <cmath>
+#include <limits>
 #include <chrono>
 #include <filesystem>
 #include <mutex>
@@ -76,6 +78,27 @@ struct Request {
     SamplerParams sampling;
     std::vector<std::string> stops;
     bool stream = false;
+    // Completions only: return the prompt before the completion (`echo`) and the log p of each
+    // token (`logprobs`, OpenAI's legacy shape; top_logprobs is not computed and is null).
+    bool echo = false;
+    bool logprobs = false;
+};
+
+// OpenAI's legacy completions `logprobs` object: one entry per token of the returned text.
+struct TokenLogprobs {
+    std::vector<std::string> tokens;
+    std::vector<double> logprobs;  // NaN where there is none (the first prompt token)
+    std::vector<size_t> offsets;   // byte offset of each token in the returned text
+    void add(std::string piece, double lp) {
+        offsets.push_back(offsets.empty() ? 0 : offsets.back() + tokens.back().size());
+        tokens.push_back(std::move(piece));
+        logprobs.push_back(lp);
+    }
+    json to_json() const {
+        json lp = json::array();
+        for (const double v : logprobs) lp.push_back(std::isnan(v) ? json(nullptr) : json(v));
+        return {{"tokens", tokens}, {"token_logprobs", lp}, {"top_logprobs", nullptr}, {"text_offset", offsets}};
+    }
 };
 
 }  // namespace
@@ -85,6 +108,10 @@ struct ModelServer::Impl {
     std::unique_ptr<LocalModel> local;
     std::optional<std::string> default_system;
     std::mutex gen_mutex;  // one generation at a time: the Context is one conversation's state
+    // Requests for logprobs (an opener check's echo) run on a second Context, beside a running
+    // generation, as servers with parallel slots do: a check never waits for a continuation.
+    std::mutex score_mutex;
+    std::unique_ptr<Context> score_ctx;  // made on first use
     httplib::Server server;
     std::thread thread;
     std::atomic<int> port{0};
@@ -164,6 +191,13 @@ struct ModelServer::Impl {
         if (p.is_string()) r.prompt = p.get<std::string>();
         else if (p.is_array() && p.size() == 1 && p[0].is_string()) r.prompt = p[0].get<std::string>();
         else throw BadRequest("'prompt' must be a string (one prompt per request)", "prompt");
+        if (auto v = http::bool_field(body, "echo")) r.echo = *v;
+        if (auto v = http::number_field(body, "logprobs")) {
+            if (*v < 0 || *v > 5) throw BadRequest("'logprobs' must be between 0 and 5", "logprobs");
+            r.logprobs = true;
+        }
+        if ((r.echo || r.logprobs) && r.stream)
+            throw BadRequest("'echo' and 'logprobs' need \"stream\": false on this server", "stream");
         return r;
     }
 
@@ -171,6 +205,7 @@ struct ModelServer::Impl {
         std::string finish_reason = "stop";
         int64_t prompt_tokens = 0;
         int64_t completion_tokens = 0;
+        std::optional<TokenLogprobs> logprobs;  // when the request asked for them
     };
 
     // Runs one request, handing text to emit as it is decoded; emit returns false when the
@@ -188,7 +223,22 @@ struct ModelServer::Impl {
         for (int waited = 0; waited < cfg.delay_ms && !stopping; waited += 10)
             std::this_thread::sleep_for(std::chrono::milliseconds(std::min(10, cfg.delay_ms - waited)));
 
-        std::lock_guard lock(gen_mutex);
+        std::unique_lock lock(r.logprobs ? score_mutex : gen_mutex);
+        if (r.logprobs && !score_ctx) score_ctx = local->new_context();
+        Context& ctx = r.logprobs ? *score_ctx : local->context();
+        const Tokenizer& tok = local->tokenizer();
+        if (r.logprobs) {
+            g.logprobs.emplace();
+            if (r.echo) {
+                // The prompt's own tokens, scored teacher-forced; a BOS the tokenizer added is
+                // not part of the text, so it shows as an empty token.
+                const std::vector<double> lp = score_tokens(ctx, ids);
+                for (size_t i = 0; i < ids.size(); ++i) {
+                    const bool added_bos = i == 0 && tok.vocab().add_bos && ids[0] == tok.bos_id();
+                    g.logprobs->add(added_bos ? std::string() : tok.token_to_piece(ids[i], true), lp[i]);
+                }
+            }
+        }
         if (budget == 0) {
             g.finish_reason = "length";
             return g;
@@ -197,11 +247,22 @@ struct ModelServer::Impl {
         Utf8Streamer utf8;
         StopFilter stop(r.stops);
         bool gone = false;
-        const GenerateStats st = generate(local->context(), sampler, local->tokenizer(), ids, budget, [&](int32_t id) {
-            const std::string text = stop.push(utf8.push(local->tokenizer().token_to_piece(id, false)));
-            if (!text.empty() && !emit(text)) gone = true;
-            return !gone && !stop.stopped() && !stopping;
-        });
+        std::vector<double> gen_lp;
+        const GenerateStats st = generate(
+            ctx, sampler, tok, ids, budget,
+            [&](int32_t id) {
+                const std::string piece = tok.token_to_piece(id, false);
+                if (g.logprobs) g.logprobs->add(piece, std::numeric_limits<double>::quiet_NaN());
+                const std::string text = stop.push(utf8.push(piece));
+                if (!text.empty() && !emit(text)) gone = true;
+                return !gone && !stop.stopped() && !stopping;
+            },
+            g.logprobs ? &gen_lp : nullptr);
+        if (g.logprobs) {
+            // generate() appends each token's log p once it is sampled, in the same order.
+            const size_t first = g.logprobs->tokens.size() - gen_lp.size();
+            for (size_t i = 0; i < gen_lp.size(); ++i) g.logprobs->logprobs[first + i] = gen_lp[i];
+        }
         g.completion_tokens = st.gen_tokens;
         if (!stop.stopped() && !gone) {
             const std::string rest = stop.push(utf8.flush());
@@ -288,8 +349,8 @@ struct ModelServer::Impl {
         json choice = {{"index", 0}, {"finish_reason", g.finish_reason}};
         if (chat) choice["message"] = {{"role", "assistant"}, {"content", text}};
         else {
-            choice["text"] = text;
-            choice["logprobs"] = nullptr;
+            choice["text"] = r.echo ? r.prompt + text : text;
+            choice["logprobs"] = g.logprobs ? g.logprobs->to_json() : json(nullptr);
         }
         json out = {{"id", id},
                     {"object", chat ? "chat.completion" : "text_completion"},

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 #include <thread>
 
 #include "microlm/error.h"
@@ -75,14 +76,29 @@ TurnResult continue_turn(const OpenerResult& opener, const CloudClient& cloud,
     req.messages = instruct ? instruct_messages(history, opener.text, cfg.modality) : prefill_messages(history, opener.text);
     req.continue_final_message = !instruct && cfg.send_continue_fields;
 
-    ContinuationJoiner joiner(opener.text, cfg.modality, /*expect_tag=*/instruct);
+    // The opener check runs beside the continuation request; the continuation's first text
+    // waits for its verdict, and a verdict of off drops that request for the recovery.
+    std::stop_source inner;  // the first continuation request, stopped early on an off verdict
+    const std::stop_callback link(stop, [&] { inner.request_stop(); });
+    std::future<OpenerCheck> pending;
+    if (cfg.check.signal != CheckSignal::kOff)
+        pending = std::async(std::launch::async, [&] { return check_opener(cloud.config(), history, opener.text, cfg.check.signal, inner.get_token()); });
+    std::optional<Verdict> recovery;
+    const auto await_check = [&] {
+        if (!pending.valid()) return;
+        r.check = pending.get();
+        const Verdict v = check_verdict(r.check->scores, cfg.check, cfg.modality);
+        if (v != Verdict::kKeep) recovery = v;
+    };
+
+    std::optional<ContinuationJoiner> joiner(std::in_place, opener.text, cfg.modality, /*expect_tag=*/instruct);
     bool verdict_shown = false;
     auto show = [&](const std::string& out) {
         if (out.empty()) return;
         if (r.timings.stall_ms < 0) r.timings.stall_ms = t0.ms();
         if (!verdict_shown) {
             verdict_shown = true;
-            r.verdict = joiner.verdict();
+            r.verdict = joiner->verdict();
             if (r.verdict == Verdict::kRetract) {
                 r.text = out;
                 emit(event(TurnEvent::Kind::kRetract, out));
@@ -94,10 +110,31 @@ TurnResult continue_turn(const OpenerResult& opener, const CloudClient& cloud,
         emit(event(TurnEvent::Kind::kContinuation, out));
     };
     auto finish_joiner = [&] {
-        show(joiner.finish());
-        if (!r.verdict) r.verdict = joiner.verdict();
-        r.tag_found = joiner.tag_found();
-        r.repeated_words = joiner.stitcher() ? joiner.stitcher()->repeated_words() : 0;
+        show(joiner->finish());
+        if (!r.verdict) r.verdict = joiner->verdict();
+        r.tag_found = joiner->tag_found();
+        r.repeated_words = joiner->stitcher() ? joiner->stitcher()->repeated_words() : 0;
+    };
+    // A cloud failure: the joiner's held text, then the local close (when not cancelled), then
+    // the error, in the order they are shown.
+    auto fail = [&](const CloudError& e) {
+        r.error = e.kind;
+        r.error_message = e.what();
+        finish_joiner();
+        TurnEvent err = event(TurnEvent::Kind::kError, std::string(cloud_error_kind_name(e.kind)) + ": " + e.what());
+        err.error = e.kind;
+        err.message = e.what();
+        if (e.kind != CloudErrorKind::kCancelled && closer) {
+            std::unique_lock<std::mutex> lock;
+            if (closer_lock) lock = std::unique_lock(*closer_lock);
+            const std::string close = local_close(*closer, history, r.text, cfg.close_max_tokens);
+            if (lock) lock.unlock();
+            if (!close.empty()) {
+                r.text += close;
+                emit(event(TurnEvent::Kind::kLocalClose, close));
+            }
+        }
+        emit(std::move(err));
     };
 
     for (auto until = Clock::now() + std::chrono::milliseconds(cfg.cloud_delay_ms); Clock::now() < until && !stop.stop_requested();)
@@ -111,33 +148,52 @@ TurnResult continue_turn(const OpenerResult& opener, const CloudClient& cloud,
         const CloudResult cr = cloud.chat(
             req,
             [&](std::string_view delta) {
-                if (first_delta_ms < 0) first_delta_ms = t_cloud.ms();
+                if (first_delta_ms < 0) {
+                    first_delta_ms = t_cloud.ms();
+                    await_check();
+                }
+                if (recovery) {
+                    r.abandoned_text += delta;
+                    inner.request_stop();
+                    return;
+                }
                 r.cloud_text += delta;
-                show(joiner.push(delta));
+                show(joiner->push(delta));
             },
-            stop);
+            inner.get_token());
         r.timings.cloud_first_token_ms = cr.first_token_ms;
-        finish_joiner();
+        if (first_delta_ms < 0) await_check();  // the continuation was empty
+        if (!recovery) finish_joiner();
     } catch (const CloudError& e) {
-        r.timings.cloud_first_token_ms = first_delta_ms;
-        r.error = e.kind;
-        r.error_message = e.what();
-        finish_joiner();
-        TurnEvent err = event(TurnEvent::Kind::kError, std::string(cloud_error_kind_name(e.kind)) + ": " + e.what());
-        err.error = e.kind;
-        err.message = e.what();
-        // The close is local text continuing the reply: it comes before the error, as shown.
-        if (e.kind != CloudErrorKind::kCancelled && closer) {
-            std::unique_lock<std::mutex> lock;
-            if (closer_lock) lock = std::unique_lock(*closer_lock);
-            const std::string close = local_close(*closer, history, r.text, cfg.close_max_tokens);
-            if (lock) lock.unlock();
-            if (!close.empty()) {
-                r.text += close;
-                emit(event(TurnEvent::Kind::kLocalClose, close));
-            }
+        if (!recovery || stop.stop_requested()) {
+            r.timings.cloud_first_token_ms = first_delta_ms;
+            inner.request_stop();  // a check still waiting on a failing cloud ends now
+            if (pending.valid()) r.check = pending.get();
+            fail(e);
+            r.timings.total_ms = t0.ms();
+            return r;
         }
-        emit(std::move(err));
+    }
+    if (recovery) {
+        // The check said off: the modality's recovery, with no tag asked for (the verdict is known).
+        r.verdict_by_check = true;
+        CloudRequest rq = req;
+        rq.continue_final_message = false;
+        rq.messages = *recovery == Verdict::kRetract ? history : pivot_messages(history, opener.text, cfg.modality);
+        joiner.emplace(opener.text, cfg.modality, *recovery);
+        try {
+            const CloudResult cr = cloud.chat(
+                rq,
+                [&](std::string_view delta) {
+                    r.cloud_text += delta;
+                    show(joiner->push(delta));
+                },
+                stop);
+            r.timings.recovery_first_token_ms = cr.first_token_ms;
+            finish_joiner();
+        } catch (const CloudError& e) {
+            fail(e);
+        }
     }
     r.timings.total_ms = t0.ms();
     return r;

@@ -74,11 +74,24 @@ struct CloudRequest {
     // continue_final_message / add_generation_prompt fields; servers that continue a trailing
     // assistant message by themselves (llama.cpp, microlm serve-model) ignore them.
     bool continue_final_message = false;
+    // Raw completions: return the prompt before the completion and each token's log p (OpenAI's
+    // legacy `echo` and `logprobs` fields; llama.cpp's and vLLM's servers, and serve-model, have
+    // them). Sent only when set; with echo the prompt comes back in the text too.
+    bool echo = false;
+    std::optional<int> logprobs;
+};
+
+// A completions choice's `logprobs` object (OpenAI's legacy shape), as the server sent it.
+struct CloudLogprobs {
+    std::vector<std::string> tokens;
+    std::vector<double> logprobs;  // NaN where the server sent null (the first prompt token)
+    std::vector<int64_t> offsets;  // text_offset of each token; empty when the server sent none
 };
 
 struct CloudResult {
     std::string text;           // every delta, joined
     std::string finish_reason;  // as the server said ("stop", "length"), "" if it did not
+    std::optional<CloudLogprobs> logprobs;  // completions, when asked for and sent (not streaming)
     int attempts = 0;
     double first_byte_ms = -1;   // from the call to the first body byte of the answering attempt
     double first_token_ms = -1;  // from the call to the first non-empty delta

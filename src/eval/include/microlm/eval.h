@@ -219,7 +219,9 @@ struct EvalConfig {
     std::vector<std::string> retrieval_corpora;  // empty: default_retrieval_corpora(data_dir)
 
     // handoff
-    size_t handoff_limit = 10;  // prompts per set (the first ones), 0: as many as loaded
+    size_t handoff_limit = 10;  // prompts per set (after the skipped ones), 0: as many as loaded
+    size_t handoff_skip = 0;    // prompts skipped at the start of each set (a calibration split)
+    OpenerCheckConfig check{.signal = CheckSignal::kPmi};  // the turn's opener check
     std::string stand_in;       // GGUF the in-process cloud stand-in serves
     std::string cloud_url;      // instead, a real OpenAI-compatible endpoint
     std::string cloud_model, api_key_env;
@@ -289,6 +291,14 @@ struct HandoffMetrics {
     double false_alarms = kNaN;    // instruct: own openers pivoted or retracted
     double pivot_rate = kNaN, retract_rate = kNaN;  // instruct, own
     double cloud_ttft_ms = kNaN;                    // mean measured time to the first token
+    // The opener check, each signal alone (at the configured thresholds) and the tag alone:
+    // share of bad openers it calls off (detection), of own openers (false alarms).
+    std::map<std::string, std::pair<double, double>> by_signal;  // name -> {detection, false alarms}
+    // Mean scores (nats per token) of own and bad openers: log p given the conversation, pmi.
+    double own_logprob = kNaN, bad_logprob = kNaN, own_pmi = kNaN, bad_pmi = kNaN;
+    size_t check_errors = 0;           // turns whose check could not score
+    double cost_ratio = kNaN;          // cloud tokens of the turns with the check / without (estimated)
+    double added_delay_p50_ms = kNaN;  // own kept openers: first shown continuation minus cloud first token
 };
 
 struct StitchedSample {
@@ -297,6 +307,9 @@ struct StitchedSample {
     std::string raw;                                         // the cloud's text as sent
     std::string shown;                                       // the whole reply as finally shown
     size_t repeated = 0;
+    std::string modality = "text";                           // "text" or "speech"
+    bool by_check = false;                                   // the opener check chose the verdict
+    double logprob = kNaN, pmi = kNaN;                       // the check's scores
 };
 
 struct HandoffResult {
@@ -306,6 +319,12 @@ struct HandoffResult {
     std::map<std::string, std::map<std::string, HandoffMetrics>> metrics;  // model -> mode -> metrics
     std::vector<StitchedSample> samples;
     std::vector<double> cloud_ttft_s;  // every measured cloud first-token time
+    // Every opener check's scores, to choose thresholds from (results.json only).
+    struct CheckRecord {
+        std::string model, mode, kind, prompt_id;  // kind: "own" or "bad"
+        double logprob = kNaN, pmi = kNaN;
+    };
+    std::vector<CheckRecord> checks;
     size_t prompts = 0;
     double seconds = 0;
 };

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -52,6 +53,45 @@ std::string continuator_system_prompt(std::string_view opener, Modality modality
 // the conversation's own), then the conversation's user and assistant turns unchanged.
 std::vector<ChatMessage> instruct_messages(const std::vector<ChatMessage>& history, std::string_view opener,
                                            Modality modality);
+
+// ---- Opener check: a verdict that does not need the cloud to emit a tag -----------------
+
+// How the cloud's likelihood of the opener decides that it is off (opener_check.cpp). Both
+// scores are the mean log p (nats per token) of the opener's tokens as the cloud's own reply:
+//   likelihood  given the conversation: low when the cloud would not start that way;
+//   pmi         that minus the same opener's score after a neutral conversation: low when the
+//               conversation makes the opener no likelier than it is anywhere (it talks past
+//               the question), which does not penalise openers that are merely unusual.
+enum class CheckSignal { kOff, kLikelihood, kPmi, kAny, kAll };  // kAny/kAll: either / both
+std::string_view check_signal_name(CheckSignal s);                 // "off", "likelihood", ...
+std::optional<CheckSignal> parse_check_signal(std::string_view name);
+
+struct OpenerCheckConfig {
+    CheckSignal signal = CheckSignal::kOff;
+    double min_logprob = -2.5;  // likelihood: off below this
+    double min_pmi = 0.3;       // pmi: off below this
+};
+
+struct OpenerScores {
+    double given_conversation = std::numeric_limits<double>::quiet_NaN();
+    double given_neutral = std::numeric_limits<double>::quiet_NaN();
+    double pmi() const { return given_conversation - given_neutral; }
+};
+
+// Whether one signal (kLikelihood or kPmi) says the opener is off. A score that could not be
+// had (NaN: the endpoint has no logprobs) never says off.
+bool signal_says_off(CheckSignal s, const OpenerScores& scores, const OpenerCheckConfig& cfg);
+// The configured verdict: keep, or (off) the modality's recovery: retract for text, pivot for speech.
+Verdict check_verdict(const OpenerScores& scores, const OpenerCheckConfig& cfg, Modality modality);
+// The neutral conversation the pmi's baseline is scored after: one empty user message.
+std::vector<ChatMessage> neutral_history();
+
+// Recovery when the check says off (the cloud was not asked for a tag, or ignored it):
+// pivot: the continuator is told the words head the wrong way and writes a bridge of at most
+// ~12 words, then the answer (appended after the opener, as in instruct mode);
+// retract: a plain answer to the conversation replaces the opener.
+std::vector<ChatMessage> pivot_messages(const std::vector<ChatMessage>& history, std::string_view opener,
+                                        Modality modality);
 
 // ---- Verdict tag ------------------------------------------------------------------------
 
@@ -144,6 +184,9 @@ class ContinuationJoiner {
 public:
     // expect_tag: instruct mode (the continuator was asked for a tag); prefill mode has none.
     ContinuationJoiner(std::string opener, Modality modality, bool expect_tag);
+    // A verdict decided before the text (the opener check's recovery): no tag is parsed; a
+    // pivot's text is stitched after the opener as fresh words, a retract's replaces it.
+    ContinuationJoiner(std::string opener, Modality modality, Verdict decided);
 
     std::string push(std::string_view delta);
     std::string finish();
@@ -158,6 +201,7 @@ private:
     std::string opener_;
     Modality modality_;
     bool expect_tag_;
+    std::optional<Verdict> decided_;
     VerdictParser parser_;
     std::optional<Stitcher> stitcher_;
 };

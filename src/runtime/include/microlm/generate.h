@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <vector>
 
 #include "microlm/model.h"
 #include "microlm/sampler.h"
@@ -24,8 +25,19 @@ struct GenerateStats {
 // Brings ctx to `prompt` (the whole conversation so far: the longest prefix already in the
 // cache, such as a fixed system prompt, is reused, the rest evaluated), then samples up to
 // max_tokens tokens, calling on_token(id) for each; on_token returns false to stop early.
-// Prompt tokens are fed to the sampler's repetition history.
+// Prompt tokens are fed to the sampler's repetition history. With `logprobs`, log p of each
+// token handed to on_token is appended to it (under the model's distribution, before sampling).
 GenerateStats generate(Context& ctx, Sampler& sampler, const Tokenizer& tok, std::span<const int32_t> prompt,
-                       int64_t max_tokens, const std::function<bool(int32_t)>& on_token);
+                       int64_t max_tokens, const std::function<bool(int32_t)>& on_token,
+                       std::vector<double>* logprobs = nullptr);
+
+// log p(id) under softmax(logits).
+double token_logprob(std::span<const float> logits, int32_t id);
+
+// Teacher-forced scoring (what an OpenAI `echo` + `logprobs` request returns): log p of each
+// token given the ones before it; entry 0 has no context and is NaN. Evaluates from position 0
+// in chunks of at most `chunk` rows of logits (memory stays bounded for long prompts) and leaves
+// ctx holding `tokens`, so a request that continues them reuses the KV state.
+std::vector<double> score_tokens(Context& ctx, std::span<const int32_t> tokens, int64_t chunk = 64);
 
 }  // namespace microlm

@@ -27,6 +27,9 @@ public:
     // A fresh Context of another size (capped as in open), e.g. once the prompt's length is
     // known; the old one, and references to it, are gone.
     void set_n_ctx(int64_t n_ctx);
+    // Another conversation's state on the same weights (same size and threads), e.g. for a
+    // server that scores one request while it generates another.
+    std::unique_ptr<Context> new_context() const;
 
 private:
     LocalModel() = default;

@@ -32,6 +32,7 @@ struct GatewayConfig {
     ContinuationMode mode = ContinuationMode::kPrefill;
     bool send_continue_fields = true;  // see TurnConfig
     Modality default_modality = Modality::kText;
+    OpenerCheckConfig check;           // see TurnConfig; a request's "microlm": {"check"} picks the signal
     int64_t default_max_tokens = 160;  // cloud tokens when the request gives no max_tokens
     int64_t max_max_tokens = 4096;     // larger max_tokens are refused (400)
     float default_temperature = 0.7f;

@@ -36,6 +36,18 @@ struct TurnConfig {
     // An extra sleep between the opener and the cloud request, standing in for a slower network
     // (the gateway's per-request "cloud_delay_ms"); it counts in stall_ms, not in cloud_first_token_ms.
     int cloud_delay_ms = 0;
+    // The opener check: the cloud's likelihood of the opener, asked for beside the continuation;
+    // when it says off, the continuation is dropped before it is shown and the modality's
+    // recovery is asked for instead (text: retract with a plain answer; speech: pivot).
+    OpenerCheckConfig check;
+};
+
+// What the opener check found (check_opener).
+struct OpenerCheck {
+    OpenerScores scores;     // NaN where not asked for or not had
+    int64_t tokens = 0;      // extra cloud tokens it cost (echoed prompt tokens + 1 generated each)
+    double ms = 0;           // its wall time
+    std::string error;       // why it could not score (the endpoint has no logprobs...), "" if it did
 };
 
 struct TurnEvent {
@@ -60,6 +72,7 @@ struct TurnTimings {
     double first_word_ms = -1;         // turn start (the local model ours) to the first opener word
     double opener_ms = 0;              // the opener's whole run
     double cloud_first_token_ms = -1;  // cloud request sent to its first text delta; -1 if none
+    double recovery_first_token_ms = -1;  // the recovery request's, when the opener check asked for one
     double stall_ms = -1;              // opener done to the first continuation text shown; -1 if none
     double total_ms = 0;
 };
@@ -76,8 +89,23 @@ struct TurnResult {
     std::string cloud_text;
     bool tag_found = false;
     size_t repeated_words = 0;
+    // The opener check, when configured: its scores, and whether its verdict (not a tag) chose
+    // the recovery; then `abandoned_text` is what the first continuation had sent when dropped.
+    std::optional<OpenerCheck> check;
+    bool verdict_by_check = false;
+    std::string abandoned_text;
     TurnTimings timings;
 };
+
+// Mean log p of the echoed tokens that cover the last occurrence of `opener` in the echo's
+// text (the tokens joined); NaN when it is not there.
+double mean_echo_logprob(const CloudLogprobs& lp, std::string_view opener);
+
+// Scores `opener` on the cloud: the mean log p of its tokens after the conversation, and, for
+// the signals that need it, after neutral_history(). Never throws for a cloud failure: the
+// error is reported and the scores stay NaN (the check then says keep).
+OpenerCheck check_opener(const CloudConfig& cloud, const std::vector<ChatMessage>& history, std::string_view opener,
+                         CheckSignal signal, std::stop_token stop = {});
 
 // A whole turn. `opener` decodes on its local model; after a cloud failure the same model writes
 // the close. The conversation's last message is the user's. Events come in the order a client

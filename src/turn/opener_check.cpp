@@ -1,0 +1,76 @@
+// The opener check's cloud half: two raw completions with `echo` + `logprobs` (the opener after
+// the conversation, and after a neutral one) whose echoed log p's give the OpenerScores that
+// handoff/opener_check.cpp judges. Runs beside the continuation request, never in its way.
+#include <cmath>
+#include <future>
+#include <limits>
+
+#include "microlm/stopwatch.h"
+#include "microlm/turn.h"
+
+namespace microlm {
+double mean_echo_logprob(const CloudLogprobs& lp, std::string_view opener) {
+    // Servers render the echo differently (llama.cpp's drops special tokens' text and counts
+    // text_offset in characters of what is left), so the opener is found in the tokens' own
+    // text: the last place it occurs, since only the generated token can follow it.
+    std::string joined;
+    std::vector<size_t> starts;
+    for (const std::string& t : lp.tokens) {
+        starts.push_back(joined.size());
+        joined += t;
+    }
+    const size_t at = opener.empty() ? std::string::npos : joined.rfind(opener);
+    if (at == std::string::npos) return std::numeric_limits<double>::quiet_NaN();
+    double sum = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < starts.size(); ++i) {
+        const size_t end = starts[i] + lp.tokens[i].size();
+        // Tokens that overlap the opener, a token that straddles its start included.
+        if (end <= at || starts[i] >= at + opener.size() || std::isnan(lp.logprobs[i])) continue;
+        sum += lp.logprobs[i];
+        ++n;
+    }
+    return n ? sum / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
+}
+
+OpenerCheck check_opener(const CloudConfig& cloud, const std::vector<ChatMessage>& history, std::string_view opener,
+                         CheckSignal signal, std::stop_token stop) {
+    const Stopwatch t0;
+    OpenerCheck out;
+    while (!opener.empty() && (opener.back() == ' ' || opener.back() == '\n')) opener.remove_suffix(1);
+    if (signal == CheckSignal::kOff || opener.empty()) return out;
+    // One request: the conversation (no default system: the same for both, so it cancels out),
+    // the assistant header, the opener; one token generated, as some servers need max_tokens > 0.
+    const auto score = [&](const std::vector<ChatMessage>& conv, int64_t& tokens) {
+        const std::string prefix = format_chatml(conv, /*add_generation_prompt=*/true, std::nullopt);
+        CloudRequest req;
+        req.prompt = prefix + std::string(opener);
+        req.max_tokens = 1;
+        req.temperature = 0.0f;
+        req.stream = false;
+        req.echo = true;
+        req.logprobs = 1;
+        const CloudResult res = CloudClient(cloud).complete(req, {}, stop);
+        if (!res.logprobs) throw CloudError(CloudErrorKind::kMalformed, "the completions endpoint sent no logprobs");
+        tokens = static_cast<int64_t>(res.logprobs->tokens.size());
+        const double lp = mean_echo_logprob(*res.logprobs, opener);
+        if (std::isnan(lp)) throw CloudError(CloudErrorKind::kMalformed, "the echoed tokens do not hold the opener");
+        return lp;
+    };
+    try {
+        const bool neutral = signal != CheckSignal::kLikelihood;
+        int64_t neutral_tokens = 0, conv_tokens = 0;
+        std::future<double> given_neutral;
+        if (neutral)
+            given_neutral = std::async(std::launch::async, [&] { return score(neutral_history(), neutral_tokens); });
+        out.scores.given_conversation = score(history, conv_tokens);
+        if (neutral) out.scores.given_neutral = given_neutral.get();
+        out.tokens = conv_tokens + neutral_tokens;
+    } catch (const CloudError& e) {
+        out.error = std::string(cloud_error_kind_name(e.kind)) + ": " + e.what();
+    }
+    out.ms = t0.ms();
+    return out;
+}
+
+}  // namespace microlm
