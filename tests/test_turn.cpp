@@ -461,4 +461,8 @@ TEST(OpenerCheck, TheOpenersTokensAreFoundInTheEchoHoweverTheServerRendersIt) {
     const CloudLogprobs merged{{"user\nHi", "\nHi", " there"}, {NAN, -2.0, -4.0}, {}};
     EXPECT_NEAR(mean_echo_logprob(merged, "Hi there"), -3.0, 1e-9);
     EXPECT_TRUE(std::isnan(mean_echo_logprob(merged, "Bye")));
+    // Byte tokens of "—" come back as U+FFFD each: matched on the ASCII bytes, those inside count.
+    const std::string r = "\xef\xbf\xbd";
+    const CloudLogprobs bytes{{"\n", "Hi", " ", r, r, r, " there", "!"}, {NAN, -2.0, -2.0, -2.0, -2.0, -2.0, -8.0, -9.0}, {}};
+    EXPECT_NEAR(mean_echo_logprob(bytes, "Hi \xe2\x80\x94 there"), -3.0, 1e-9);
 }

@@ -94,6 +94,18 @@ void add_summary(ojson& m, const Outcome& o) {
     m["hedged"] = o.r.opener.hedged;
     m["opener"] = o.r.opener.text;
     m["cloud_used"] = o.r.cloud_used;
+    // The opener check, when it ran: its scores (null where not had), whether its verdict chose
+    // the recovery, and why it could not score.
+    if (o.r.check) {
+        auto score = [](double v) { return std::isnan(v) ? ojson(nullptr) : ojson(std::round(v * 1000) / 1000); };
+        m["check"] = {{"logprob", score(o.r.check->scores.given_conversation)},
+                      {"pmi", score(o.r.check->scores.pmi())},
+                      {"off", o.r.verdict_by_check},
+                      {"ms", round1(o.r.check->ms)},
+                      {"error", o.r.check->error.empty() ? ojson(nullptr) : ojson(o.r.check->error)}};
+    } else {
+        m["check"] = nullptr;
+    }
     m["error"] =
         o.error_kind.empty() ? ojson(nullptr) : ojson{{"kind", o.error_kind}, {"message", o.error_message}};
     m["timings"] = timings_json(o);

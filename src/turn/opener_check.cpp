@@ -9,28 +9,52 @@
 #include "microlm/turn.h"
 
 namespace microlm {
-double mean_echo_logprob(const CloudLogprobs& lp, std::string_view opener) {
-    // Servers render the echo differently (llama.cpp's drops special tokens' text and counts
-    // text_offset in characters of what is left), so the opener is found in the tokens' own
-    // text: the last place it occurs, since only the generated token can follow it.
+namespace {
+
+// The mean log p of the tokens over the last occurrence of `opener` in `pieces` joined, where
+// `keep` says which bytes take part in the match (all, or ASCII only). A token that straddles
+// the opener's start counts; a token with no matched byte counts when it lies inside it.
+double mean_over_match(const CloudLogprobs& lp, std::string_view opener, bool ascii_only) {
+    const auto project = [&](std::string_view t) {
+        if (!ascii_only) return std::string(t);
+        std::string out;
+        for (const char c : t)
+            if (static_cast<unsigned char>(c) < 0x80) out.push_back(c);
+        return out;
+    };
     std::string joined;
-    std::vector<size_t> starts;
+    std::vector<size_t> starts, sizes;
     for (const std::string& t : lp.tokens) {
+        const std::string p = project(t);
         starts.push_back(joined.size());
-        joined += t;
+        sizes.push_back(p.size());
+        joined += p;
     }
-    const size_t at = opener.empty() ? std::string::npos : joined.rfind(opener);
+    const std::string needle = project(opener);
+    const size_t at = needle.empty() ? std::string::npos : joined.rfind(needle);
     if (at == std::string::npos) return std::numeric_limits<double>::quiet_NaN();
+    const size_t end = at + needle.size();
     double sum = 0;
     size_t n = 0;
     for (size_t i = 0; i < starts.size(); ++i) {
-        const size_t end = starts[i] + lp.tokens[i].size();
-        // Tokens that overlap the opener, a token that straddles its start included.
-        if (end <= at || starts[i] >= at + opener.size() || std::isnan(lp.logprobs[i])) continue;
+        const bool overlaps = sizes[i] > 0 ? starts[i] < end && starts[i] + sizes[i] > at : starts[i] > at && starts[i] < end;
+        if (!overlaps || std::isnan(lp.logprobs[i])) continue;
         sum += lp.logprobs[i];
         ++n;
     }
     return n ? sum / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
+}
+
+}  // namespace
+
+double mean_echo_logprob(const CloudLogprobs& lp, std::string_view opener) {
+    // Servers render the echo differently (llama.cpp's drops special tokens' text and counts
+    // text_offset in characters of what is left), so the opener is found in the tokens' own
+    // text: the last place it occurs, since only the generated token can follow it. A token
+    // that is part of a character (a byte token) is sent as U+FFFD by JSON encoders, so when
+    // the text does not match exactly, only the ASCII bytes are matched.
+    const double exact = mean_over_match(lp, opener, false);
+    return std::isnan(exact) ? mean_over_match(lp, opener, true) : exact;
 }
 
 OpenerCheck check_opener(const CloudConfig& cloud, const std::vector<ChatMessage>& history, std::string_view opener,
