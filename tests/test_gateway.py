@@ -199,7 +199,7 @@ def main_checks(gw, cloud_model_name):
     c = checked[-1]["microlm"]["check"]
     assert c["error"] is None and isinstance(c["logprob"], float) and c["logprob"] <= 0, c
     assert c["pmi"] is None, c  # likelihood alone does not ask for the neutral score
-    assert (checked[-1]["microlm"]["verdict"] == "retract") == (c["logprob"] < -2.5) == c["off"], checked[-1]["microlm"]
+    assert (checked[-1]["microlm"]["verdict"] == "retract") == (c["logprob"] < -3.0) == c["off"], checked[-1]["microlm"]
     status, _, b = request(gw, "POST", "/v1/chat/completions", {"messages": messages, "microlm": {"check": "maybe"}}, auth)
     assert status == 400 and b"microlm.check" in b, (status, b)
 

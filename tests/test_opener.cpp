@@ -534,6 +534,39 @@ TEST_F(OpenerModel, ConfidentOpenersAreNotHedgedAndStreamingNeverHedges) {
     EXPECT_EQ(rb.text, ra.text);
 }
 
+TEST_F(OpenerModel, AnOpenerThatStartsLikeARefusalIsHedgedHoweverConfident) {
+    OpenerConfig lax;
+    lax.hedge_min_mean_logprob = -1e9f;
+    lax.hedge_max_entropy = 1e9f;
+    lax.refusal_prefixes = {};
+    Context a(*model_, 256, 1);
+    const OpenerResult plain = Opener(a, *tok_, lax).run(kAsk);
+    ASSERT_FALSE(plain.words.empty());
+    EXPECT_FALSE(plain.confidence.refusal);
+    // The same opener, with its first word listed as a refusal's start: hedged.
+    lax.refusal_prefixes = {plain.words[0].text};
+    Context b(*model_, 256, 1);
+    const OpenerResult refused = Opener(b, *tok_, lax).run(kAsk);
+    EXPECT_EQ(refused.decoded_text, plain.decoded_text);
+    EXPECT_TRUE(refused.confidence.refusal);
+    EXPECT_TRUE(refused.confidence.unsure);
+    EXPECT_TRUE(refused.hedged);
+}
+
+TEST(RefusalPrefixes, CaseApostrophesAndWordBoundaries) {
+    const std::vector<std::string> p = default_refusal_prefixes();
+    EXPECT_TRUE(starts_like("I'm sorry, I don't have any information about", p));
+    EXPECT_TRUE(starts_like("I\xE2\x80\x99m sorry, but", p));  // typographic apostrophe
+    EXPECT_TRUE(starts_like("  as an AI language model,", p));
+    EXPECT_TRUE(starts_like("I cannot", p));
+    EXPECT_FALSE(starts_like("I cannotate", p));
+    EXPECT_FALSE(starts_like("I can help with that", p));
+    EXPECT_FALSE(starts_like("Sorrento is a town", p));
+    EXPECT_FALSE(starts_like("The capital of France is", p));
+    EXPECT_FALSE(starts_like("", p));
+    EXPECT_FALSE(starts_like("I'm sorry", {}));
+}
+
 TEST_F(OpenerModel, ReusesTheSystemPromptAndEarlierTurns) {
     OpenerConfig cfg;
     cfg.system_prompt = "You are a test assistant.";

@@ -101,7 +101,7 @@ void register_eval(CLI::App& app) {
         std::string constant = eval::kConstantOpener, retrieval_data;
         bool no_judge = false;
         size_t limit = 0, handoff_limit = 10, handoff_skip = 0, samples = 3, draws = 20000;
-        OpenerCheckConfig check{.signal = CheckSignal::kPmi};
+        OpenerCheckConfig check{.signal = CheckSignal::kAny};
         uint64_t seed = 42;
         int threads = 1;
         std::string stand_in = kSmolLM2, cloud, cloud_model, api_key_env, modality = "text";

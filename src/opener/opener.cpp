@@ -4,6 +4,7 @@
 #include "microlm/opener.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <span>
 
@@ -45,6 +46,37 @@ std::string join_words(const std::vector<OpenerWord>& words) {
 std::vector<std::string> default_hedge_phrases() {
     return {"Let me think about that.", "Good question —", "Sure, let me help with that.",
             "Here's what I'd suggest:"};
+}
+
+std::vector<std::string> default_refusal_prefixes() {
+    return {"I'm sorry",   "I am sorry",   "Sorry,",         "I apologize",  "I apologise", "As an AI",
+            "As a language model", "I cannot", "I can't",    "I'm unable",   "I am unable", "I'm not able",
+            "I am not able", "I don't have", "I do not have", "Unfortunately, I"};
+}
+
+bool starts_like(std::string_view text, const std::vector<std::string>& prefixes) {
+    // ASCII-lowercased, with the typographic apostrophe (U+2019) as '.
+    std::string t;
+    for (size_t i = 0; i < text.size(); ++i) {
+        if (text.compare(i, 3, "\xE2\x80\x99") == 0) {
+            t.push_back('\'');
+            i += 2;
+        } else {
+            t.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(text[i]))));
+        }
+    }
+    const size_t start = t.find_first_not_of(" \t\n\"*");
+    if (start == std::string::npos) return false;
+    const std::string_view body = std::string_view(t).substr(start);
+    for (const std::string& p : prefixes) {
+        std::string lp;
+        for (const char c : p) lp.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+        if (lp.empty() || !body.starts_with(lp)) continue;
+        const bool boundary = body.size() == lp.size() || !std::isalnum(static_cast<unsigned char>(body[lp.size()])) ||
+                              !std::isalnum(static_cast<unsigned char>(lp.back()));
+        if (boundary) return true;
+    }
+    return false;
 }
 
 // ---- Opener -----------------------------------------------------------------------------
@@ -262,11 +294,12 @@ OpenerResult Opener::run(const std::vector<ChatMessage>& history,
         }
         c.mean_logprob = sum / static_cast<double>(logprobs.size());
     }
-    c.unsure = counted == 0 || c.mean_logprob < min_mean_logprob_ || c.max_entropy > max_entropy_;
+    r.decoded_text = join_words(decoded);
+    c.refusal = starts_like(r.decoded_text, cfg_.refusal_prefixes);
+    c.unsure = counted == 0 || c.mean_logprob < min_mean_logprob_ || c.max_entropy > max_entropy_ || c.refusal;
     r.tokens = std::move(tokens);
     r.logprobs = std::move(logprobs);
     r.entropies = std::move(entropies);
-    r.decoded_text = join_words(decoded);
 
     if (!stream) {
         if (cfg_.hedge && c.unsure) {

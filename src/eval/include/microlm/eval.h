@@ -221,7 +221,7 @@ struct EvalConfig {
     // handoff
     size_t handoff_limit = 10;  // prompts per set (after the skipped ones), 0: as many as loaded
     size_t handoff_skip = 0;    // prompts skipped at the start of each set (a calibration split)
-    OpenerCheckConfig check{.signal = CheckSignal::kPmi};  // the turn's opener check
+    OpenerCheckConfig check{.signal = CheckSignal::kAny};  // the turn's opener check
     std::string stand_in;       // GGUF the in-process cloud stand-in serves
     std::string cloud_url;      // instead, a real OpenAI-compatible endpoint
     std::string cloud_model, api_key_env;

@@ -26,6 +26,11 @@ inline constexpr float kDefaultHedgeMaxEntropy = 4.85f;
 
 // The neutral phrases a hedge picks from: safe whatever the question was.
 std::vector<std::string> default_hedge_phrases();
+// Starts of a refusal or a disclaimer ("I'm sorry", "As an AI", "I don't have"...).
+std::vector<std::string> default_refusal_prefixes();
+// Whether `text` starts with one of `prefixes`: case-insensitive, ’ read as ', and the prefix
+// must end at a word boundary ("I cannot" matches "I cannot say", not "I cannotate").
+bool starts_like(std::string_view text, const std::vector<std::string>& prefixes);
 
 struct OpenerConfig {
     int min_words = 4;    // do not stop at a clause boundary before this many words
@@ -46,6 +51,11 @@ struct OpenerConfig {
     std::optional<float> hedge_min_mean_logprob;  // hedge when the mean token log-probability is lower
     std::optional<float> hedge_max_entropy;       // or when any step's entropy (nats) is higher
     std::vector<std::string> hedge_phrases = default_hedge_phrases();
+    // An opener that starts like a refusal ("I'm sorry, I don't have ...") is treated as
+    // unsure however confident the μLM was: whether to refuse is the cloud's call, and a μLM
+    // trained on chat logs learns refusals as a safe-sounding start. Compared case-insensitively
+    // on whole words, typographic apostrophes as ASCII; empty: no such rule.
+    std::vector<std::string> refusal_prefixes = default_refusal_prefixes();
     // false: words are held until the opener is complete and judged (needed to hedge before
     // anything is shown); true: each word is handed out as decoded and no hedge is applied
     // (the result still says whether the opener was unsure).
@@ -62,7 +72,8 @@ struct OpenerConfidence {
     double mean_logprob = 0.0;  // mean over the opener's tokens of log p(token), natural log
     double min_logprob = 0.0;   // the least likely token's log p
     double max_entropy = 0.0;   // the most uncertain step's entropy of the next-token distribution, nats
-    bool unsure = false;        // below the configured thresholds, or no words at all
+    bool refusal = false;       // it starts with one of refusal_prefixes (then also unsure)
+    bool unsure = false;        // below the configured thresholds, a refusal, or no words at all
 };
 
 enum class OpenerStop {
