@@ -215,6 +215,23 @@ protected:
         return rec;
     }
 
+    // The cloud half alone, for an opener that was not hedged (the opener check skips hedges).
+    Recorded run_continue(const std::string& url, TurnConfig cfg) {
+        CloudConfig cc;
+        cc.base_url = url;
+        cc.model = "fake";
+        cc.first_byte_timeout_ms = 2000;
+        cc.retries = 0;
+        CloudClient cloud(cc);
+        cfg.temperature = 0.0f;
+        OpenerResult shown;
+        shown.text = kOpener;
+        Recorded rec;
+        rec.result = continue_turn(shown, cloud, {{"user", "What is the capital of Australia?"}}, cfg,
+                                   [&](const TurnEvent& e) { rec.events.push_back(e); });
+        return rec;
+    }
+
     static TurnConfig instruct(Modality m) {
         TurnConfig c;
         c.mode = ContinuationMode::kInstruct;
@@ -375,7 +392,7 @@ TEST_F(TurnTest, CheckThatScoresTheOpenerWellKeepsTheContinuation) {
     TurnConfig c;
     c.mode = ContinuationMode::kPrefill;
     c.check.signal = CheckSignal::kPmi;
-    const Recorded r = run(cloud.url(), c);
+    const Recorded r = run_continue(cloud.url(), c);
     ASSERT_FALSE(r.result.error);
     ASSERT_TRUE(r.result.check);
     EXPECT_EQ(r.result.check->error, "");
@@ -395,7 +412,7 @@ TEST_F(TurnTest, CheckThatFindsTheOpenerOffRetractsWithAPlainAnswerInText) {
     c.mode = ContinuationMode::kPrefill;
     c.modality = Modality::kText;
     c.check.signal = CheckSignal::kPmi;
-    const Recorded r = run(cloud.url(), c);
+    const Recorded r = run_continue(cloud.url(), c);
     ASSERT_FALSE(r.result.error);
     EXPECT_TRUE(r.result.verdict_by_check);
     ASSERT_TRUE(r.result.verdict);
@@ -417,7 +434,7 @@ TEST_F(TurnTest, CheckThatFindsTheOpenerOffPivotsInSpeech) {
     cloud.set_scores(-4.0, -2.0);
     TurnConfig c = instruct(Modality::kSpeech);
     c.check.signal = CheckSignal::kPmi;
-    const Recorded r = run(cloud.url(), c);
+    const Recorded r = run_continue(cloud.url(), c);
     ASSERT_FALSE(r.result.error);
     EXPECT_TRUE(r.result.verdict_by_check);
     EXPECT_EQ(*r.result.verdict, Verdict::kPivot);
@@ -432,12 +449,25 @@ TEST_F(TurnTest, CheckThatFindsTheOpenerOffPivotsInSpeech) {
     EXPECT_NE(system.find(kOpener), std::string::npos);
 }
 
+TEST_F(TurnTest, AHedgedOpenerIsNotChecked) {
+    FakeCloud cloud({" that it ", "depends."});
+    cloud.set_scores(-9.0, -1.0);  // would be off
+    TurnConfig c;
+    c.mode = ContinuationMode::kPrefill;
+    c.check.signal = CheckSignal::kAny;
+    const Recorded r = run(cloud.url(), c);  // the fixture's opener is a forced hedge
+    ASSERT_TRUE(r.result.opener.hedged);
+    EXPECT_FALSE(r.result.check);
+    EXPECT_FALSE(r.result.verdict_by_check);
+    EXPECT_EQ(r.result.text, std::string(kOpener) + " that it depends.");
+}
+
 TEST_F(TurnTest, CheckOnAnEndpointWithoutLogprobsSaysKeepAndReportsWhy) {
     FakeCloud cloud({" that it ", "depends."});  // no scores: /v1/completions answers 404
     TurnConfig c;
     c.mode = ContinuationMode::kPrefill;
     c.check.signal = CheckSignal::kAny;
-    const Recorded r = run(cloud.url(), c);
+    const Recorded r = run_continue(cloud.url(), c);
     ASSERT_FALSE(r.result.error);
     ASSERT_TRUE(r.result.check);
     EXPECT_NE(r.result.check->error.find("404"), std::string::npos) << r.result.check->error;

@@ -40,7 +40,7 @@ struct Outcome {
 // retract's text replaces it). Greedy and seeded so that reruns give the same text. No local
 // close: a cloud failure is counted as an error. `count` estimates a text's cloud tokens.
 Outcome continue_opener(const CloudClient& cloud, const EvalConfig& cfg, const std::string& prompt,
-                        const std::string& opener, bool instruct, Modality modality,
+                        const std::string& opener, bool hedged, bool instruct, Modality modality,
                         const std::function<int64_t(const std::string&)>& count) {
     TurnConfig tc;
     tc.mode = instruct ? ContinuationMode::kInstruct : ContinuationMode::kPrefill;
@@ -51,6 +51,7 @@ Outcome continue_opener(const CloudClient& cloud, const EvalConfig& cfg, const s
     tc.check = cfg.check;
     OpenerResult shown;
     shown.text = opener;
+    shown.hedged = hedged;
     const std::vector<ChatMessage> history{{"user", prompt}};
     const TurnResult r = continue_turn(shown, cloud, history, tc, {});
     Outcome o;
@@ -94,6 +95,7 @@ struct Counts {
     size_t ttft_n = 0;
     // Per signal ("tag", "likelihood", ...): openers it called off, own and bad.
     std::map<std::string, size_t> own_off, bad_off;
+    size_t own_checked = 0, bad_checked = 0;  // openers the check scored (hedges are not checked)
     double own_lp = 0, bad_lp = 0, own_pmi = 0, bad_pmi = 0;
     size_t own_scored = 0, bad_scored = 0;
     double base_tokens = 0, extra_tokens = 0;
@@ -111,6 +113,7 @@ void count_check(const Outcome& o, const OpenerCheckConfig& cfg, bool own, bool 
         return;
     }
     const OpenerScores& s = o.check->scores;
+    ++(own ? c.own_checked : c.bad_checked);
     for (const CheckSignal sig : kSignals) off[std::string(check_signal_name(sig))] += signal_says_off(sig, s, cfg);
     const double pmi = s.pmi();
     if (own && !std::isnan(pmi)) {
@@ -149,9 +152,12 @@ HandoffMetrics to_metrics(const Counts& c) {
     m.retract_rate = share(c.retract, c.own);
     m.false_alarms = share(c.pivot + c.retract, c.own);
     m.detection = share(c.detected, c.bad);
+    // The tag over every turn; the check's signals over the openers it scored.
     for (const auto& [name, n] : c.bad_off) {
         const auto o = c.own_off.find(name);
-        m.by_signal[name] = {share(n, c.bad), share(o == c.own_off.end() ? 0 : o->second, c.own)};
+        const bool tag = name == "tag";
+        m.by_signal[name] = {share(n, tag ? c.bad : c.bad_checked),
+                             share(o == c.own_off.end() ? 0 : o->second, tag ? c.own : c.own_checked)};
     }
     if (c.own_scored) {
         m.own_logprob = c.own_lp / static_cast<double>(c.own_scored);
@@ -249,7 +255,9 @@ HandoffResult run_handoff_suite(const EvalConfig& cfg, const std::vector<EvalPro
             const auto run = [&](const std::string& opener, bool instruct, bool own_opener, Modality modality,
                                  Counts* c) {
                 if (opener.find_first_not_of(" \t\r\n") == std::string::npos) return;
-                const Outcome o = continue_opener(cloud, cfg, text[i], opener, instruct, modality, count);
+                // An own hedged opener is the hedge phrase the user heard: the turn does not check it.
+                const bool hedged = own_opener && own.hedged;
+                const Outcome o = continue_opener(cloud, cfg, text[i], opener, hedged, instruct, modality, count);
                 if (c && !o.ok) {
                     ++c->errors;
                     return;

@@ -81,7 +81,8 @@ TurnResult continue_turn(const OpenerResult& opener, const CloudClient& cloud,
     std::stop_source inner;  // the first continuation request, stopped early on an off verdict
     const std::stop_callback link(stop, [&] { inner.request_stop(); });
     std::future<OpenerCheck> pending;
-    if (cfg.check.signal != CheckSignal::kOff)
+    // A hedge phrase is neutral by design: it cannot be a wrong start, so it is not checked.
+    if (cfg.check.signal != CheckSignal::kOff && !opener.hedged)
         pending = std::async(std::launch::async, [&] { return check_opener(cloud.config(), history, opener.text, cfg.check.signal, inner.get_token()); });
     std::optional<Verdict> recovery;
     const auto await_check = [&] {

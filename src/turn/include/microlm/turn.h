@@ -38,7 +38,8 @@ struct TurnConfig {
     int cloud_delay_ms = 0;
     // The opener check: the cloud's likelihood of the opener, asked for beside the continuation;
     // when it says off, the continuation is dropped before it is shown and the modality's
-    // recovery is asked for instead (text: retract with a plain answer; speech: pivot).
+    // recovery is asked for instead (text: retract with a plain answer; speech: pivot). A
+    // hedged opener is not checked: a neutral phrase cannot be a wrong start.
     OpenerCheckConfig check;
 };
 
