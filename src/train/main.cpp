@@ -36,7 +36,7 @@ DType parse_type(const std::string& t) {
 void register_train(CLI::App& app) {
     auto* cmd = app.add_subcommand("train", "Train a μLM on `microlm data` shards (resumes from OUT/checkpoint.pt)");
     auto config = std::make_shared<std::string>();
-    cmd->add_option("-c,--config", *config, "Config file of `key = value` lines (see train/configs/)");
+    cmd->add_option("-c,--config", *config, "Config file of `key = value` lines (see configs/)");
     cmd->allow_extras();
     cmd->footer("Any key can be overridden with --key=value, e.g. --steps=200 --lr=1e-3 --out=runs/a.\n"
                 "Writes OUT/checkpoint.pt (atomically, every ckpt_every steps and on Ctrl-C), OUT/loss.csv,\n"
