@@ -429,19 +429,36 @@ TEST_F(TurnTest, CheckThatFindsTheOpenerOffRetractsWithAPlainAnswerInText) {
     EXPECT_FALSE(reqs[1].contains("continue_final_message"));
 }
 
-TEST_F(TurnTest, CheckThatFindsTheOpenerOffPivotsInSpeech) {
-    FakeCloud cloud({"or rather, ", "it is Canberra."});
+TEST_F(TurnTest, CheckThatFindsTheOpenerOffPivotsInSpeechWithTheBridgeThenAPlainAnswer) {
+    FakeCloud cloud({"It is ", "Canberra."});
     cloud.set_scores(-4.0, -2.0);
     TurnConfig c = instruct(Modality::kSpeech);
     c.check.signal = CheckSignal::kPmi;
+    c.check.pivot_bridge = "or rather, to answer your question:";
     const Recorded r = run_continue(cloud.url(), c);
     ASSERT_FALSE(r.result.error);
     EXPECT_TRUE(r.result.verdict_by_check);
     EXPECT_EQ(*r.result.verdict, Verdict::kPivot);
-    // The opener stays (it was spoken); the bridge follows it as fresh words.
-    EXPECT_EQ(r.result.text, std::string(kOpener) + " or rather, it is Canberra.");
-    EXPECT_TRUE(r.has(K::kPivot));
+    // The opener stays (it was spoken); the bridge, then the plain answer, follow it.
+    EXPECT_EQ(r.result.text, std::string(kOpener) + " or rather, to answer your question: It is Canberra.");
+    ASSERT_TRUE(r.has(K::kPivot));
     EXPECT_FALSE(r.has(K::kRetract));
+    const std::vector<json> reqs = cloud.chat_requests();
+    ASSERT_EQ(reqs.size(), 2u);
+    ASSERT_EQ(reqs[1]["messages"].size(), 1u);  // the conversation alone
+    EXPECT_EQ(reqs[1]["messages"][0]["role"], "user");
+}
+
+TEST_F(TurnTest, WithNoBridgeConfiguredTheCloudIsToldToWriteOne) {
+    FakeCloud cloud({"or rather, ", "it is Canberra."});
+    cloud.set_scores(-4.0, -2.0);
+    TurnConfig c = instruct(Modality::kSpeech);
+    c.check.signal = CheckSignal::kPmi;
+    c.check.pivot_bridge = "";
+    const Recorded r = run_continue(cloud.url(), c);
+    ASSERT_FALSE(r.result.error);
+    EXPECT_EQ(*r.result.verdict, Verdict::kPivot);
+    EXPECT_EQ(r.result.text, std::string(kOpener) + " or rather, it is Canberra.");
     const std::vector<json> reqs = cloud.chat_requests();
     ASSERT_EQ(reqs.size(), 2u);
     const std::string system = reqs[1]["messages"][0]["content"];

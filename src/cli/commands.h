@@ -33,6 +33,10 @@ inline void add_check_options(CLI::App* cmd, OpenerCheckConfig& c) {
         ->capture_default_str();
     cmd->add_option("--check-min-pmi", c.min_pmi, "pmi: the opener is off below this (nats per token)")
         ->capture_default_str();
+    cmd->add_option("--pivot-bridge", c.pivot_bridge,
+                    "Said after an opener the check found off (speech), before the cloud's plain answer; "
+                    "empty: the cloud writes its own bridge")
+        ->capture_default_str();
 }
 
 void register_run(CLI::App& app);

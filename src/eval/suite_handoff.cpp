@@ -72,7 +72,7 @@ Outcome continue_opener(const CloudClient& cloud, const EvalConfig& cfg, const s
     o.base_tokens = count(asked) + count(r.cloud_text);
     if (r.check) o.extra_tokens = r.check->tokens + 2;
     if (r.verdict_by_check) {
-        const std::vector<ChatMessage> rq = o.verdict == Verdict::kRetract ? history : pivot_messages(history, opener, modality);
+        const std::vector<ChatMessage> rq = recovery_messages(history, opener, o.verdict, modality, cfg.check);
         o.extra_tokens += count(format_chatml(rq, true, std::nullopt)) + count(r.abandoned_text);
     }
     return o;

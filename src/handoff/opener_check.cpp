@@ -81,4 +81,10 @@ std::vector<ChatMessage> pivot_messages(const std::vector<ChatMessage>& history,
     return m;
 }
 
+std::vector<ChatMessage> recovery_messages(const std::vector<ChatMessage>& history, std::string_view opener,
+                                           Verdict recovery, Modality modality, const OpenerCheckConfig& cfg) {
+    if (recovery == Verdict::kPivot && cfg.pivot_bridge.empty()) return pivot_messages(history, opener, modality);
+    return history;  // a plain answer: it replaces the opener (retract) or follows the bridge (pivot)
+}
+
 }  // namespace microlm

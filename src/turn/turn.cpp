@@ -180,8 +180,10 @@ TurnResult continue_turn(const OpenerResult& opener, const CloudClient& cloud,
         r.verdict_by_check = true;
         CloudRequest rq = req;
         rq.continue_final_message = false;
-        rq.messages = *recovery == Verdict::kRetract ? history : pivot_messages(history, opener.text, cfg.modality);
+        rq.messages = recovery_messages(history, opener.text, *recovery, cfg.modality, cfg.check);
         joiner.emplace(opener.text, cfg.modality, *recovery);
+        // A fixed bridge is said at once, while the plain answer is on its way.
+        if (*recovery == Verdict::kPivot && !cfg.check.pivot_bridge.empty()) show(joiner->push(cfg.check.pivot_bridge + " "));
         try {
             const CloudResult cr = cloud.chat(
                 rq,

@@ -75,6 +75,10 @@ struct OpenerCheckConfig {
     CheckSignal signal = CheckSignal::kOff;
     double min_logprob = -3.0;  // likelihood: off below this
     double min_pmi = -0.3;      // pmi: off below this
+    // A pivot's bridge: said right after the opener, then the cloud's plain answer follows. A
+    // fixed phrase is what small clouds cannot get wrong (SmolLM2-135M, told to write one,
+    // mostly ignored the spoken words). Empty: the cloud writes the bridge (pivot_messages).
+    std::string pivot_bridge = "\xE2\x80\x94 or rather, to answer your question:";
 };
 
 struct OpenerScores {
@@ -92,11 +96,15 @@ Verdict check_verdict(const OpenerScores& scores, const OpenerCheckConfig& cfg, 
 std::vector<ChatMessage> neutral_history();
 
 // Recovery when the check says off (the cloud was not asked for a tag, or ignored it):
-// pivot: the continuator is told the words head the wrong way and writes a bridge of at most
-// ~12 words, then the answer (appended after the opener, as in instruct mode);
-// retract: a plain answer to the conversation replaces the opener.
+// retract: a plain answer to the conversation replaces the opener; pivot: the configured bridge
+// and a plain answer after the opener, or, with no bridge configured, pivot_messages: the
+// continuator is told the words head the wrong way and writes a bridge of at most ~12 words,
+// then the answer (appended after the opener, as in instruct mode).
 std::vector<ChatMessage> pivot_messages(const std::vector<ChatMessage>& history, std::string_view opener,
                                         Modality modality);
+// What the recovery request sends for `recovery` (kRetract or kPivot) under `cfg`.
+std::vector<ChatMessage> recovery_messages(const std::vector<ChatMessage>& history, std::string_view opener,
+                                           Verdict recovery, Modality modality, const OpenerCheckConfig& cfg);
 
 // ---- Verdict tag ------------------------------------------------------------------------
 
