@@ -189,17 +189,12 @@ def main_checks(gw, cloud_model_name):
     slow, _, _ = stream(gw, {"messages": messages, "max_tokens": 4, "microlm": {"cloud_delay_ms": 400}}, auth)
     assert slow[-1]["microlm"]["timings"]["stall_ms"] >= 400, slow[-1]["microlm"]["timings"]
 
-    # The opener check: off unless asked for; asked for per request, serve-model's echo + logprobs
-    # score the opener (a random model's scores: any value, but real numbers, and a verdict
-    # that follows them: off means the recovery ran and the reply is still well formed).
+    # The opener check is off unless asked for, and never checks a hedge (this random model's
+    # openers are hedged): opener_check_checks runs it on openers that are not.
     assert done["check"] is None, done
-    checked, _, _ = stream(gw, {"messages": messages, "max_tokens": 8, "temperature": 0,
-                                "microlm": {"check": "likelihood"}}, auth)
-    check_well_formed_turn(checked)
-    c = checked[-1]["microlm"]["check"]
-    assert c["error"] is None and isinstance(c["logprob"], float) and c["logprob"] <= 0, c
-    assert c["pmi"] is None, c  # likelihood alone does not ask for the neutral score
-    assert (checked[-1]["microlm"]["verdict"] == "retract") == (c["logprob"] < -3.0) == c["off"], checked[-1]["microlm"]
+    hedged, _, _ = stream(gw, {"messages": messages, "max_tokens": 4, "microlm": {"check": "any"}}, auth)
+    if hedged[-1]["microlm"]["hedged"]:
+        assert hedged[-1]["microlm"]["check"] is None, hedged[-1]["microlm"]
     status, _, b = request(gw, "POST", "/v1/chat/completions", {"messages": messages, "microlm": {"check": "maybe"}}, auth)
     assert status == 400 and b"microlm.check" in b, (status, b)
 
@@ -360,6 +355,28 @@ def main_checks(gw, cloud_model_name):
     assert ("microlm_cloud_errors_total", (("kind", "refused"),)) in metrics
     assert TOKEN not in b.decode()
     return streamed
+
+
+def opener_check_checks(microlm, model, cloud):
+    """The opener check through the gateway, on openers that are not hedged: serve-model's echo +
+    logprobs score the opener (a random model's scores: any value, but real numbers, and a verdict
+    that follows them: off means the recovery ran and the reply is still well formed)."""
+    gw = gateway(microlm, model, cloud, "--mode", "prefill", "--no-hedge", "--check", "likelihood")
+    try:
+        messages = [{"role": "user", "content": "What should I pack for a day hike?"}]
+        chunks, _, _ = stream(gw, {"messages": messages, "max_tokens": 8, "temperature": 0})
+        check_well_formed_turn(chunks)
+        m = chunks[-1]["microlm"]
+        assert not m["hedged"], m
+        c = m["check"]
+        assert c is not None and c["error"] is None and isinstance(c["logprob"], float) and c["logprob"] <= 0, m
+        assert c["pmi"] is None, c  # likelihood alone does not ask for the neutral score
+        assert (m["verdict"] == "retract") == (c["logprob"] < -3.0) == c["off"], m
+        # Turned off per request.
+        off, _, _ = stream(gw, {"messages": messages, "max_tokens": 4, "microlm": {"check": "off"}})
+        assert off[-1]["microlm"]["check"] is None, off[-1]["microlm"]
+    finally:
+        gw.stop()
 
 
 def parse_prometheus(text):
@@ -610,6 +627,7 @@ def main() -> int:
                      "--token-env", TOKEN_ENV, "--max-body-kib", "16", env={TOKEN_ENV: TOKEN})
         try:
             streamed = main_checks(gw, "tiny-cloud")
+            opener_check_checks(args.microlm, model, cloud.base)
         finally:
             gw.stop()
             cloud.stop()
