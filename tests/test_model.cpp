@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "logprob_reference.h"
 #include "microlm/error.h"
 #include "microlm/generate.h"
 #include "microlm/model.h"
@@ -155,12 +156,7 @@ TEST(Model, ScoreTokensEqualsLogSoftmaxOfTokenByTokenDecoding) {
     EXPECT_TRUE(std::isnan(lp[0]));
     for (size_t i = 0; i + 1 < kPrompt.size(); ++i) {
         const auto l = single.eval(std::span<const int32_t>(&kPrompt[i], 1));
-        // The reference log-softmax, written out here in long double.
-        long double z = 0, mx = l[0];
-        for (const float v : l) mx = std::max<long double>(mx, v);
-        for (const float v : l) z += std::exp(static_cast<long double>(v) - mx);
-        const double want = static_cast<double>(l[static_cast<size_t>(kPrompt[i + 1])] - mx - std::log(z));
-        EXPECT_NEAR(lp[i + 1], want, 1e-4) << "position " << i + 1;
+        EXPECT_NEAR(lp[i + 1], reference_logprob(l, kPrompt[i + 1]), 1e-4) << "position " << i + 1;
     }
     // The context holds the scored tokens: a request that continues them reuses the KV state.
     EXPECT_EQ(scorer.n_past(), static_cast<int64_t>(kPrompt.size()));

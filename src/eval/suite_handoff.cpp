@@ -115,16 +115,10 @@ void count_check(const Outcome& o, const OpenerCheckConfig& cfg, bool own, bool 
     const OpenerScores& s = o.check->scores;
     ++(own ? c.own_checked : c.bad_checked);
     for (const CheckSignal sig : kSignals) off[std::string(check_signal_name(sig))] += signal_says_off(sig, s, cfg);
-    const double pmi = s.pmi();
-    if (own && !std::isnan(pmi)) {
-        c.own_lp += s.given_conversation;
-        c.own_pmi += pmi;
-        ++c.own_scored;
-    } else if (!own && !std::isnan(pmi)) {
-        c.bad_lp += s.given_conversation;
-        c.bad_pmi += pmi;
-        ++c.bad_scored;
-    }
+    if (std::isnan(s.pmi())) return;
+    (own ? c.own_lp : c.bad_lp) += s.given_conversation;
+    (own ? c.own_pmi : c.bad_pmi) += s.pmi();
+    ++(own ? c.own_scored : c.bad_scored);
 }
 
 double share(size_t k, size_t n) {

@@ -6,8 +6,6 @@
 #include "microlm/handoff.h"
 
 namespace microlm {
-namespace {
-
 // The opener is the start of a sentence the model must continue: a trailing space would make
 // it predict a word without its leading space, which tokenizers split badly.
 std::string_view trim_right(std::string_view s) {
@@ -16,8 +14,6 @@ std::string_view trim_right(std::string_view s) {
     }
     return s;
 }
-
-}  // namespace
 
 std::string_view verdict_name(Verdict v) {
     switch (v) {

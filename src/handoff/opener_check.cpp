@@ -59,7 +59,7 @@ std::vector<ChatMessage> neutral_history() {
 
 std::vector<ChatMessage> pivot_messages(const std::vector<ChatMessage>& history, std::string_view opener,
                                         Modality modality) {
-    while (!opener.empty() && (opener.back() == ' ' || opener.back() == '\n')) opener.remove_suffix(1);
+    opener = trim_right(opener);
     const bool speech = modality == Modality::kSpeech;
     std::string p;
     p += "You are finishing an assistant reply whose first words were already ";

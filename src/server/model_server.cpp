@@ -7,7 +7,6 @@
 
 #include <atomic>
 #include <cmath>
-#include <limits>
 #include <chrono>
 #include <filesystem>
 #include <mutex>
@@ -252,17 +251,13 @@ struct ModelServer::Impl {
             ctx, sampler, tok, ids, budget,
             [&](int32_t id) {
                 const std::string piece = tok.token_to_piece(id, false);
-                if (g.logprobs) g.logprobs->add(piece, std::numeric_limits<double>::quiet_NaN());
+                // generate() appends the token's log p before handing it over.
+                if (g.logprobs) g.logprobs->add(piece, gen_lp.back());
                 const std::string text = stop.push(utf8.push(piece));
                 if (!text.empty() && !emit(text)) gone = true;
                 return !gone && !stop.stopped() && !stopping;
             },
             g.logprobs ? &gen_lp : nullptr);
-        if (g.logprobs) {
-            // generate() appends each token's log p once it is sampled, in the same order.
-            const size_t first = g.logprobs->tokens.size() - gen_lp.size();
-            for (size_t i = 0; i < gen_lp.size(); ++i) g.logprobs->logprobs[first + i] = gen_lp[i];
-        }
         g.completion_tokens = st.gen_tokens;
         if (!stop.stopped() && !gone) {
             const std::string rest = stop.push(utf8.flush());

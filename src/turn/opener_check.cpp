@@ -61,7 +61,7 @@ OpenerCheck check_opener(const CloudConfig& cloud, const std::vector<ChatMessage
                          CheckSignal signal, std::stop_token stop) {
     const Stopwatch t0;
     OpenerCheck out;
-    while (!opener.empty() && (opener.back() == ' ' || opener.back() == '\n')) opener.remove_suffix(1);
+    opener = trim_right(opener);
     if (signal == CheckSignal::kOff || opener.empty()) return out;
     // One request: the conversation (no default system: the same for both, so it cancels out),
     // the assistant header, the opener; one token generated, as some servers need max_tokens > 0.

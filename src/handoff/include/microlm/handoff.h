@@ -31,6 +31,9 @@ Verdict allowed_verdict(Verdict v, Modality m);
 
 // ---- Continuation prompts ---------------------------------------------------------------
 
+// `s` without trailing whitespace: how an opener is sent to be continued or scored.
+std::string_view trim_right(std::string_view s);
+
 // Prefill, raw completions: the conversation in ChatML, the assistant header, then the opener
 // with no end token and no trailing space, so the model's next token continues the sentence.
 // `default_system` is the cloud model's own template default (as in format_chatml).
