@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 out=build-fuzz
-targets=(fuzz_gguf fuzz_tokenizer fuzz_sse fuzz_request)
+targets=(fuzz_gguf fuzz_tokenizer fuzz_sse fuzz_request fuzz_http)
 # Inputs longer than this are cut: room for the make-random seeds, a few KiB for text.
-declare -A max_len=([fuzz_gguf]=163840 [fuzz_tokenizer]=4096 [fuzz_sse]=4096 [fuzz_request]=4096)
+declare -A max_len=([fuzz_gguf]=163840 [fuzz_tokenizer]=4096 [fuzz_sse]=4096 [fuzz_request]=4096 [fuzz_http]=4096)
 
 # The GGUF seeds come from `microlm make-random`: the release build's, else one built here.
 microlm=build/microlm
@@ -101,6 +101,17 @@ cat >"$out/request.dict" <<'EOF'
 "\"continue_final_message\""
 "\"add_generation_prompt\""
 EOF
+# fuzz_http: byte 0 = limits (bit 0: 64-byte body cap, bit 1: 128-byte header cap) | arrival
+# piece length - 1 (bits 2-7); then what the client sends on one connection.
+web="$seeds/fuzz_http"
+printf '\xfcGET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n' >"$web/pipelined"
+printf '\x04POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"a":\r\n2;ext=1\r\n1}\r\n0\r\nTrailer: t\r\n\r\n' >"$web/chunked"
+printf '\x00POST /x HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n' >"$web/smuggle"
+printf '\x08POST /x?a=%%41 HTTP/1.0\r\nContent-Length: 3\r\nExpect: 100-continue\r\nContent-Encoding: gzip\r\n\r\nabc' >"$web/gzip-bad"
+printf '\x00GET /x%%0d%%0aFORGED%%zz HTTP/1.1\r\nRange: bytes=0-,0-\r\nAuthorization: Bearer a\x00b\r\n\r\n' >"$web/controls"
+printf '\x00GET http://evil/ HTTP/1.1\r\n\r\nGET * HTTP/1.1\r\n\r\n' >"$web/absolute"
+printf 'POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 20\r\nContent-Encoding: gzip\r\n\r\n' >"$web/gzip-head"
+printf '\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xabV\xcaM-.NLOU\xb2RP\xaa\x05\x00\x8d\x8b\x0f\x88\x0c\x00\x00\x00' >>"$web/gzip-head"
 declare -A dict=([fuzz_request]="$out/request.dict")
 
 export TMPDIR="$PWD/$out/tmp" UBSAN_OPTIONS=print_stacktrace=1

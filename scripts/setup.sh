@@ -16,7 +16,7 @@ case "${1:-}" in
 esac
 
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config git zstd python3 python3-venv python3-dev
-              libcli11-dev nlohmann-json3-dev libzstd-dev zlib1g-dev libcurl4-openssl-dev libcpp-httplib-dev)
+              libcli11-dev nlohmann-json3-dev libzstd-dev zlib1g-dev libcurl4-openssl-dev libboost-dev)
 TEST_APT_PACKAGES=(libgtest-dev libbenchmark-dev g++-aarch64-linux-gnu qemu-user-static clang
                    libtorch-dev libopenblas0-pthread python3-torch chromium chromium-driver python3-selenium)
 PIP_PACKAGES=(llama-cpp-python==0.3.36 gguf==0.19.0 numpy jinja2 openai)

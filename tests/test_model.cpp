@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <limits>
 
 #include "logprob_reference.h"
 #include "microlm/error.h"
@@ -122,6 +123,30 @@ TEST(Model, NonLlamaArchitectureAndMissingTensorsAreNamed) {
         EXPECT_NE(std::string(e.what()).find("token_embd.weight"), std::string::npos) << e.what();
     }
     std::filesystem::remove(path);
+}
+
+// Issue 13 item 15: a rope base or an epsilon of infinity (or NaN) was accepted and made every
+// logit NaN; now the file is refused, naming the key.
+TEST(Model, NonFiniteRopeBaseOrEpsilonIsRefused) {
+    for (const char* key : {"llama.rope.freq_base", "llama.attention.layer_norm_rms_epsilon"})
+        for (const float bad : {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()}) {
+            GgufWriter w;
+            w.set("general.architecture", GgufValue::str("llama"));
+            w.set("llama.embedding_length", GgufValue::u32(64));
+            w.set("llama.block_count", GgufValue::u32(1));
+            w.set("llama.attention.head_count", GgufValue::u32(4));
+            w.set("llama.feed_forward_length", GgufValue::u32(128));
+            w.set(key, GgufValue::f32(bad));
+            const std::string path = (std::filesystem::temp_directory_path() / "microlm_test_inf.gguf").string();
+            w.write(path);
+            try {
+                Model::load(path);
+                FAIL() << key << " = " << bad << " was accepted";
+            } catch (const Error& e) {
+                EXPECT_NE(std::string(e.what()).find("finite"), std::string::npos) << e.what();
+            }
+            std::filesystem::remove(path);
+        }
 }
 
 TEST(Model, ReusePrefixKeepsTheCommonPrefixAndGivesTheSameLogits) {

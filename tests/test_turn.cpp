@@ -1,9 +1,8 @@
-// run_turn() end to end against scripted fake clouds (a cpp-httplib server in the test that
+// run_turn() end to end against scripted fake clouds (microlm's HTTP server in the test, which
 // streams chosen SSE deltas, or fails): keep, pivot, retract in text vs retract-as-pivot in
 // speech, prefill, the extra cloud delay, cancellation, and a failing cloud -> local close + error.
 // The local model is a tiny random one; its opener is pinned by forcing a one-phrase hedge.
 #include <gtest/gtest.h>
-#include <httplib.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -19,6 +18,7 @@
 #include <stop_token>
 #include <thread>
 
+#include "microlm/http_server.h"
 #include "microlm/model.h"
 #include "microlm/opener.h"
 #include "microlm/random_model.h"
@@ -45,7 +45,7 @@ public:
 
     explicit FakeCloud(std::vector<std::string> deltas, int status = 200, bool silent = false)
         : script_{std::move(deltas), status, silent} {
-        server_.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+        server_.route("POST", "/v1/chat/completions", [this](const http::Request& req, http::Response& res) {
             {
                 std::lock_guard l(mu_);
                 bodies_.push_back(req.body);
@@ -56,29 +56,26 @@ public:
                                 "application/json");
                 return;
             }
-            res.set_chunked_content_provider("text/event-stream", [this](size_t, httplib::DataSink& sink) {
+            res.set_stream("text/event-stream", [this](http::BodyWriter& sink) {
                 if (script_.silent) {
                     for (int i = 0; i < 500 && !stopping_; ++i)
                         std::this_thread::sleep_for(std::chrono::milliseconds(10));
-                    return false;
+                    return;
                 }
                 for (const auto& d : script_.deltas) {
                     const json chunk = {
                         {"choices",
                          {{{"index", 0}, {"delta", {{"content", d}}}, {"finish_reason", nullptr}}}}};
                     const std::string ev = "data: " + chunk.dump() + "\n\n";
-                    sink.write(ev.data(), ev.size());
+                    sink.write(ev);
                 }
-                const std::string end = "data: [DONE]\n\n";
-                sink.write(end.data(), end.size());
-                sink.done();
-                return true;
+                sink.write("data: [DONE]\n\n");
             });
         });
         // Raw completions with echo + logprobs, for the opener check: the prompt comes back cut
         // into 3-byte tokens, each scored neutral_lp after the neutral conversation (an empty
         // user message) and conversation_lp otherwise. Off unless a test sets them.
-        server_.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+        server_.route("POST", "/v1/completions", [this](const http::Request& req, http::Response& res) {
             if (!scores_) {
                 res.status = 404;
                 res.set_content(R"({"error":{"message":"no such route","type":"not_found"}})", "application/json");
@@ -100,9 +97,8 @@ public:
                                  {"finish_reason", "length"}}}}};
             res.set_content(out.dump(), "application/json");
         });
-        port_ = server_.bind_to_any_port("127.0.0.1");
-        thread_ = std::thread([this] { server_.listen_after_bind(); });
-        while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        port_ = server_.bind("127.0.0.1", 0, "fake cloud");
+        thread_ = std::thread([this] { server_.run(); });
     }
     ~FakeCloud() {
         stopping_ = true;
@@ -126,7 +122,7 @@ public:
 private:
     Script script_;
     std::optional<std::pair<double, double>> scores_;
-    httplib::Server server_;
+    http::Server server_;
     std::thread thread_;
     int port_ = 0;
     std::atomic<bool> stopping_{false};

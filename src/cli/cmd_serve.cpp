@@ -45,6 +45,7 @@ void register_serve(CLI::App& app) {
         std::string mode = "instruct", modality = "text", web_dir = MICROLM_WEB_DIR;
         bool no_hedge = false, quiet = false, no_continue_fields = false;
         size_t max_body_kib = 256;
+        int turn_timeout_s = 120;
     };
     auto o = std::make_shared<Opts>();
     GatewayConfig& g = o->g;
@@ -131,6 +132,15 @@ void register_serve(CLI::App& app) {
     cmd->add_option("--max-body-kib", o->max_body_kib, "Largest request body in KiB (larger: 413)")
         ->capture_default_str()
         ->check(CLI::Range(size_t{1}, size_t{1} << 20));
+    cmd->add_option("--read-timeout-s", g.read_timeout_s,
+                    "A request's line and headers must arrive within this many seconds (its body within 3x)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 3600));
+    cmd->add_option("--turn-timeout-s", o->turn_timeout_s,
+                    "A turn's cloud call ends (error 'timeout', then the local close) after this many seconds "
+                    "in all, retries included: a cloud that only trickles cannot hold a turn longer")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 3600));
     cmd->add_option("--max-waiting", g.max_waiting,
                     "Turns in flight beyond the first: waiting for the local model or for their cloud (more: 503)")
         ->capture_default_str()
@@ -146,6 +156,7 @@ void register_serve(CLI::App& app) {
         if (cfg.opener.min_words > cfg.opener.max_words)
             throw Error("--min-words must not exceed --max-words");
         cfg.max_body_bytes = o->max_body_kib << 10;
+        cfg.cloud.total_timeout_ms = o->turn_timeout_s * 1000;
         cfg.web_dir = o->web_dir;
         if (!cfg.web_dir.empty() && !std::filesystem::is_directory(cfg.web_dir) &&
             o->web_dir == MICROLM_WEB_DIR) {

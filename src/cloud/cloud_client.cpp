@@ -56,6 +56,7 @@ struct Attempt {
     const std::string* url = nullptr;  // as requested (its userinfo is masked in messages)
     Clock::time_point call_start;
     size_t max_bytes = 0;
+    int64_t max_deltas = 0;  // a stream is cut after this many text deltas (max_tokens): 0 = no cap
 
     long status = 0;
     SseParser sse;
@@ -64,7 +65,9 @@ struct Attempt {
     bool any_byte = false;
     Clock::time_point last_byte;
     bool delivered = false;  // a delta reached the caller: no retry from here on
-    bool done = false;       // [DONE] seen
+    bool done = false;       // [DONE] seen, or the stream was cut at max_deltas
+    bool cut = false;        // the cloud sent more than max_tokens deltas: read no further
+    int64_t deltas = 0;
     std::optional<CloudError> error;
     std::exception_ptr caller_exception;
 
@@ -77,6 +80,11 @@ struct Attempt {
         delivered = true;
         result->text.append(text);
         if (*on_delta) (*on_delta)(text);
+        // A cloud that ignores max_tokens is cut off here: each delta is at least one token.
+        if (stream && max_deltas > 0 && ++deltas >= max_deltas) {
+            cut = done = true;
+            result->finish_reason = "length";
+        }
     }
 
     // OpenAI's legacy {tokens, token_logprobs, text_offset}; the lists must agree in length.
@@ -127,7 +135,7 @@ struct Attempt {
             if (!text->is_string()) throw CloudError(CloudErrorKind::kMalformed, "a choice whose text is not a string");
             deliver(text->get_ref<const std::string&>());
         }
-        if (c.contains("finish_reason") && c["finish_reason"].is_string()) result->finish_reason = c["finish_reason"].get<std::string>();
+        if (!cut && c.contains("finish_reason") && c["finish_reason"].is_string()) result->finish_reason = c["finish_reason"].get<std::string>();
     }
 
     void event(const std::string& data) {
@@ -152,6 +160,14 @@ struct Attempt {
             any_byte = true;
             result->first_byte_ms = Stopwatch::ms_between(call_start, Clock::now());
             curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+            // A login page or a proxy's error page answering 200 is not an event stream.
+            const char* type = nullptr;
+            curl_easy_getinfo(easy, CURLINFO_CONTENT_TYPE, &type);
+            if (stream && status < 300 && type && std::string_view(type).find("html") != std::string_view::npos) {
+                error = CloudError(CloudErrorKind::kMalformed, "the response is not an event stream (Content-Type: " +
+                                                                   excerpt(type, *key, *url) + ")");
+                return 0;
+            }
         }
         last_byte = Clock::now();
         bytes += n;
@@ -164,7 +180,10 @@ struct Attempt {
             return n;
         }
         try {
-            for (const std::string& data : sse.push({p, n})) event(data);
+            for (const std::string& data : sse.push({p, n})) {
+                event(data);
+                if (cut) return 0;  // ends the transfer; the result stands
+            }
         } catch (const CloudError& e) {
             error = e;
             return 0;
@@ -395,6 +414,7 @@ CloudResult CloudClient::send(bool chat, const CloudRequest& req, const OnDelta&
         a.url = &url;
         a.call_start = t0;
         a.max_bytes = cfg_.max_response_bytes;
+        a.max_deltas = req.max_tokens;
         a.stop = stop;
 
         EasyHandle e;
@@ -420,7 +440,6 @@ CloudResult CloudClient::send(bool chat, const CloudRequest& req, const OnDelta&
         curl_multi_add_handle(m.h, e.h);
         m.added = e.h;
 
-        const auto start = Clock::now();
         std::optional<CloudError> err;
         CURLcode code = CURLE_OK;
         for (;;) {
@@ -441,7 +460,8 @@ CloudResult CloudClient::send(bool chat, const CloudRequest& req, const OnDelta&
                 err = CloudError(CloudErrorKind::kTimeout, "the cloud request took longer than " + std::to_string(cfg_.total_timeout_ms) + " ms in all");
                 break;
             }
-            if (!a.any_byte && now - start > std::chrono::milliseconds(cfg_.first_byte_timeout_ms)) {
+            // From the request, retries included: the documented bound is the user's wait.
+            if (!a.any_byte && now - t0 > std::chrono::milliseconds(cfg_.first_byte_timeout_ms)) {
                 err = CloudError(CloudErrorKind::kTimeout, shown + ": no response within " + std::to_string(cfg_.first_byte_timeout_ms) + " ms");
                 break;
             }
@@ -455,6 +475,7 @@ CloudResult CloudClient::send(bool chat, const CloudRequest& req, const OnDelta&
         // A stop asked for during the last callbacks wins over a stream that happened to end.
         if (!err && stop.stop_requested()) err = CloudError(CloudErrorKind::kCancelled, "the cloud request was cancelled");
         if (!err && a.error) err = a.error;
+        if (!err && a.cut) code = CURLE_OK;  // we ended the transfer at max_tokens
         if (!err) {
             const std::string why = errbuf[0] ? std::string(errbuf) : std::string(curl_easy_strerror(code));
             switch (code) {
@@ -514,7 +535,9 @@ CloudResult CloudClient::send(bool chat, const CloudRequest& req, const OnDelta&
             return result;
         }
         const auto wait = std::chrono::milliseconds(cfg_.retry_backoff_ms * (attempt + 1));
-        if (a.delivered || attempt >= cfg_.retries || !retriable(*err) || Clock::now() + wait >= deadline ||
+        const bool first_byte_spent =
+            !a.any_byte && Clock::now() + wait - t0 >= std::chrono::milliseconds(cfg_.first_byte_timeout_ms);
+        if (a.delivered || attempt >= cfg_.retries || !retriable(*err) || Clock::now() + wait >= deadline || first_byte_spent ||
             stop.stop_requested())
             throw *err;
         for (auto until = Clock::now() + wait; Clock::now() < until && !stop.stop_requested();)

@@ -1,5 +1,6 @@
 // LlamaHparams read from and written to the llama.* keys, and the pieces every Llama GGUF
 // microlm writes has in common (quantized matrices, the tokenizer keys of another file).
+#include <cmath>
 #include "microlm/llama_gguf.h"
 
 #include <vector>
@@ -37,8 +38,9 @@ void LlamaHparams::validate(const std::string& where) const {
                     " heads of even size, and heads " + std::to_string(n_heads) + " into " +
                     std::to_string(n_kv_heads) + " KV groups");
     }
-    if (rope_dims < 0 || rope_dims > head_dim() || rope_dims % 2 != 0 || !(rope_base > 0.0f) || !(norm_eps >= 0.0f)) {
-        throw Error(where + ": RoPE needs an even rope_dims up to the head size, rope_base > 0 and norm_eps >= 0");
+    if (rope_dims < 0 || rope_dims > head_dim() || rope_dims % 2 != 0 || !(rope_base > 0.0f) ||
+        !std::isfinite(rope_base) || !(norm_eps >= 0.0f) || !std::isfinite(norm_eps)) {
+        throw Error(where + ": RoPE needs an even rope_dims up to the head size, a finite rope_base > 0 and a finite norm_eps >= 0");
     }
 }
 
@@ -72,8 +74,9 @@ LlamaHparams read_llama_hparams(const GgufFile& f) {
         throw Error(path + ": rope.dimension_count is " + std::to_string(c.rope_dims) +
                     ", expected an even number up to the head dimension " + std::to_string(c.head_dim()));
     }
-    if (!(c.rope_base > 0.0f) || !(c.norm_eps >= 0.0f)) {
-        throw Error(path + ": rope.freq_base must be > 0 and layer_norm_rms_epsilon >= 0");
+    // Finite as well: a base or an epsilon of infinity turns every activation into NaN.
+    if (!(c.rope_base > 0.0f) || !std::isfinite(c.rope_base) || !(c.norm_eps >= 0.0f) || !std::isfinite(c.norm_eps)) {
+        throw Error(path + ": rope.freq_base must be finite and > 0, layer_norm_rms_epsilon finite and >= 0");
     }
     const GgufTensor* embd = f.find_tensor("token_embd.weight");
     if (!embd || embd->dims.size() < 2) {

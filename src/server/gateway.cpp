@@ -102,9 +102,9 @@ void Gateway::Impl::log(const std::string& line) const {
     if (cfg.log) cfg.log(line);
 }
 
-bool Gateway::Impl::authorized(const httplib::Request& req, httplib::Response& res) {
+bool Gateway::Impl::authorized(const http::Request& req, http::Response& res) {
     if (token.empty()) return true;
-    const std::string h = req.get_header_value("Authorization");
+    const std::string h = req.header("Authorization");
     constexpr std::string_view kBearer = "Bearer ";
     if (h.size() > kBearer.size() && h.compare(0, kBearer.size(), kBearer) == 0 &&
         same_secret(std::string_view(h).substr(kBearer.size()), token))
@@ -118,7 +118,7 @@ bool Gateway::Impl::authorized(const httplib::Request& req, httplib::Response& r
     return false;
 }
 
-void Gateway::Impl::serve_static(const httplib::Request& req, httplib::Response& res) {
+void Gateway::Impl::serve_static(const http::Request& req, http::Response& res) {
     if (web_root.empty())
         return http::send_error(res, 404, "this gateway serves no web demo (start it with --web-dir DIR)",
                                 "invalid_request_error");
@@ -145,10 +145,10 @@ void Gateway::Impl::serve_static(const httplib::Request& req, httplib::Response&
         "Content-Security-Policy",
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
         "frame-ancestors 'none'; base-uri 'none'");
-    res.set_content(body.str(), content_type(file).c_str());
+    res.set_content(body.str(), content_type(file));
 }
 
-void Gateway::Impl::health(httplib::Response& res) const {
+void Gateway::Impl::health(http::Response& res) const {
     const json j = {{"status", "ok"},
                     {"model", cfg.model_name},
                     {"local_model", cfg.model_name},
@@ -161,49 +161,17 @@ void Gateway::Impl::health(httplib::Response& res) const {
 }
 
 void Gateway::Impl::routes() {
-    server.set_payload_max_length(cfg.max_body_bytes);
-    server.set_read_timeout(cfg.read_timeout_s, 0);
-    // Each opener word is its own small write: without this, Nagle's algorithm holds it back
-    // until the previous one is acknowledged.
-    server.set_tcp_nodelay(true);
-    // The body is read here, not by the server library, so that the cap holds for the bytes as
-    // they arrive after any chunked framing and gzip/deflate inflation (a small compressed body
-    // can inflate to gigabytes): reading stops at max_body_bytes, so memory stays bounded
-    // before the token is even checked.
-    server.Post("/v1/chat/completions",
-                [this](const httplib::Request& q, httplib::Response& s, const httplib::ContentReader& reader) {
-                    std::string body;
-                    bool too_large = false;
-                    const bool read = reader([&](const char* data, size_t n) {
-                        if (body.size() + n > cfg.max_body_bytes) {
-                            too_large = true;
-                            return false;
-                        }
-                        body.append(data, n);
-                        return true;
-                    });
-                    // The library refuses a declared Content-Length over the cap by itself.
-                    if (!read && !too_large && q.has_header("Content-Length") &&
-                        std::strtoull(q.get_header_value("Content-Length").c_str(), nullptr, 10) > cfg.max_body_bytes)
-                        too_large = true;
-                    if (!read && !too_large) {
-                        metrics.count_rejected("bad_request");
-                        s.set_header("Connection", "close");
-                        return http::send_error(s, 400, "the request body could not be read (bad chunking or compression)",
-                                                "invalid_request_error");
-                    }
-                    if (too_large) {
-                        metrics.count_rejected("too_large");
-                        // The rest of the body is never read: the connection cannot be reused.
-                        s.set_header("Connection", "close");
-                        return http::send_error(s, 413,
-                                                "the request body is larger than " +
-                                                    std::to_string(cfg.max_body_bytes >> 10) + " KiB (--max-body-kib)",
-                                                "invalid_request_error");
-                    }
-                    if (authorized(q, s)) chat_completions(q, body, s);
-                });
-    server.Get("/v1/models", [this](const httplib::Request& q, httplib::Response& s) {
+    // The body is capped by the server as it arrives (after chunked framing and gzip/deflate
+    // inflation), before the token is checked: memory stays bounded for anyone.
+    http::ServerLimits limits;
+    limits.max_body_bytes = cfg.max_body_bytes;
+    limits.header_timeout_ms = cfg.read_timeout_s * 1000;
+    limits.body_timeout_ms = cfg.read_timeout_s * 3000;
+    server = std::make_unique<http::Server>(limits);
+    server->route("POST", "/v1/chat/completions", [this](const http::Request& q, http::Response& s) {
+        if (authorized(q, s)) chat_completions(q, s);
+    });
+    server->route("GET", "/v1/models", [this](const http::Request& q, http::Response& s) {
         if (!authorized(q, s)) return;
         const json m = {{"id", cfg.model_name},
                         {"object", "model"},
@@ -211,19 +179,20 @@ void Gateway::Impl::routes() {
                         {"owned_by", "microlm"}};
         s.set_content(http::dump(json{{"object", "list"}, {"data", json::array({m})}}), "application/json");
     });
-    server.Get("/health", [this](const httplib::Request&, httplib::Response& s) { health(s); });
-    server.Get("/metrics", [this](const httplib::Request& q, httplib::Response& s) {
+    server->route("GET", "/health", [this](const http::Request&, http::Response& s) { health(s); });
+    server->route("GET", "/metrics", [this](const http::Request& q, http::Response& s) {
         if (!authorized(q, s)) return;
         const int run = running.load();
         s.set_content(metrics.render(cfg.model_name, cfg.cloud.model, std::max(0, queued.load() - run), run),
                       "text/plain; version=0.0.4; charset=utf-8");
     });
-    server.Get(R"(/.*)", [this](const httplib::Request& q, httplib::Response& s) { serve_static(q, s); });
-    http::install_error_handlers(server, [this](const std::string& line) { log(line); });
+    server->fallback_get([this](const http::Request& q, http::Response& s) { serve_static(q, s); });
+    http::install_error_handlers(*server, [this](const std::string& line) { log(line); });
     // After each response (a stream: after its last byte). The path only, never the query,
     // the headers or the body: that is where tokens and user text travel.
-    server.set_logger([this](const httplib::Request& q, const httplib::Response& s) {
+    server->set_logger([this](const http::Request& q, const http::Response& s) {
         metrics.count_request(s.status);
+        if (s.status == 413) metrics.count_rejected("too_large");
         log(http::printable(q.method) + " " + http::printable(q.path) + " " + std::to_string(s.status));
     });
 }
@@ -236,23 +205,20 @@ Gateway::~Gateway() {
 }
 
 int Gateway::start() {
-    impl_->port = http::bind(impl_->server, impl_->cfg.host, impl_->cfg.port, "serve");
-    impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
-    // Wait until the accept loop runs: a stop() before that would be lost and the join hang.
-    while (!impl_->server.is_running() && !impl_->stopping)
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    impl_->port = impl_->server->bind(impl_->cfg.host, impl_->cfg.port, "serve");
+    impl_->thread = std::thread([this] { impl_->server->run(); });
     return impl_->port;
 }
 
 void Gateway::run(const std::function<void(int)>& on_listening) {
-    impl_->port = http::bind(impl_->server, impl_->cfg.host, impl_->cfg.port, "serve");
+    impl_->port = impl_->server->bind(impl_->cfg.host, impl_->cfg.port, "serve");
     if (on_listening) on_listening(impl_->port);
-    impl_->server.listen_after_bind();
+    impl_->server->run();
 }
 
 void Gateway::stop() {
     impl_->stopping = true;
-    impl_->server.stop();
+    impl_->server->stop();
 }
 
 int Gateway::port() const {

@@ -3,8 +3,6 @@
 // Not a public header: nothing outside src/server/ includes it.
 #pragma once
 
-#include <httplib.h>
-
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -17,6 +15,7 @@
 
 #include "microlm/cloud_client.h"
 #include "microlm/gateway.h"
+#include "microlm/http_server.h"
 #include "microlm/local_model.h"
 #include "microlm/opener.h"
 #include "microlm/turn.h"
@@ -49,8 +48,8 @@ struct Gateway::Impl {
     std::atomic<int> running{0};  // of those, turns that started (the rest wait to be scheduled)
     GatewayMetrics metrics;
 
-    httplib::Server server;
-    std::thread thread;   // start(): the accept loop
+    std::unique_ptr<http::Server> server;  // made in routes(), with the limits of cfg
+    std::thread thread;                    // start(): the accept loop
     std::thread watcher;  // turns stop() (signal-safe flags) into cancellation of running turns
     std::atomic<int> port{0};
     std::atomic<bool> stopping{false};
@@ -62,15 +61,15 @@ struct Gateway::Impl {
 
     void routes();
     void log(const std::string& line) const;
-    bool authorized(const httplib::Request& req, httplib::Response& res);
-    void serve_static(const httplib::Request& req, httplib::Response& res);
-    void health(httplib::Response& res) const;
+    bool authorized(const http::Request& req, http::Response& res);
+    void serve_static(const http::Request& req, http::Response& res);
+    void health(http::Response& res) const;
 
     // gateway_stream.cpp
-    void chat_completions(const httplib::Request& req, const std::string& body, httplib::Response& res);
+    void chat_completions(const http::Request& req, http::Response& res);
     ChatJob parse_chat(const std::string& body) const;
-    void stream_turn(ChatJob& job, httplib::DataSink& sink);
-    void whole_turn(ChatJob& job, httplib::DataSink& sink);
+    void stream_turn(ChatJob& job, http::BodyWriter& sink);
+    void whole_turn(ChatJob& job, http::BodyWriter& sink);
 };
 
 }  // namespace microlm

@@ -283,12 +283,12 @@ ChatJob Gateway::Impl::parse_chat(const std::string& text) const {
     return job;
 }
 
-void Gateway::Impl::chat_completions(const httplib::Request& req, const std::string& body, httplib::Response& res) {
+void Gateway::Impl::chat_completions(const http::Request& req, http::Response& res) {
     const auto received = Clock::now();
     // JSON only: a web page elsewhere can send a form or text/plain POST to a loopback address
     // without the browser asking first; a JSON one needs a CORS preflight, which this server
     // never grants. So no other origin can spend the cloud key through a user's browser.
-    std::string type = req.get_header_value("Content-Type");
+    std::string type = req.header("Content-Type");
     std::transform(type.begin(), type.end(), type.begin(), [](unsigned char c) { return std::tolower(c); });
     if (type.rfind("application/json", 0) != 0) {
         metrics.count_rejected("bad_request");
@@ -297,7 +297,7 @@ void Gateway::Impl::chat_completions(const httplib::Request& req, const std::str
     }
     ChatJob job;
     try {
-        job = parse_chat(body);
+        job = parse_chat(req.body);
     } catch (const BadRequest& e) {
         metrics.count_rejected("bad_request");
         return http::send_error(res, 400, e.what(), "invalid_request_error", e.param);
@@ -320,21 +320,15 @@ void Gateway::Impl::chat_completions(const httplib::Request& req, const std::str
     res.set_header("Cache-Control", "no-cache");
     res.set_header("X-Accel-Buffering", "no");
     auto shared = std::make_shared<ChatJob>(std::move(job));
-    auto started = std::make_shared<bool>(false);
     // Both kinds of answer are written while the turn runs, so that a client that goes away is
     // noticed (a failed write) and its turn cancelled instead of holding the local model.
-    res.set_chunked_content_provider(shared->stream ? "text/event-stream" : "application/json",
-                                     [this, shared, started](size_t, httplib::DataSink& sink) {
-                                         if (!*started) {
-                                             *started = true;
-                                             if (shared->stream)
-                                                 stream_turn(*shared, sink);
-                                             else
-                                                 whole_turn(*shared, sink);
-                                         }
-                                         sink.done();
-                                         return true;
-                                     });
+    res.set_stream(shared->stream ? "text/event-stream" : "application/json",
+                   [this, shared](http::BodyWriter& sink) {
+                       if (shared->stream)
+                           stream_turn(*shared, sink);
+                       else
+                           whole_turn(*shared, sink);
+                   });
 }
 
 namespace {
@@ -343,11 +337,11 @@ namespace {
 // gateway shuts down) requests the turn's stop, which cancels its cloud call.
 class ClientSink {
 public:
-    ClientSink(httplib::DataSink& sink, std::stop_token shutdown)
+    ClientSink(http::BodyWriter& sink, std::stop_token shutdown)
         : sink_(sink), on_shutdown_(std::move(shutdown), [this] { stop_.request_stop(); }) {}
     void write(const std::string& s) {
         if (gone_) return;
-        if (!sink_.is_writable() || !sink_.write(s.data(), s.size())) {
+        if (!sink_.write(s)) {
             gone_ = true;
             stop_.request_stop();
         }
@@ -355,7 +349,7 @@ public:
     std::stop_token stop_token() const { return stop_.get_token(); }
 
 private:
-    httplib::DataSink& sink_;
+    http::BodyWriter& sink_;
     std::stop_source stop_;
     bool gone_ = false;
     std::stop_callback<std::function<void()>> on_shutdown_;
@@ -411,7 +405,7 @@ Outcome run_job(Gateway::Impl& g, ChatJob& job, const std::function<void(const T
 
 }  // namespace
 
-void Gateway::Impl::stream_turn(ChatJob& job, httplib::DataSink& sink) {
+void Gateway::Impl::stream_turn(ChatJob& job, http::BodyWriter& sink) {
     ClientSink client(sink, shutdown.get_token());
     ChunkStream out(job, cfg.model_name, metrics, [&](const std::string& s) { client.write(s); });
     const Outcome o = run_job(
@@ -419,7 +413,7 @@ void Gateway::Impl::stream_turn(ChatJob& job, httplib::DataSink& sink) {
     out.finish(o);
 }
 
-void Gateway::Impl::whole_turn(ChatJob& job, httplib::DataSink& sink) {
+void Gateway::Impl::whole_turn(ChatJob& job, http::BodyWriter& sink) {
     // While the turn runs, a space (whitespace before a JSON value is allowed) is written at most
     // every 250 ms as a turn event arrives: a write that fails says the client has gone.
     ClientSink client(sink, shutdown.get_token());

@@ -28,47 +28,18 @@ json error_body(const std::string& message, const std::string& type, const std::
               {"code", code.empty() ? json(nullptr) : json(code)}}}};
 }
 
-void send_error(httplib::Response& res, int status, const std::string& message, const std::string& type,
+void send_error(Response& res, int status, const std::string& message, const std::string& type,
                 const std::string& param, const std::string& code) {
     res.status = status;
     res.set_content(dump(error_body(message, type, param, code)), "application/json");
 }
 
-void install_error_handlers(httplib::Server& server, std::function<void(const std::string&)> log) {
-    server.set_error_handler([](const httplib::Request&, httplib::Response& s) {
-        if (!s.body.empty()) return;  // a handler already wrote an OpenAI error object
-        const std::string msg = s.status == 413   ? "the request body is too large"
-                                : s.status == 404 ? "no such endpoint"
-                                                  : "request failed with HTTP " + std::to_string(s.status);
-        s.set_content(dump(error_body(msg, "invalid_request_error")), "application/json");
+void install_error_handlers(Server& server, std::function<void(const std::string&)> log) {
+    server.set_error_body([](int status, const std::string& message) {
+        const char* type = status >= 500 ? "server_error" : "invalid_request_error";
+        return dump(error_body(message, type, {}, status == 503 ? "busy" : ""));
     });
-    server.set_exception_handler([log](const httplib::Request& q, httplib::Response& s, std::exception_ptr ep) {
-        std::string detail = "an exception that is no std::exception";
-        try {
-            if (ep) std::rethrow_exception(ep);
-        } catch (const std::exception& e) {
-            detail = e.what();
-        } catch (...) {
-        }
-        if (log) log("internal error on " + printable(q.method) + " " + printable(q.path) + ": " + printable(detail));
-        send_error(s, 500, kInternalErrorMessage, "server_error");
-    });
-}
-
-std::string printable(std::string_view s) {
-    std::string out;
-    out.reserve(s.size());
-    for (const char c : s) {
-        const auto b = static_cast<unsigned char>(c);
-        if (b < 0x20 || b == 0x7F) {
-            char hex[8];
-            std::snprintf(hex, sizeof hex, "\\x%02x", b);
-            out += hex;
-        } else {
-            out.push_back(c);
-        }
-    }
-    return out;
+    if (log) server.set_error_log(std::move(log));
 }
 
 json parse_body(const std::string& body) {
@@ -144,44 +115,6 @@ int64_t unix_now_s() {
     return std::chrono::duration_cast<std::chrono::seconds>(
                std::chrono::system_clock::now().time_since_epoch())
         .count();
-}
-
-void ConnectionThreads::enqueue(std::function<void()> fn) {
-    std::lock_guard lock(mu_);
-    if (running_ >= max_) {
-        waiting_.push_back(std::move(fn));
-        return;
-    }
-    ++running_;
-    std::thread([this, fn = std::move(fn)]() mutable { run(std::move(fn)); }).detach();
-}
-
-void ConnectionThreads::run(std::function<void()> fn) {
-    for (;;) {
-        fn();
-        std::unique_lock lock(mu_);
-        if (waiting_.empty()) {
-            --running_;
-            cv_.notify_all();
-            return;
-        }
-        fn = std::move(waiting_.front());
-        waiting_.pop_front();
-    }
-}
-
-void ConnectionThreads::shutdown() {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [this] { return running_ == 0; });
-}
-
-int bind(httplib::Server& server, const std::string& host, int port, const std::string& who) {
-    server.new_task_queue = [] { return new ConnectionThreads(kMaxConnectionThreads); };
-    const int p = port == 0 ? server.bind_to_any_port(host) : (server.bind_to_port(host, port) ? port : -1);
-    if (p <= 0)
-        throw Error(who + ": cannot listen on " + host + ":" + std::to_string(port) +
-                    " (in use, or not an address of this machine); pick another --port or --host");
-    return p;
 }
 
 }  // namespace microlm::http

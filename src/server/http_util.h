@@ -1,15 +1,11 @@
 // What both HTTP servers (serve-model and the serve gateway) share: OpenAI's error object, the
-// request checks that name the offending field, chat message parsing and binding a port.
+// request checks that name the offending field and chat message parsing. The HTTP server itself is
+// src/http/.
 // Not a framework: each server keeps its own routes and response shapes.
 #pragma once
 
-#include <httplib.h>
-
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -17,6 +13,7 @@
 
 #include "microlm/chat.h"
 #include "microlm/error.h"
+#include "microlm/http_server.h"
 
 namespace microlm::http {
 
@@ -36,42 +33,12 @@ std::string dump(const nlohmann::ordered_json& j);  // responses whose field ord
 // {"error": {"message", "type", "param", "code"}} as OpenAI sends it.
 json error_body(const std::string& message, const std::string& type, const std::string& param = {},
                 const std::string& code = {});
-void send_error(httplib::Response& res, int status, const std::string& message, const std::string& type,
+void send_error(Response& res, int status, const std::string& message, const std::string& type,
                 const std::string& param = {}, const std::string& code = {});
 
-// Replies to statuses no handler wrote a body for (404, 413, ...) with an OpenAI error object,
-// and to exceptions escaping a handler with a 500 one whose message is generic: the exception's
-// text goes to `log` (when given), never to the client.
-void install_error_handlers(httplib::Server& server, std::function<void(const std::string&)> log = {});
-
-// One thread per connection, at most `max_threads` at once (the rest wait for one to end),
-// instead of the library's fixed pool of max(8, cores - 1): a few slow or idle clients (a
-// slowloris holding its headers open, streams waiting on a slow cloud) no longer starve
-// /health and new requests. Installed by bind() on both servers.
-class ConnectionThreads : public httplib::TaskQueue {
-public:
-    explicit ConnectionThreads(size_t max_threads) : max_(max_threads) {}
-    ~ConnectionThreads() override { shutdown(); }
-    void enqueue(std::function<void()> fn) override;
-    void shutdown() override;  // waits for every connection's thread to end
-
-private:
-    void run(std::function<void()> fn);
-
-    std::mutex mu_;
-    std::condition_variable cv_;
-    std::deque<std::function<void()>> waiting_;
-    size_t running_ = 0;
-    size_t max_;
-};
-inline constexpr size_t kMaxConnectionThreads = 256;
-
-// The message a client gets for a failure inside the server; the details are logged.
-inline constexpr const char* kInternalErrorMessage = "internal server error (the server log has the details)";
-
-// `s` fit for one log line: control characters (CR, LF, ESC, ...) and DEL written as \xNN, so a
-// request path cannot forge a line or move the cursor.
-std::string printable(std::string_view s);
+// Makes `server` answer its own errors (404, 405, 408, 413, ...) with OpenAI's error object and
+// log what escaped a handler to `log` (when given): the client only gets a generic 500.
+void install_error_handlers(Server& server, std::function<void(const std::string&)> log = {});
 
 // The request body as a JSON object, or BadRequest.
 json parse_body(const std::string& body);
@@ -88,9 +55,5 @@ std::string content_text(const json& content);
 std::vector<ChatMessage> parse_messages(const json& body);
 
 int64_t unix_now_s();
-
-// Binds host:port (port 0: any free port) and returns the bound port; throws Error naming
-// `who` and the address when that fails.
-int bind(httplib::Server& server, const std::string& host, int port, const std::string& who);
 
 }  // namespace microlm::http

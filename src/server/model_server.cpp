@@ -1,9 +1,7 @@
 // ModelServer: OpenAI-compatible /v1/chat/completions, /v1/completions and /v1/models over
-// cpp-httplib, one generation at a time on one Context (its KV prefix reused across requests).
+// microlm's HTTP server (src/http/), one generation at a time on one Context (its KV prefix reused across requests).
 // Not here: openers, stitching or recovery (that is the gateway); no auth (loopback by default).
 #include "microlm/model_server.h"
-
-#include <httplib.h>
 
 #include <atomic>
 #include <cmath>
@@ -20,6 +18,7 @@
 #include "microlm/error.h"
 #include "microlm/generate.h"
 #include "microlm/handoff.h"
+#include "microlm/http_server.h"
 #include "microlm/local_model.h"
 #include "microlm/sampler.h"
 #include "microlm/tokenizer.h"
@@ -111,7 +110,7 @@ struct ModelServer::Impl {
     // generation, as servers with parallel slots do: a check never waits for a continuation.
     std::mutex score_mutex;
     std::unique_ptr<Context> score_ctx;  // made on first use
-    httplib::Server server;
+    std::unique_ptr<http::Server> server;  // made in routes(), with the limits of cfg
     std::thread thread;
     std::atomic<int> port{0};
     std::atomic<bool> stopping{false};
@@ -130,8 +129,9 @@ struct ModelServer::Impl {
         auto num = [&](const char* key) { return http::number_field(body, key); };
         // OpenAI's sampling: temperature and top_p only (no top-k, no min-p), defaults 1.
         r.sampling = SamplerParams{.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f};
-        if (auto v = num("max_tokens")) r.max_tokens = static_cast<int64_t>(*v);
-        if (auto v = num("max_completion_tokens")) r.max_tokens = static_cast<int64_t>(*v);
+        // Integers in range, checked before any cast (a cast of 1e300 is undefined behaviour).
+        if (auto v = http::integer_field(body, "max_tokens")) r.max_tokens = *v;
+        if (auto v = http::integer_field(body, "max_completion_tokens")) r.max_tokens = *v;
         if (r.max_tokens < 0) throw BadRequest("'max_tokens' must be >= 0", "max_tokens");
         if (auto v = num("temperature")) {
             if (*v < 0 || *v > 2) throw BadRequest("'temperature' must be between 0 and 2", "temperature");
@@ -141,7 +141,7 @@ struct ModelServer::Impl {
             if (*v <= 0 || *v > 1) throw BadRequest("'top_p' must be in (0, 1]", "top_p");
             r.sampling.top_p = static_cast<float>(*v);
         }
-        if (auto v = num("seed")) r.sampling.seed = static_cast<uint64_t>(static_cast<int64_t>(*v));
+        if (auto v = http::integer_field(body, "seed")) r.sampling.seed = static_cast<uint64_t>(*v);
         else r.sampling.seed = std::random_device{}();
         if (body.contains("stop") && !body["stop"].is_null()) {
             const json& s = body["stop"];
@@ -269,7 +269,7 @@ struct ModelServer::Impl {
     }
 
     // Shared by both endpoints: chat differs in the request's shape and the chunk's shape.
-    void serve(const httplib::Request& req, httplib::Response& res, bool chat) {
+    void serve(const http::Request& req, http::Response& res, bool chat) {
         json body;
         Request r;
         try {
@@ -303,15 +303,15 @@ struct ModelServer::Impl {
 
         if (r.stream) {
             res.set_header("Cache-Control", "no-cache");
-            res.set_chunked_content_provider("text/event-stream", [this, r, chunk, chat](size_t, httplib::DataSink& sink) {
-                auto write = [&](const std::string& s) { return sink.is_writable() && sink.write(s.data(), s.size()); };
+            res.set_stream("text/event-stream", [this, r, chunk, chat](http::BodyWriter& sink) {
+                auto write = [&](const std::string& s) { return sink.write(s); };
                 std::string end;
                 try {
                     bool first = chat;
                     if (chat) {
                         // The role comes first, as OpenAI sends it, before any content.
                         const std::string empty;
-                        if (!write(chunk(&empty, nullptr, true))) return false;
+                        if (!write(chunk(&empty, nullptr, true))) return;
                         first = false;
                     }
                     const Generated g = generate_text(r, [&](const std::string& t) { return write(chunk(&t, nullptr, first)); });
@@ -323,8 +323,6 @@ struct ModelServer::Impl {
                     end = "data: " + dump(error_body(http::kInternalErrorMessage, "server_error")) + "\n\n";
                 }
                 write(end + "data: [DONE]\n\n");
-                sink.done();
-                return true;
             });
             return;
         }
@@ -338,7 +336,7 @@ struct ModelServer::Impl {
             });
         } catch (const BadRequest& e) {
             return send_error(res, 400, e.what(), "invalid_request_error", e.param);
-        } catch (const std::exception& e) {
+        } catch (const std::exception&) {
             return send_error(res, 500, http::kInternalErrorMessage, "server_error");
         }
         json choice = {{"index", 0}, {"finish_reason", g.finish_reason}};
@@ -360,19 +358,22 @@ struct ModelServer::Impl {
     }
 
     void routes() {
-        server.set_payload_max_length(cfg.max_body_bytes);
-        server.set_read_timeout(cfg.read_timeout_s, 0);
-        server.Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& s) { serve(q, s, true); });
-        server.Post("/v1/completions", [this](const httplib::Request& q, httplib::Response& s) { serve(q, s, false); });
-        server.Get("/v1/models", [this](const httplib::Request&, httplib::Response& s) {
+        http::ServerLimits limits;
+        limits.max_body_bytes = cfg.max_body_bytes;
+        limits.header_timeout_ms = cfg.read_timeout_s * 1000;
+        limits.body_timeout_ms = cfg.read_timeout_s * 3000;
+        server = std::make_unique<http::Server>(limits);
+        server->route("POST", "/v1/chat/completions", [this](const http::Request& q, http::Response& s) { serve(q, s, true); });
+        server->route("POST", "/v1/completions", [this](const http::Request& q, http::Response& s) { serve(q, s, false); });
+        server->route("GET", "/v1/models", [this](const http::Request&, http::Response& s) {
             json m = {{"id", cfg.model_name}, {"object", "model"}, {"created", http::unix_now_s()}, {"owned_by", "microlm"}};
-            s.set_content(json{{"object", "list"}, {"data", json::array({m})}}.dump(), "application/json");
+            s.set_content(dump(json{{"object", "list"}, {"data", json::array({m})}}), "application/json");
         });
-        server.Get("/health", [](const httplib::Request&, httplib::Response& s) { s.set_content("{\"status\":\"ok\"}", "application/json"); });
-        http::install_error_handlers(server);
+        server->route("GET", "/health", [](const http::Request&, http::Response& s) { s.set_content("{\"status\":\"ok\"}", "application/json"); });
+        http::install_error_handlers(*server);
     }
 
-    void bind() { port = http::bind(server, cfg.host, cfg.port, "serve-model"); }
+    void bind() { port = server->bind(cfg.host, cfg.port, "serve-model"); }
 };
 
 ModelServer::ModelServer(ModelServerConfig cfg) : impl_(std::make_unique<Impl>(std::move(cfg))) {}
@@ -384,22 +385,19 @@ ModelServer::~ModelServer() {
 
 int ModelServer::start() {
     impl_->bind();
-    impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
-    // Wait until the accept loop runs: a stop() before that would be lost and the join hang.
-    while (!impl_->server.is_running() && impl_->thread.joinable() && !impl_->stopping)
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    impl_->thread = std::thread([this] { impl_->server->run(); });
     return impl_->port;
 }
 
 void ModelServer::run(const std::function<void(int)>& on_listening) {
     impl_->bind();
     if (on_listening) on_listening(impl_->port);
-    impl_->server.listen_after_bind();
+    impl_->server->run();
 }
 
 void ModelServer::stop() {
     impl_->stopping = true;
-    impl_->server.stop();
+    impl_->server->stop();
 }
 
 int ModelServer::port() const { return impl_->port; }

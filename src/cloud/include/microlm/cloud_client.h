@@ -53,7 +53,7 @@ struct CloudConfig {
     // no Authorization header. The key goes only to base_url (redirects are not followed).
     std::string api_key_env;
     int connect_timeout_ms = 3000;
-    int first_byte_timeout_ms = 10000;  // from the request to the first byte of the body
+    int first_byte_timeout_ms = 10000;  // from the request to the first byte of the body, retries included
     int stall_timeout_ms = 10000;       // between body bytes, once they flow
     int total_timeout_ms = 120000;      // everything, retries included
     int retries = 1;                    // extra attempts, only while nothing reached the caller
