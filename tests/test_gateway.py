@@ -624,7 +624,7 @@ def main() -> int:
 
         cloud = Server([args.microlm, "serve-model", "-m", model, "--port", "0", "--model-name", "tiny-cloud"])
         gw = gateway(args.microlm, model, cloud.base, "--cloud-model", "tiny-cloud", "--mode", "prefill",
-                     "--token-env", TOKEN_ENV, "--max-body-kib", "16", env={TOKEN_ENV: TOKEN})
+                     "--token-env", TOKEN_ENV, "--max-body-kib", "16", "--local-slots", "1", env={TOKEN_ENV: TOKEN})
         try:
             streamed = main_checks(gw, "tiny-cloud")
             opener_check_checks(args.microlm, model, cloud.base)

@@ -86,6 +86,11 @@ void register_serve(CLI::App& app) {
     cmd->add_option("-t,--threads", g.threads, "Threads for the local model")
         ->capture_default_str()
         ->check(CLI::Range(1, 256));
+    cmd->add_option("--local-slots", g.local_slots,
+                    "Contexts over the local model's one copy of the weights: this many turns compute "
+                    "their openers at once (set it to the cores you give the gateway; each adds one KV cache)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 64));
     cmd->add_option("-c,--ctx-size", g.n_ctx, "Local context size in tokens (at most the model's)")
         ->capture_default_str()
         ->check(CLI::Range(int64_t{64}, int64_t{1} << 20));

@@ -83,8 +83,13 @@ Gateway::Impl::Impl(GatewayConfig c) : cfg(std::move(c)) {
                 ": the web demo directory does not exist; pass --web-dir DIR (the repository's web/)");
     }
     local = LocalModel::open(cfg.model_path, cfg.n_ctx, cfg.threads);
-    opener = std::make_unique<Opener>(local->context(), local->tokenizer(), cfg.opener);
-    opener->warm_up();
+    for (int i = 0; i < std::max(1, cfg.local_slots); ++i) {
+        auto slot = std::make_unique<LocalSlot>();
+        if (i > 0) slot->own_ctx = local->new_context();
+        slot->opener = std::make_unique<Opener>(i == 0 ? local->context() : *slot->own_ctx, local->tokenizer(), cfg.opener);
+        slot->opener->warm_up();
+        slots.push_back(std::move(slot));
+    }
     if (cfg.model_name.empty()) cfg.model_name = fs::path(cfg.model_path).stem().string();
     routes();
     watcher = std::thread([this] {
@@ -96,6 +101,18 @@ Gateway::Impl::Impl(GatewayConfig c) : cfg(std::move(c)) {
 Gateway::Impl::~Impl() {
     stopping = true;
     if (watcher.joinable()) watcher.join();
+}
+
+LocalSlot& Gateway::Impl::pick_slot() {
+    const size_t start = next_slot.fetch_add(1);
+    for (size_t i = 0; i < slots.size(); ++i) {
+        LocalSlot& s = *slots[(start + i) % slots.size()];
+        if (s.mutex.try_lock()) {
+            s.mutex.unlock();
+            return s;
+        }
+    }
+    return *slots[start % slots.size()];
 }
 
 void Gateway::Impl::log(const std::string& line) const {

@@ -34,16 +34,24 @@ struct ChatJob {
     std::shared_ptr<void> slot;  // holds a place in the turn queue until the job is destroyed
 };
 
+// One conversation state on the shared weights: a Context, the Opener over it, and the lock a
+// turn holds only while that Context computes (its opener, a local close). The gateway keeps
+// cfg.local_slots of them, so that the openers of concurrent turns run side by side, one per
+// core, instead of queueing for a single Context.
+struct LocalSlot {
+    std::unique_ptr<Context> own_ctx;  // null for slot 0, which uses the LocalModel's Context
+    std::unique_ptr<Opener> opener;
+    std::mutex mutex;
+};
+
 struct Gateway::Impl {
     GatewayConfig cfg;
-    std::unique_ptr<LocalModel> local;  // the μLM: its Context is one conversation's state
-    std::unique_ptr<Opener> opener;
+    std::unique_ptr<LocalModel> local;  // the μLM: weights mapped once
+    std::vector<std::unique_ptr<LocalSlot>> slots;
+    std::atomic<size_t> next_slot{0};
     std::string token;                   // the bearer token; empty: none required
     std::filesystem::path web_root;      // canonical; empty: no demo
 
-    // The local model (its Context is one conversation's state): held by a turn only while the
-    // model computes its opener or local close, never across a cloud call.
-    std::mutex model_mutex;
     std::atomic<int> queued{0};   // turns admitted and not finished
     std::atomic<int> running{0};  // of those, turns that started (the rest wait to be scheduled)
     GatewayMetrics metrics;
@@ -60,6 +68,7 @@ struct Gateway::Impl {
     ~Impl();
 
     void routes();
+    LocalSlot& pick_slot();  // a free slot if there is one, else the next in turn
     void log(const std::string& line) const;
     bool authorized(const http::Request& req, http::Response& res);
     void serve_static(const http::Request& req, http::Response& res);

@@ -355,9 +355,9 @@ private:
     std::stop_callback<std::function<void()>> on_shutdown_;
 };
 
-// Runs the job's turn and records what the metrics and the log need. The local model is locked
-// only while it computes (inside run_turn); each turn has its own cloud client, so the cloud
-// calls of different turns run side by side.
+// Runs the job's turn and records what the metrics and the log need. The turn takes one of the
+// local slots, locked only while it computes (inside run_turn); each turn has its own cloud
+// client, so the cloud calls of different turns run side by side.
 Outcome run_job(Gateway::Impl& g, ChatJob& job, const std::function<void(const TurnEvent&)>& on_event,
                 std::stop_token stop) {
     Outcome o;
@@ -366,7 +366,8 @@ Outcome run_job(Gateway::Impl& g, ChatJob& job, const std::function<void(const T
         const double admitted_ms = Stopwatch::ms_between(job.received, Clock::now());
         try {
             const CloudClient cloud(g.cfg.cloud);
-            o.r = run_turn(*g.opener, cloud, job.history, job.turn, on_event, stop, &g.model_mutex);
+            LocalSlot& slot = g.pick_slot();
+            o.r = run_turn(*slot.opener, cloud, job.history, job.turn, on_event, stop, &slot.mutex);
         } catch (const std::exception& e) {
             o.error_kind = "internal";
             o.error_message = http::kInternalErrorMessage;

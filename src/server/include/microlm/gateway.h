@@ -24,6 +24,9 @@ struct GatewayConfig {
     std::string model_name;  // the id in responses, /v1/models and /health; default: the file's stem
     int threads = 1;
     int64_t n_ctx = 2048;  // KV cache positions (capped at the model's training context)
+    // Contexts over the one copy of the weights: openers of this many turns compute at once
+    // (each with `threads` threads). One KV cache each: n_ctx positions.
+    int local_slots = 2;
     OpenerConfig opener;
 
     // The cloud continuator. Its API key is read from the environment variable NAMED by
