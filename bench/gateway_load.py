@@ -54,6 +54,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--microlm", default="build/microlm")
     ap.add_argument("--shape", default="8m", choices=["tiny", "8m"], help="random local model shape")
+    ap.add_argument("--model", help="a real local model instead (e.g. models/microlm-8m.q8_0.gguf): its openers "
+                                    "have realistic lengths, a random model's words run to many tokens")
     ap.add_argument("-n", type=int, default=200, help="concurrent streamed turns")
     ap.add_argument("--delay-ms", type=int, default=300, help="the fake cloud's delay before its first token")
     ap.add_argument("--local-slots", type=int, default=2, help="the gateway's --local-slots (Contexts computing openers at once)")
@@ -61,9 +63,10 @@ def main() -> int:
 
     cloud, cloud_url = fake_cloud(args.delay_ms / 1000)
     with tempfile.TemporaryDirectory() as tmp:
-        model = os.path.join(tmp, "local.gguf")
-        subprocess.run([args.microlm, "make-random", "-o", model, "--shape", args.shape, "--type", "q8_0"], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        model = args.model or os.path.join(tmp, "local.gguf")
+        if not args.model:
+            subprocess.run([args.microlm, "make-random", "-o", model, "--shape", args.shape, "--type", "q8_0"],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         gw, base = start([args.microlm, "serve", "-m", model, "--cloud", cloud_url, "--port", "0", "-q",
                           "--no-hedge", "--cloud-retries", "0", "--local-slots", str(args.local_slots)])
         try:
@@ -92,7 +95,8 @@ def main() -> int:
     done = [r for r in results if r is not None]
     firsts = [r[0] for r in done if r[0] is not None]
     failed = [r[2]["error"] for r in done if r[2].get("error")]
-    print(f"{args.n} concurrent streamed turns, local: random {args.shape} Q8_0 on {args.local_slots} slot(s), "
+    local = os.path.basename(args.model) if args.model else f"random {args.shape} Q8_0"
+    print(f"{args.n} concurrent streamed turns, local: {local} on {args.local_slots} slot(s), "
           f"cloud: fake, {args.delay_ms} ms to its first token; wall {wall:.1f} s")
     print(f"  ended with [DONE]: {len(done)}/{args.n}; cloud errors: {len(failed)}; "
           f"no answer or 503: {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
