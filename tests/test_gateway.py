@@ -379,6 +379,59 @@ def opener_check_checks(microlm, model, cloud):
         gw.stop()
 
 
+def timed_stream(server, body, timeout=30):
+    """Streams one request over a raw socket; returns [(seconds since sending, chunk)] per event."""
+    sk = socket.create_connection(server.hostport, timeout=timeout)
+    data = json.dumps({**body, "stream": True}).encode()
+    sk.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Connection: close\r\nContent-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data)
+    t0 = time.monotonic()
+    buf, events = b"", []
+    while True:
+        got = sk.recv(65536)
+        if not got:
+            break
+        buf += got
+        now = time.monotonic() - t0
+        while b"data: " in buf and b"\n\n" in buf[buf.index(b"data: "):]:
+            start = buf.index(b"data: ")
+            end = buf.index(b"\n\n", start)
+            payload = buf[start + 6:end].decode()
+            buf = buf[end + 2:]
+            events.append((now, None if payload == "[DONE]" else json.loads(payload)))
+    sk.close()
+    assert events and events[-1][1] is None, "the stream did not end with [DONE]"
+    return events[:-1]
+
+
+def pacing_checks(microlm, model, cloud):
+    """Paced delivery (issue 15): at 600 words a minute the words are at least ~100 ms apart, the
+    first at once; "pace": false delivers as fast as they come; the last chunk reports the
+    visible stall."""
+    gw = gateway(microlm, model, cloud, "--mode", "prefill", "--no-hedge", "--pace", "600")
+    try:
+        body = {"messages": [{"role": "user", "content": "What should I pack for a day hike?"}], "max_tokens": 6,
+                "temperature": 0}
+        paced = timed_stream(gw, body)
+        words = [t for t, c in paced if content(c).strip()]
+        assert len(words) >= 3, paced
+        gaps = [b - a for a, b in zip(words, words[1:])]
+        # A piece that continues a word goes out with it, so some gaps may be ~0; most are paced.
+        assert sum(g >= 0.09 for g in gaps) >= len(gaps) // 2, gaps
+        assert words[-1] - words[0] >= 0.09 * (len(words) // 2), words
+        timings = paced[-1][1]["microlm"]["timings"]
+        assert timings["visible_stall_ms"] is not None and timings["visible_stall_ms"] >= 0, timings
+        fast = timed_stream(gw, {**body, "microlm": {"pace": False}})
+        fast_words = [t for t, c in fast if content(c).strip()]
+        assert fast_words[-1] - fast_words[0] < words[-1] - words[0], (fast_words, words)
+        status, _, b = request(gw, "POST", "/v1/chat/completions", {**body, "microlm": {"pace": "slow"}})
+        assert status == 400 and b"microlm.pace" in b, (status, b)
+        print(f"  paced at 600 wpm: {len(words)} words over {words[-1] - words[0]:.2f} s; unpaced "
+              f"{fast_words[-1] - fast_words[0]:.2f} s; visible stall {timings['visible_stall_ms']} ms")
+    finally:
+        gw.stop()
+
+
 def parse_prometheus(text):
     """{(name, ((label, value), ...)): value}; every line must be a comment or a sample."""
     sample = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (-?[0-9.eE+-]+|\+Inf|NaN)$')
@@ -624,10 +677,11 @@ def main() -> int:
 
         cloud = Server([args.microlm, "serve-model", "-m", model, "--port", "0", "--model-name", "tiny-cloud"])
         gw = gateway(args.microlm, model, cloud.base, "--cloud-model", "tiny-cloud", "--mode", "prefill",
-                     "--token-env", TOKEN_ENV, "--max-body-kib", "16", "--local-slots", "1", env={TOKEN_ENV: TOKEN})
+                     "--token-env", TOKEN_ENV, "--max-body-kib", "16", "--local-slots", "1", "--pace", "0", env={TOKEN_ENV: TOKEN})
         try:
             streamed = main_checks(gw, "tiny-cloud")
             opener_check_checks(args.microlm, model, cloud.base)
+            pacing_checks(args.microlm, model, cloud.base)
         finally:
             gw.stop()
             cloud.stop()

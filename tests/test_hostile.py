@@ -469,7 +469,7 @@ def main() -> int:
         cloud = Server([args.microlm, "serve-model", "-m", model, "--port", "0", "--model-name", "tiny-cloud"])
         gw = Server([args.microlm, "serve", "-m", model, "--cloud", f"http://{cloud.addr[0]}:{cloud.addr[1]}",
                      "--port", "0", "--model-name", "tiny-gw", "--mode", "prefill", "--token-env", TOKEN_ENV,
-                     "--max-body-kib", str(MAX_BODY_KIB), "--read-timeout-s", "2", "--web-dir", args.web_dir],
+                     "--max-body-kib", str(MAX_BODY_KIB), "--read-timeout-s", "2", "--web-dir", args.web_dir, "--pace", "0", "-n", "16"],
                     env={TOKEN_ENV: TOKEN})
         t = Tally(gw)
         try:

@@ -21,6 +21,7 @@
 #include "microlm/http_server.h"
 #include "microlm/model.h"
 #include "microlm/opener.h"
+#include "microlm/pacer.h"
 #include "microlm/random_model.h"
 #include "microlm/tokenizer.h"
 #include "microlm/turn.h"
@@ -508,4 +509,95 @@ TEST(OpenerCheck, TheOpenersTokensAreFoundInTheEchoHoweverTheServerRendersIt) {
     const std::string r = "\xef\xbf\xbd";
     const CloudLogprobs bytes{{"\n", "Hi", " ", r, r, r, " there", "!"}, {NAN, -2.0, -2.0, -2.0, -2.0, -2.0, -8.0, -9.0}, {}};
     EXPECT_NEAR(mean_echo_logprob(bytes, "Hi \xe2\x80\x94 there"), -3.0, 1e-9);
+}
+
+// ---- Pacer --------------------------------------------------------------------------------
+
+namespace {
+
+struct Delivered {
+    std::vector<std::pair<TurnEvent::Kind, std::string>> events;
+    std::vector<double> ms;  // when each arrived, from the start
+    Clock::time_point t0 = Clock::now();
+    std::mutex mu;
+    Pacer::Sink sink() {
+        return [this](const TurnEvent& e) {
+            std::lock_guard l(mu);
+            events.push_back({e.kind, e.text});
+            ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+        };
+    }
+};
+
+TurnEvent text_event(TurnEvent::Kind k, std::string text) {
+    TurnEvent e;
+    e.kind = k;
+    e.text = std::move(text);
+    return e;
+}
+
+}  // namespace
+
+TEST(Pacer, WithoutAPaceEventsPassAtOnceInOrder) {
+    Delivered d;
+    Pacer p({}, d.sink());
+    p.push(text_event(TurnEvent::Kind::kOpener, "Well,"));
+    p.push(text_event(TurnEvent::Kind::kOpener, " it"));
+    p.push(text_event(TurnEvent::Kind::kHedge, "Well, it"));
+    p.push(text_event(TurnEvent::Kind::kContinuation, " depends."));
+    ASSERT_EQ(d.events.size(), 4u);  // already delivered, in the caller's thread
+    EXPECT_EQ(d.events[2].first, TurnEvent::Kind::kHedge);
+    EXPECT_EQ(d.events[3].second, " depends.");
+}
+
+// Words go out one word-interval apart, the first at once; the continuation's words join the
+// same queue, so a cloud that answers while the opener is still going out leaves no gap; a piece
+// that continues a word is not paced again; a pivot marker keeps its place.
+TEST(Pacer, WordsGoOutAtThePaceAndTheContinuationJoinsTheQueue) {
+    Delivered d;
+    Pacer p({300.0}, d.sink());  // 200 ms a word
+    p.push(text_event(TurnEvent::Kind::kOpener, "The"));
+    p.push(text_event(TurnEvent::Kind::kOpener, " capital"));
+    p.push(text_event(TurnEvent::Kind::kOpener, " of France is"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));  // the "cloud" answers mid-opener
+    p.push(text_event(TurnEvent::Kind::kPivot, ""));
+    p.push(text_event(TurnEvent::Kind::kContinuation, " Par"));
+    p.push(text_event(TurnEvent::Kind::kContinuation, "is."));
+    p.finish();
+    std::vector<std::string> texts;
+    for (const auto& [k, t] : d.events) texts.push_back(t);
+    EXPECT_EQ(texts, (std::vector<std::string>{"The", " capital", " of", " France", " is", "", " Par", "is."}));
+    EXPECT_LT(d.ms[0], 100);  // the first word at once
+    for (const auto& [a, b] : std::vector<std::pair<size_t, size_t>>{{0, 1}, {1, 2}, {2, 3}, {3, 4}, {4, 6}})
+        EXPECT_GE(d.ms[b] - d.ms[a], 195) << a << " -> " << b;
+    EXPECT_LT(d.ms[7] - d.ms[6], 100);  // "is." continues "Par": not paced again
+    EXPECT_LT(p.visible_stall_ms(), 100);  // nothing waited beyond the pace
+}
+
+TEST(Pacer, TheVisibleStallIsTheWaitBeyondThePace) {
+    Delivered d;
+    Pacer p({600.0}, d.sink());  // 100 ms a word
+    p.push(text_event(TurnEvent::Kind::kOpener, "Sure,"));
+    p.push(text_event(TurnEvent::Kind::kOpener, " here"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));  // a slow cloud
+    p.push(text_event(TurnEvent::Kind::kContinuation, " it is."));
+    p.finish();
+    // "here" went out at ~100 ms, " it" at ~600 ms: about 400 ms beyond the 100 ms pace.
+    EXPECT_GE(p.visible_stall_ms(), 350);
+    EXPECT_LT(p.visible_stall_ms(), 600);
+    EXPECT_EQ(d.events.size(), 4u);
+}
+
+TEST(Pacer, AStopFlushesWhatIsQueued) {
+    Delivered d;
+    std::stop_source stop;
+    Pacer p({60.0}, d.sink(), stop.get_token());  // a second a word
+    p.push(text_event(TurnEvent::Kind::kOpener, "one two three four five six"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    stop.request_stop();
+    const auto t = Clock::now();
+    p.finish();
+    const double flush_ms = std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+    EXPECT_LT(flush_ms, 500);
+    EXPECT_EQ(d.events.size(), 6u);
 }

@@ -86,6 +86,11 @@ void register_serve(CLI::App& app) {
     cmd->add_option("-t,--threads", g.threads, "Threads for the local model")
         ->capture_default_str()
         ->check(CLI::Range(1, 256));
+    cmd->add_option("--pace", g.pace_wpm,
+                    "Words per minute a streamed reply is delivered at, the first word at once, so that the opener "
+                    "covers the cloud's wait (default: 250 for text, 160 for speech; 0: as fast as they come; a "
+                    "request may send \"microlm\": {\"pace\": false})")
+        ->check(CLI::Range(0.0, 10000.0));
     cmd->add_option("--local-slots", g.local_slots,
                     "Contexts over the local model's one copy of the weights: this many turns compute "
                     "their openers at once (set it to the cores you give the gateway; each adds one KV cache)")

@@ -28,6 +28,7 @@ struct ChatJob {
     std::vector<ChatMessage> history;
     TurnConfig turn;
     bool stream = false;
+    bool pace = true;  // deliver a stream at the gateway's pace ("microlm": {"pace": false} turns it off)
     std::string id;
     int64_t created = 0;
     std::chrono::steady_clock::time_point received;

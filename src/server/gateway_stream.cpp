@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "microlm/error.h"
+#include "microlm/pacer.h"
 #include "microlm/stopwatch.h"
 #include "gateway_impl.h"
 #include "http_util.h"
@@ -70,6 +71,7 @@ WireTag wire_tag(TurnEvent::Kind k) {
 struct Outcome {
     TurnResult r;
     double queue_ms = 0;     // request received to the turn starting (waiting for the local model)
+    double visible_stall_ms = -1;  // the longest wait between delivered words beyond the pace; -1: not streamed
     std::string error_kind;  // "" when the turn had no failure
     std::string error_message;
 };
@@ -84,6 +86,7 @@ ojson timings_json(const Outcome& o) {
         {"opener_ms", round1(t.opener_ms)},
         {"cloud_first_token_ms", opt(t.cloud_first_token_ms)},
         {"stall_ms", opt(t.stall_ms)},
+        {"visible_stall_ms", opt(o.visible_stall_ms)},
         {"total_ms", round1(o.queue_ms + t.total_ms)},
         {"queue_ms", round1(o.queue_ms)}};
 }
@@ -269,6 +272,9 @@ ChatJob Gateway::Impl::parse_chat(const std::string& text) const {
                                          std::to_string(cfg.max_cloud_delay_ms),
                                      field);
                 t.cloud_delay_ms = value.get<int>();
+            } else if (key == "pace") {
+                if (!value.is_boolean()) throw BadRequest("'" + field + "' must be true or false", field);
+                job.pace = value.get<bool>();
             } else if (key == "check") {
                 const auto signal = value.is_string() ? parse_check_signal(value.get<std::string>()) : std::nullopt;
                 if (!signal)
@@ -276,7 +282,7 @@ ChatJob Gateway::Impl::parse_chat(const std::string& text) const {
                                      field);
                 t.check.signal = *signal;
             } else {
-                throw BadRequest("unknown field '" + field + "' (known: modality, cloud_delay_ms, check)", field);
+                throw BadRequest("unknown field '" + field + "' (known: modality, cloud_delay_ms, check, pace)", field);
             }
         }
     }
@@ -409,8 +415,15 @@ Outcome run_job(Gateway::Impl& g, ChatJob& job, const std::function<void(const T
 void Gateway::Impl::stream_turn(ChatJob& job, http::BodyWriter& sink) {
     ClientSink client(sink, shutdown.get_token());
     ChunkStream out(job, cfg.model_name, metrics, [&](const std::string& s) { client.write(s); });
-    const Outcome o = run_job(
-        *this, job, [&](const TurnEvent& e) { out.event(e); }, client.stop_token());
+    // The turn's events reach the client at the pace (from the pacer's thread); a client that
+    // leaves flushes the queue, and the turn is cancelled as before.
+    PaceConfig pace;
+    if (job.pace) pace = cfg.pace_wpm < 0 ? PaceConfig::for_modality(job.turn.modality) : PaceConfig{cfg.pace_wpm};
+    Pacer pacer(pace, [&](const TurnEvent& e) { out.event(e); }, client.stop_token());
+    Outcome o = run_job(
+        *this, job, [&](const TurnEvent& e) { pacer.push(e); }, client.stop_token());
+    pacer.finish();
+    o.visible_stall_ms = pacer.visible_stall_ms();
     out.finish(o);
 }
 

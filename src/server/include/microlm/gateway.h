@@ -27,6 +27,10 @@ struct GatewayConfig {
     // Contexts over the one copy of the weights: openers of this many turns compute at once
     // (each with `threads` threads). One KV cache each: n_ctx positions.
     int local_slots = 2;
+    // Streamed replies are delivered at this many words per minute (the first word at once) so
+    // that the opener covers the cloud's wait; < 0: the modality's pace (250 text, 160 speech);
+    // 0: as fast as they come. A request can turn it off with "microlm": {"pace": false}.
+    double pace_wpm = -1;
     OpenerConfig opener;
 
     // The cloud continuator. Its API key is read from the environment variable NAMED by

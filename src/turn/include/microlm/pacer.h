@@ -1,0 +1,82 @@
+// Paced delivery: a turn's events reach the user at a human pace, so that the opener's words
+// cover the cloud's time to first token instead of appearing at once and then stalling. The
+// first word goes out immediately; each later word no sooner than one word-interval after the
+// one before; the continuation's words join the same queue, so a cloud that answers while the
+// opener is still being delivered causes no gap at all. Events without words (hedge, pivot,
+// retract, error) keep their place in the order and go out as soon as their turn comes.
+// Reports the visible stall: the longest wait between words beyond the pace itself.
+// Not here: what the words are (turn.h) or how they are shown (the CLI, the gateway).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <stop_token>
+#include <thread>
+
+#include "microlm/handoff.h"
+#include "microlm/turn.h"
+
+namespace microlm {
+
+// Human paces, words per minute: reading on a small screen, and speaking.
+inline constexpr double kReadingWordsPerMinute = 250;
+inline constexpr double kSpeakingWordsPerMinute = 160;
+
+struct PaceConfig {
+    double words_per_minute = 0;  // 0: no pacing (events pass at once; the stall is still measured)
+    static PaceConfig for_modality(Modality m) {
+        return {m == Modality::kSpeech ? kSpeakingWordsPerMinute : kReadingWordsPerMinute};
+    }
+    double ms_per_word() const { return words_per_minute > 0 ? 60000.0 / words_per_minute : 0; }
+};
+
+class Pacer {
+public:
+    using Sink = std::function<void(const TurnEvent&)>;
+    // `sink` is called from the pacer's own thread (from push()'s caller when not pacing). After
+    // `stop` is requested (the client left), whatever is queued goes out at once.
+    Pacer(PaceConfig cfg, Sink sink, std::stop_token stop = {});
+    ~Pacer();  // finish()
+    Pacer(const Pacer&) = delete;
+    Pacer& operator=(const Pacer&) = delete;
+
+    void push(const TurnEvent& e);  // never waits for the pace
+    void finish();                  // returns once everything pushed has been delivered
+
+    // The longest gap between two delivered words beyond one word-interval (0 when the words
+    // never waited for text), in ms; and when the last word went out, from construction.
+    double visible_stall_ms() const;
+    double last_word_ms() const;
+
+private:
+    struct Piece {
+        TurnEvent event;
+        bool word = false;      // text that starts a new word (paced)
+        bool has_text = false;  // counts as a delivered word for the stall
+    };
+    using Clock = std::chrono::steady_clock;
+
+    void deliver(const Piece& p);
+    void run();
+
+    PaceConfig cfg_;
+    Sink sink_;
+    std::stop_token stop_;
+    const Clock::time_point start_ = Clock::now();
+
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<Piece> queue_;
+    bool closing_ = false;
+    bool word_open_ = false;  // the last text pushed ended inside a word
+    // Delivery state (the delivering thread's; read under mu_).
+    bool any_word_ = false;
+    Clock::time_point last_word_;
+    double stall_ms_ = 0;
+    std::thread thread_;
+};
+
+}  // namespace microlm
