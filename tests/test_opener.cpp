@@ -515,6 +515,39 @@ TEST_F(OpenerModel, HedgePicksThePhraseTheModelFindsMostLikely) {
     for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(scores[i], want[i], 2e-3);
 }
 
+// A per-run length (a paced opener sized to the cloud's wait): a longer minimum is honoured
+// (the opener decodes on, here to exactly the asked-for words when min = max), and a hedge picks
+// among the phrases long enough, else the longest.
+TEST_F(OpenerModel, APerRunLengthIsHonouredAndPicksALongEnoughHedge) {
+    OpenerConfig lax;
+    lax.hedge_min_mean_logprob = -1e9f;
+    lax.hedge_max_entropy = 1e9f;
+    Context ctx(*model_, 256, 1);
+    Opener op(ctx, *tok_, lax);
+    const OpenerResult base = op.run(kAsk);
+    const OpenerResult longer = op.run(kAsk, {}, OpenerLength{10, 10});
+    EXPECT_LE(counting_words(base), lax.max_words);
+    // A random model's words may run out of token budget first; where a word rule stopped it,
+    // it was not before the 10 words asked for.
+    if (longer.stop == OpenerStop::kClause || longer.stop == OpenerStop::kMaxWords) {
+        EXPECT_EQ(counting_words(longer), 10) << longer.text;
+    }
+    EXPECT_GT(longer.timings.decoded_tokens, base.timings.decoded_tokens);
+    EXPECT_TRUE(longer.decoded_text.starts_with(base.decoded_text)) << base.decoded_text << " | " << longer.decoded_text;
+
+    OpenerConfig unsure;
+    unsure.hedge_min_mean_logprob = 1.0f;
+    unsure.hedge_phrases = {"Hmm.", "Good question \xE2\x80\x94", "Sure, let me help with that.", "Let me think about that."};
+    Opener hedger(ctx, *tok_, unsure);
+    const OpenerResult h5 = hedger.run(kAsk, {}, OpenerLength{5, 8});
+    ASSERT_TRUE(h5.hedged);
+    EXPECT_TRUE(h5.text == unsure.hedge_phrases[2] || h5.text == unsure.hedge_phrases[3]) << h5.text;
+    const size_t best5 = h5.hedge_scores[2] > h5.hedge_scores[3] ? 2 : 3;
+    EXPECT_EQ(h5.text, unsure.hedge_phrases[best5]);
+    const OpenerResult h9 = hedger.run(kAsk, {}, OpenerLength{9, 12});
+    EXPECT_EQ(h9.text, unsure.hedge_phrases[2]);  // none has 9 words: the longest (6)
+}
+
 TEST_F(OpenerModel, ConfidentOpenersAreNotHedgedAndStreamingNeverHedges) {
     OpenerConfig lax;
     lax.hedge_min_mean_logprob = -1e9f;

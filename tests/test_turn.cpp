@@ -601,3 +601,23 @@ TEST(Pacer, AStopFlushesWhatIsQueued) {
     EXPECT_LT(flush_ms, 500);
     EXPECT_EQ(d.events.size(), 6u);
 }
+
+TEST(Pacer, AnOpenerIsSizedToCoverTheCloudsWait) {
+    const PaceConfig reading{250};  // 240 ms a word
+    EXPECT_EQ(size_opener(1600, reading, 4, 8, 12).min_words, 7);  // ceil(1600 / 240)
+    EXPECT_EQ(size_opener(1600, reading, 4, 8, 12).max_words, 11);
+    EXPECT_EQ(size_opener(900, reading, 4, 8, 12).min_words, 0);   // 4 words already cover it
+    EXPECT_EQ(size_opener(9000, reading, 4, 8, 12).min_words, 12);  // at most most_words
+    EXPECT_EQ(size_opener(1600, PaceConfig{}, 4, 8, 12).min_words, 0);  // not pacing: not sized
+
+    CloudWait wait(800);
+    EXPECT_EQ(wait.quantile(0.9), 800);  // the prior before any turn
+    for (int ms = 100; ms <= 1000; ms += 100) wait.observe(ms);
+    wait.observe(std::nan(""));
+    EXPECT_EQ(wait.observed(), 10u);
+    EXPECT_EQ(wait.quantile(0.9), 900);
+    EXPECT_EQ(wait.quantile(0.5), 500);
+    EXPECT_EQ(wait.quantile(1.0), 1000);
+    for (int i = 0; i < 100; ++i) wait.observe(50);  // only the last kWindow count
+    EXPECT_EQ(wait.quantile(1.0), 50);
+}

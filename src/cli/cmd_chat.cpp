@@ -64,6 +64,8 @@ void register_chat(CLI::App& app) {
         bool no_continue_fields = false;
         OpenerCheckConfig check;
         double pace_wpm = -1;  // < 0: the modality's pace
+        double size_opener = 0.9;
+        int max_opener_words = 12;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("prompt", o->prompt, "The user's message (none: an interactive conversation)");
@@ -81,6 +83,14 @@ void register_chat(CLI::App& app) {
                     "Words per minute the reply is shown at, the first word at once, so that the opener covers the "
                     "cloud's wait (default: 250 for text, 160 for speech; 0: as fast as it comes)")
         ->check(CLI::Range(0.0, 10000.0));
+    cmd->add_option("--size-opener", o->size_opener,
+                    "Make the opener long enough that its paced delivery covers this quantile of the cloud's waits "
+                    "so far (before any: the stand-in's delay + 200 ms, or 800 ms for --cloud); 0: its own length")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 1.0));
+    cmd->add_option("--max-opener-words", o->max_opener_words, "The longest opener --size-opener may ask for")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 64));
     cmd->add_option("-n,--max-tokens", o->max_tokens, "Cloud continuation token limit")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{100000}));
     cmd->add_option("--temp", o->temp, "Cloud temperature")->capture_default_str()->check(CLI::Range(0.0f, 2.0f));
     cmd->add_option("-t,--threads", o->threads, "Threads for each local model")->capture_default_str()->check(CLI::Range(1, 256));
@@ -129,16 +139,24 @@ void register_chat(CLI::App& app) {
         tcfg.send_continue_fields = !o->no_continue_fields;
         tcfg.check = o->check;
 
+        const PaceConfig pace =
+            o->pace_wpm < 0 ? PaceConfig::for_modality(tcfg.modality) : PaceConfig{o->pace_wpm};
+        CloudWait cloud_wait(o->cloud.empty() ? o->cloud_delay_ms + 200.0 : 800.0);
+
         Style st;
         st.tty = isatty(STDOUT_FILENO);
         std::vector<ChatMessage> history;
         if (!o->system.empty()) history.push_back({"system", o->system});
         auto turn = [&](const std::string& user) {
             history.push_back({"user", user});
-            Pacer pacer(o->pace_wpm < 0 ? PaceConfig::for_modality(tcfg.modality) : PaceConfig{o->pace_wpm},
-                        [&](const TurnEvent& e) { print_event(e, st); });
+            Pacer pacer(pace, [&](const TurnEvent& e) { print_event(e, st); });
+            if (o->size_opener > 0)
+                tcfg.opener_length = size_opener(cloud_wait.quantile(o->size_opener), pace, ocfg.min_words,
+                                                 ocfg.max_words, o->max_opener_words);
             const TurnResult r = run_turn(opener, cloud, history, tcfg, [&](const TurnEvent& e) { pacer.push(e); });
             pacer.finish();
+            if (!r.error && r.timings.stall_ms >= 0 && r.timings.first_word_ms >= 0)
+                cloud_wait.observe(r.timings.opener_ms - r.timings.first_word_ms + r.timings.stall_ms);
             std::printf("\n");
             std::fflush(stdout);
             const auto& t = r.timings;
@@ -157,7 +175,7 @@ void register_chat(CLI::App& app) {
                          "visible stall %.0f ms (at %.0f wpm) | verdict %s%s | total %.0f ms%s\n",
                          st.dim(), t.first_word_ms, t.opener_ms, r.opener.words.size(), r.opener.hedged ? ", hedged" : "",
                          t.cloud_first_token_ms, pacer.visible_stall_ms(),
-                         o->pace_wpm < 0 ? PaceConfig::for_modality(tcfg.modality).words_per_minute : o->pace_wpm,
+                         pace.words_per_minute,
                          r.verdict ? std::string(verdict_name(*r.verdict)).c_str() : (r.cloud_used ? "none" : "no cloud"),
                          check.c_str(), t.total_ms, st.reset());
             history.push_back({"assistant", r.text});

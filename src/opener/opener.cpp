@@ -43,6 +43,39 @@ std::string join_words(const std::vector<OpenerWord>& words) {
 
 }  // namespace
 
+namespace {
+
+// With a length asked for (a paced opener that must cover the cloud's wait): the best-scored
+// phrase of at least `min_words` words, else the longest (the best-scored of those).
+size_t longer_hedge(const std::vector<std::string>& phrases, const std::vector<float>& scores, size_t best,
+                    int min_words) {
+    auto words = [](const std::string& p) {
+        int n = 0;
+        bool in_word = false;
+        for (const char c : p) {
+            const bool space = c == ' ' || c == '\t' || c == '\n';
+            if (!space && !in_word) ++n;
+            in_word = !space;
+        }
+        return n;
+    };
+    size_t pick = best;
+    int pick_words = words(phrases[best]);
+    for (size_t i = 0; i < phrases.size(); ++i) {
+        const int w = words(phrases[i]);
+        const bool long_enough = w >= min_words, pick_long_enough = pick_words >= min_words;
+        const bool better = long_enough ? (!pick_long_enough || scores[i] > scores[pick])
+                                        : (!pick_long_enough && (w > pick_words || (w == pick_words && scores[i] > scores[pick])));
+        if (better) {
+            pick = i;
+            pick_words = w;
+        }
+    }
+    return pick;
+}
+
+}  // namespace
+
 std::vector<std::string> default_hedge_phrases() {
     return {"Let me think about that.", "Good question —", "Sure, let me help with that.",
             "Here's what I'd suggest:"};
@@ -206,7 +239,7 @@ size_t Opener::choose_hedge(const std::vector<ChatMessage>& history, std::vector
 }
 
 OpenerResult Opener::run(const std::vector<ChatMessage>& history,
-                         const std::function<void(const OpenerWord&)>& on_word) {
+                         const std::function<void(const OpenerWord&)>& on_word, OpenerLength length) {
     const Stopwatch t0;
     OpenerResult r;
     const std::vector<int32_t> ids = prompt_tokens(history);
@@ -216,6 +249,13 @@ OpenerResult Opener::run(const std::vector<ChatMessage>& history,
     std::span<const float> logits = prompt_logits_;
 
     const bool stream = cfg_.stream_before_confident;
+    const int max_words = length.max_words > 0 ? length.max_words : cfg_.max_words;
+    const int min_words = std::min(length.min_words > 0 ? length.min_words : cfg_.min_words, max_words);
+    // The decode budget grows with a longer opener, within what the context has room for (the
+    // prompt was shortened to leave cfg_.max_tokens).
+    const int max_tokens = static_cast<int>(std::clamp<int64_t>(
+        cfg_.max_tokens * max_words / std::max(1, cfg_.max_words), cfg_.max_tokens,
+        std::max<int64_t>(cfg_.max_tokens, ctx_.n_ctx() - static_cast<int64_t>(ids.size()))));
     std::vector<OpenerWord> decoded;  // every word of the μLM's opener, handed out or held
     const auto hand_out = [&](OpenerWord w) {
         w.ms = t0.ms();
@@ -239,18 +279,18 @@ OpenerResult Opener::run(const std::vector<ChatMessage>& history,
         decoded.push_back(ow);
         if (stream) hand_out(std::move(ow));
         if (w.counts) ++counted;
-        if (counted >= cfg_.max_words) {
+        if (counted >= max_words) {
             r.stop = OpenerStop::kMaxWords;
             return true;
         }
-        if (counted >= cfg_.min_words && w.clause_end) {
+        if (counted >= min_words && w.clause_end) {
             r.stop = OpenerStop::kClause;
             return true;
         }
         return false;
     };
 
-    for (int i = 0; i < cfg_.max_tokens && !stop; ++i) {
+    for (int i = 0; i < max_tokens && !stop; ++i) {
         const int32_t id = sampler.sample(logits);
         ++r.timings.decoded_tokens;
         const TokenStats ts = token_stats(logits, id);
@@ -276,7 +316,7 @@ OpenerResult Opener::run(const std::vector<ChatMessage>& history,
         }
         if (stop) break;
         sampler.accept(id);
-        if (i + 1 < cfg_.max_tokens) logits = ctx_.eval(std::span<const int32_t>(&id, 1));
+        if (i + 1 < max_tokens) logits = ctx_.eval(std::span<const int32_t>(&id, 1));
     }
 
     // Confidence over the tokens behind the words; a word left unfinished is dropped with its tokens.
@@ -304,7 +344,8 @@ OpenerResult Opener::run(const std::vector<ChatMessage>& history,
     if (!stream) {
         if (cfg_.hedge && c.unsure) {
             const Stopwatch th;
-            const size_t best = score_hedges(static_cast<int64_t>(ids.size()), r.hedge_scores);
+            size_t best = score_hedges(static_cast<int64_t>(ids.size()), r.hedge_scores);
+            if (length.min_words > 0) best = longer_hedge(cfg_.hedge_phrases, r.hedge_scores, best, length.min_words);
             r.timings.hedge_ms = th.ms();
             r.hedged = true;
             r.ended_turn = false;  // a hedge is only a start: the cloud still answers

@@ -58,7 +58,7 @@ bool safe_relative_path(std::string_view rel) {
 
 }  // namespace
 
-Gateway::Impl::Impl(GatewayConfig c) : cfg(std::move(c)) {
+Gateway::Impl::Impl(GatewayConfig c) : cfg(std::move(c)), cloud_wait(cfg.expected_cloud_wait_ms) {
     if (!cfg.token_env.empty()) {
         const char* v = std::getenv(cfg.token_env.c_str());
         if (!v || !*v)

@@ -18,6 +18,7 @@
 #include "microlm/http_server.h"
 #include "microlm/local_model.h"
 #include "microlm/opener.h"
+#include "microlm/pacer.h"
 #include "microlm/turn.h"
 #include "gateway_metrics.h"
 
@@ -56,6 +57,7 @@ struct Gateway::Impl {
     std::atomic<int> queued{0};   // turns admitted and not finished
     std::atomic<int> running{0};  // of those, turns that started (the rest wait to be scheduled)
     GatewayMetrics metrics;
+    CloudWait cloud_wait;  // the cloud's recent waits, for sizing paced openers
 
     std::unique_ptr<http::Server> server;  // made in routes(), with the limits of cfg
     std::thread thread;                    // start(): the accept loop

@@ -4,6 +4,8 @@
 #include "microlm/pacer.h"
 
 #include <algorithm>
+#include <cmath>
+#include <vector>
 
 
 namespace microlm {
@@ -19,6 +21,37 @@ bool is_space_byte(char c) {
 }
 
 }  // namespace
+
+void CloudWait::observe(double ms) {
+    if (!(ms >= 0) || !std::isfinite(ms)) return;
+    std::lock_guard lock(mu_);
+    recent_.push_back(ms);
+    if (recent_.size() > kWindow) recent_.pop_front();
+}
+
+double CloudWait::quantile(double q) const {
+    std::lock_guard lock(mu_);
+    if (recent_.empty()) return prior_ms_;
+    std::vector<double> v(recent_.begin(), recent_.end());
+    const size_t k = std::min(v.size() - 1, static_cast<size_t>(std::ceil(std::clamp(q, 0.0, 1.0) * v.size())) - (q > 0 ? 1 : 0));
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+    return v[k];
+}
+
+size_t CloudWait::observed() const {
+    std::lock_guard lock(mu_);
+    return recent_.size();
+}
+
+OpenerLength size_opener(double wait_ms, const PaceConfig& pace, int min_words, int max_words, int most_words) {
+    const double interval = pace.ms_per_word();
+    if (interval <= 0 || !(wait_ms > 0)) return {};
+    const int need = static_cast<int>(std::ceil(wait_ms / interval));
+    if (need <= min_words) return {};
+    const int m = std::min(need, most_words);
+    // Room past the minimum to reach a clause boundary, as the default 4-8 has.
+    return {m, std::min(most_words, std::max(max_words, m + 4))};
+}
 
 Pacer::Pacer(PaceConfig cfg, Sink sink, std::stop_token stop)
     : cfg_(cfg), sink_(std::move(sink)), stop_(std::move(stop)) {

@@ -214,7 +214,8 @@ TurnResult run_turn(Opener& opener, const CloudClient& cloud, const std::vector<
     const double local_wait_ms = waited.ms();
     const Stopwatch t0;
     const OpenerResult opened =
-        opener.run(history, [&](const OpenerWord& w) { emit(event(TurnEvent::Kind::kOpener, w.space_before + w.text)); });
+        opener.run(history, [&](const OpenerWord& w) { emit(event(TurnEvent::Kind::kOpener, w.space_before + w.text)); },
+                   cfg.opener_length);
     const double opener_ms = t0.ms();
     if (lock) lock.unlock();
     if (opened.hedged) emit(event(TurnEvent::Kind::kHedge, opened.text));

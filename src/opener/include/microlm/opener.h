@@ -111,6 +111,14 @@ struct OpenerResult {
     OpenerTimings timings;
 };
 
+// A per-run length for the opener (0: the config's): e.g. more words so that their paced
+// delivery covers the cloud's expected wait (pacer.h). The opener still stops only at a clause
+// boundary after min_words, or at max_words.
+struct OpenerLength {
+    int min_words = 0;
+    int max_words = 0;
+};
+
 // Runs the opener policy on one Context (one conversation): not thread-safe. The Context and
 // Tokenizer must outlive the Opener.
 class Opener {
@@ -127,7 +135,7 @@ public:
     // Oldest turns are left out when the conversation does not fit the context, and a last
     // message that alone does not fit keeps its head and tail around " [...] ".
     OpenerResult run(const std::vector<ChatMessage>& history,
-                     const std::function<void(const OpenerWord&)>& on_word = {});
+                     const std::function<void(const OpenerWord&)>& on_word = {}, OpenerLength length = {});
 
     // Scores every hedge phrase as the start of the assistant's reply to `history` (mean
     // token log p) and returns the index of the best; scores get one entry per phrase.

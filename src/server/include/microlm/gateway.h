@@ -31,6 +31,12 @@ struct GatewayConfig {
     // that the opener covers the cloud's wait; < 0: the modality's pace (250 text, 160 speech);
     // 0: as fast as they come. A request can turn it off with "microlm": {"pace": false}.
     double pace_wpm = -1;
+    // A paced opener is made long enough that its delivery covers this quantile of the cloud's
+    // recent waits (first word to the cloud's first words; expected_cloud_wait_ms before any
+    // turn), at most max_opener_words; 0: the opener's own length.
+    double size_opener_quantile = 0.9;
+    int max_opener_words = 12;
+    double expected_cloud_wait_ms = 800;
     OpenerConfig opener;
 
     // The cloud continuator. Its API key is read from the environment variable NAMED by

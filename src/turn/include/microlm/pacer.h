@@ -33,6 +33,29 @@ struct PaceConfig {
     double ms_per_word() const { return words_per_minute > 0 ? 60000.0 / words_per_minute : 0; }
 };
 
+// How long the cloud's first words take to arrive after the opener's first word, as a client
+// saw it in recent turns (one endpoint's): a quantile of the last kWindow observations, or
+// `prior` before any. Thread-safe.
+class CloudWait {
+public:
+    static constexpr size_t kWindow = 64;
+    explicit CloudWait(double prior_ms) : prior_ms_(prior_ms) {}
+    void observe(double ms);
+    double quantile(double q) const;
+    size_t observed() const;
+
+private:
+    mutable std::mutex mu_;
+    double prior_ms_;
+    std::deque<double> recent_;
+};
+
+// The opener length whose paced delivery covers `wait_ms`: word k goes out at (k-1) word
+// intervals, so the continuation's first word finds its slot at n intervals; n = ceil(wait /
+// interval), at most `most_words`, with room to reach a clause boundary after it. Returns {} (the
+// opener's own min_words..max_words) when that already covers the wait or when not pacing.
+OpenerLength size_opener(double wait_ms, const PaceConfig& pace, int min_words, int max_words, int most_words);
+
 class Pacer {
 public:
     using Sink = std::function<void(const TurnEvent&)>;

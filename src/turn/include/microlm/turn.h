@@ -41,6 +41,9 @@ struct TurnConfig {
     // recovery is asked for instead (text: retract with a plain answer; speech: pivot). A
     // hedged opener is not checked: a neutral phrase cannot be a wrong start.
     OpenerCheckConfig check;
+    // The opener's length for this turn (0: the opener's own config), e.g. sized so that its
+    // paced delivery covers the cloud's expected wait (size_opener in pacer.h).
+    OpenerLength opener_length;
 };
 
 // What the opener check found (check_opener).
