@@ -354,6 +354,14 @@ TEST(Latency, SameSeedSameNumbers) {
     // Speech takes longer to say the opener than text: it stalls less.
     EXPECT_LE(a.models[0].stall.at("speech").p50, a.models[0].stall.at("text").p50);
     EXPECT_GT(a.models[0].stall.at("speech").zero_share, 0.5);
+    // An opener sized to cover the wait's 90th percentile waits less, and never more, at both paces.
+    for (const char* pace : {"speech", "text"}) {
+        const LatencyStats& plain = a.models[0].stall.at(pace);
+        const LatencyStats& sized = a.models[0].stall.at(std::string(pace) + ", sized");
+        EXPECT_GE(sized.zero_share, plain.zero_share) << pace;
+        EXPECT_LE(sized.p90, plain.p90) << pace;
+    }
+    EXPECT_GT(a.models[0].stall.at("text, sized").zero_share, a.models[0].stall.at("text").zero_share + 0.1);
 
     cfg.ttft.kind = TtftDistribution::Kind::kFixed;
     cfg.ttft.median_s = 0.5;

@@ -445,7 +445,12 @@ void latency_section(const LatencyResult& l, const std::string& dir, std::ostrin
         x["first_word_p90_ms"] = num(m.first_word_p90_ms);
         x["opener_p50_ms"] = num(m.opener_p50_ms);
         x["words_mean"] = num(m.words_mean);
-        for (const auto& [pace, s] : m.stall) x["stall_" + pace] = latency_stats_json(s);
+        for (const auto& [pace, s] : m.stall) {
+            std::string key = "stall_" + pace;  // "stall_text, sized" -> "stall_text_sized"
+            std::replace(key.begin(), key.end(), ' ', '_');
+            key.erase(std::remove(key.begin(), key.end(), ','), key.end());
+            x[key] = latency_stats_json(s);
+        }
         mj[m.model] = x;
     }
     j["models"] = mj;
@@ -460,7 +465,10 @@ void latency_section(const LatencyResult& l, const std::string& dir, std::ostrin
           "opener "
           "word and the cloud's first token (0 when the cloud is first, or when the opener ended the reply). "
           "A "
-          "cloud-only reply waits the whole time to first token.\n\n";
+          "cloud-only reply waits the whole time to first token. *Sized*: the opener lengthened, as "
+          "`--size-opener` does, to the words whose delivery covers the "
+       << fmt(100 * l.sized_quantile, 0) << "th percentile of the wait (at most " << l.max_opener_words
+       << " words, its decode time growing in proportion).\n\n";
     md << "| reply | first word p50 / p90 | opener p50 | words | wait p50 | wait p90 | wait p99 | no wait |\n"
           "|---|---|---|---|---|---|---|---|\n";
     md << "| cloud only | " << fmt(l.cloud_only.p50, 2) << " s / " << fmt(l.cloud_only.p90, 2)

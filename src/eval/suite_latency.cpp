@@ -99,6 +99,8 @@ LatencyResult run_latency_suite(const EvalConfig& cfg, const std::vector<ModelOp
     res.ttft = cfg.ttft.describe();
     res.draws = cfg.draws;
     res.paces = {{"speech", cfg.speech_wps}, {"text", cfg.text_wps}};
+    res.sized_quantile = cfg.sized_quantile;
+    res.max_opener_words = cfg.max_opener_words;
 
     // Common random numbers: every model meets the same cloud delays as the cloud-only reply.
     std::mt19937_64 rng(cfg.seed);
@@ -125,16 +127,36 @@ LatencyResult run_latency_suite(const EvalConfig& cfg, const std::vector<ModelOp
             std::mt19937_64 pick(cfg.seed + 0x9E3779B97F4A7C15ULL * (mi + 1));
             std::vector<size_t> which(cfg.draws);
             for (size_t& w : which) w = pick() % m.openers.size();
+            // What a sized opener has to cover: first word to the cloud's first token.
+            std::vector<double> wait(cfg.draws);
+            for (size_t j = 0; j < cfg.draws; ++j) {
+                const OpenerSample& s = m.openers[which[j]];
+                wait[j] = s.opener_ms / 1000.0 - std::max(0.0, s.first_word_ms / 1000.0) + ttft[j];
+            }
+            const double wait_q = quantile(wait, cfg.sized_quantile);
             for (const auto& [pace, wps] : res.paces) {
-                std::vector<double> stall(cfg.draws);
-                for (size_t j = 0; j < cfg.draws; ++j) {
-                    const OpenerSample& s = m.openers[which[j]];
-                    stall[j] = simulated_stall(s.first_word_ms / 1000.0, s.opener_ms / 1000.0, s.shown_words,
-                                               !s.ended_turn, ttft[j], wps);
+                for (const bool sized : {false, true}) {
+                    std::vector<double> stall(cfg.draws);
+                    for (size_t j = 0; j < cfg.draws; ++j) {
+                        const OpenerSample& s = m.openers[which[j]];
+                        int words = s.shown_words;
+                        double opener_s = s.opener_ms / 1000.0;
+                        if (sized && !s.ended_turn && words > 0) {
+                            // The opener decodes on to the words that cover the wait; its decode
+                            // time grows in proportion (the request still leaves when it is final).
+                            const int need = std::min(cfg.max_opener_words, static_cast<int>(std::ceil(wait_q * wps)));
+                            if (need > words) {
+                                opener_s *= static_cast<double>(need) / words;
+                                words = need;
+                            }
+                        }
+                        stall[j] = simulated_stall(s.first_word_ms / 1000.0, opener_s, words, !s.ended_turn, ttft[j], wps);
+                    }
+                    std::sort(stall.begin(), stall.end());
+                    const std::string name = sized ? pace + ", sized" : pace;
+                    r.stall[name] = stats_of(stall);
+                    r.stall_draws[name] = std::move(stall);
                 }
-                std::sort(stall.begin(), stall.end());
-                r.stall[pace] = stats_of(stall);
-                r.stall_draws[pace] = std::move(stall);
             }
         }
         res.models.push_back(std::move(r));

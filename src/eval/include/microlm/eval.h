@@ -233,6 +233,10 @@ struct EvalConfig {
     TtftDistribution ttft;
     bool ttft_measured = false;  // draw TTFT from the handoff suite's measured cloud times
     double speech_wps = 2.5, text_wps = 5.0;
+    // The latency suite's "sized" rows: the opener lengthened (as the product's --size-opener
+    // does) so that its delivery covers this quantile of the wait, at most max_opener_words.
+    double sized_quantile = 0.9;
+    int max_opener_words = 12;
     size_t draws = 20000;
 };
 
@@ -349,7 +353,9 @@ struct LatencyModelResult {
     double first_word_p50_ms = kNaN, first_word_p90_ms = kNaN;
     double opener_p50_ms = kNaN;
     double words_mean = kNaN;
-    std::map<std::string, LatencyStats> stall;  // pace name ("speech", "text") -> stall after the opener, s
+    // pace name ("speech", "text", and "speech, sized" / "text, sized" with the opener sized to
+    // the wait) -> stall after the opener, s
+    std::map<std::string, LatencyStats> stall;
     std::map<std::string, std::vector<double>> stall_draws;  // the same draws, sorted (for the CDF)
 };
 
@@ -360,6 +366,8 @@ struct LatencyResult {
     std::map<std::string, double> paces;   // name -> words per second
     std::vector<LatencyModelResult> models;
     size_t draws = 0;
+    double sized_quantile = 0.9;  // the "sized" rows' setting
+    int max_opener_words = 12;
 };
 
 // The stall after the opener, one simulated turn: the opener's first word at first_word_s, its
