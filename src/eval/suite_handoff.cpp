@@ -96,8 +96,9 @@ struct Counts {
     // Per signal ("tag", "likelihood", ...): openers it called off, own and bad.
     std::map<std::string, size_t> own_off, bad_off;
     size_t own_checked = 0, bad_checked = 0;  // openers the check scored (hedges are not checked)
+    // Means of the scores had: a likelihood-only check has log p but no pmi.
     double own_lp = 0, bad_lp = 0, own_pmi = 0, bad_pmi = 0;
-    size_t own_scored = 0, bad_scored = 0;
+    size_t own_lp_n = 0, bad_lp_n = 0, own_pmi_n = 0, bad_pmi_n = 0;
     double base_tokens = 0, extra_tokens = 0;
     std::vector<double> added_delay_ms;
 };
@@ -115,10 +116,14 @@ void count_check(const Outcome& o, const OpenerCheckConfig& cfg, bool own, bool 
     const OpenerScores& s = o.check->scores;
     ++(own ? c.own_checked : c.bad_checked);
     for (const CheckSignal sig : kSignals) off[std::string(check_signal_name(sig))] += signal_says_off(sig, s, cfg);
-    if (std::isnan(s.pmi())) return;
-    (own ? c.own_lp : c.bad_lp) += s.given_conversation;
-    (own ? c.own_pmi : c.bad_pmi) += s.pmi();
-    ++(own ? c.own_scored : c.bad_scored);
+    if (!std::isnan(s.given_conversation)) {
+        (own ? c.own_lp : c.bad_lp) += s.given_conversation;
+        ++(own ? c.own_lp_n : c.bad_lp_n);
+    }
+    if (!std::isnan(s.pmi())) {
+        (own ? c.own_pmi : c.bad_pmi) += s.pmi();
+        ++(own ? c.own_pmi_n : c.bad_pmi_n);
+    }
 }
 
 double share(size_t k, size_t n) {
@@ -153,14 +158,11 @@ HandoffMetrics to_metrics(const Counts& c) {
         m.by_signal[name] = {share(n, tag ? c.bad : c.bad_checked),
                              share(o == c.own_off.end() ? 0 : o->second, tag ? c.own : c.own_checked)};
     }
-    if (c.own_scored) {
-        m.own_logprob = c.own_lp / static_cast<double>(c.own_scored);
-        m.own_pmi = c.own_pmi / static_cast<double>(c.own_scored);
-    }
-    if (c.bad_scored) {
-        m.bad_logprob = c.bad_lp / static_cast<double>(c.bad_scored);
-        m.bad_pmi = c.bad_pmi / static_cast<double>(c.bad_scored);
-    }
+    auto mean_of = [](double sum, size_t n) { return n ? sum / static_cast<double>(n) : kNaN; };
+    m.own_logprob = mean_of(c.own_lp, c.own_lp_n);
+    m.bad_logprob = mean_of(c.bad_lp, c.bad_lp_n);
+    m.own_pmi = mean_of(c.own_pmi, c.own_pmi_n);
+    m.bad_pmi = mean_of(c.bad_pmi, c.bad_pmi_n);
     m.check_errors = c.check_errors;
     if (c.base_tokens > 0) m.cost_ratio = (c.base_tokens + c.extra_tokens) / c.base_tokens;
     m.added_delay_p50_ms = median(c.added_delay_ms);
