@@ -22,6 +22,8 @@ import urllib.parse
 
 import openai
 
+from microlm_process import Server, free_port
+
 API_KEY = "sk-gateway-test-SECRET-5e2f9a71"
 API_KEY_ENV = "MICROLM_GATEWAY_TEST_KEY"
 TOKEN = "tok-gateway-test-8c31d04b"
@@ -31,57 +33,8 @@ SENTENCE_END = re.compile(r"[.!?][\"')\]*]*\s*$")
 
 # ---- Processes --------------------------------------------------------------------------
 
-class Server:
-    """A microlm server process: its address from the first stdout line, all output kept."""
-
-    def __init__(self, cmd, env=None):
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env={**os.environ, **(env or {})})
-        line = self.proc.stdout.readline()
-        if not line.startswith("listening on http://"):
-            self.proc.kill()
-            raise AssertionError(f"{cmd[1]} did not start: {line!r} {self.proc.stderr.read()!r}")
-        self.base = line.split()[2]
-        self.out = [line]
-        self.err = []
-        threading.Thread(target=self._drain, args=(self.proc.stdout, self.out), daemon=True).start()
-        threading.Thread(target=self._drain, args=(self.proc.stderr, self.err), daemon=True).start()
-
-    @staticmethod
-    def _drain(stream, into):
-        for line in stream:
-            into.append(line)
-
-    @property
-    def hostport(self):
-        u = urllib.parse.urlparse(self.base)
-        return u.hostname, u.port
-
-    def logs(self):
-        return "".join(self.out) + "".join(self.err)
-
-    def stop(self):
-        """SIGTERM; the server must stop cleanly (exit 0: also no sanitizer report in an ASan build)."""
-        self.proc.terminate()
-        try:
-            rc = self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise AssertionError("the server did not stop within 10 s of SIGTERM")
-        time.sleep(0.1)  # let the drain threads read the last lines
-        assert rc == 0, f"the server exited with {rc}: {''.join(self.err)[-3000:]}"
-
-
 def gateway(microlm, model, cloud, *extra, env=None):
     return Server([microlm, "serve", "-m", model, "--cloud", cloud, "--port", "0", "--model-name", "tiny-gw", *extra], env)
-
-
-def closed_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 # ---- Raw HTTP and SSE --------------------------------------------------------------------
@@ -559,7 +512,7 @@ def fault_checks(microlm, model):
     common = ("--mode", "instruct", "--api-key-env", API_KEY_ENV, "--cloud-retries", "0", "--max-waiting", "0",
               "--connect-timeout-ms", "1000", "--first-byte-timeout-ms", "600", "--stall-timeout-ms", "600")
     gw = gateway(microlm, model, fake.url, *common, env=env)
-    refused = gateway(microlm, model, f"http://127.0.0.1:{closed_port()}", *common, env=env)
+    refused = gateway(microlm, model, f"http://127.0.0.1:{free_port()}", *common, env=env)
     seen_text = []
     try:
         body = {"messages": [{"role": "user", "content": "What is the capital of Australia?"}], "max_tokens": 16,

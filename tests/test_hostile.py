@@ -21,59 +21,12 @@ import threading
 import time
 import zlib
 
+from microlm_process import Server
+
 TOKEN = "tok-hostile-test-71c0a2e9"
 TOKEN_ENV = "MICROLM_HOSTILE_TEST_TOKEN"
 RSS_LIMIT_MIB = 200
 MAX_BODY_KIB = 64
-
-
-# ---- Processes --------------------------------------------------------------------------
-
-class Server:
-    """A microlm server process; its address from the first stdout line; peak RSS sampled."""
-
-    def __init__(self, cmd, env=None):
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env={**os.environ, **(env or {})})
-        line = self.proc.stdout.readline()
-        if not line.startswith("listening on http://"):
-            self.proc.kill()
-            raise AssertionError(f"{cmd[1]} did not start: {line!r} {self.proc.stderr.read()!r}")
-        host, port = line.split()[2][len("http://"):].rsplit(":", 1)
-        self.addr = (host, int(port))
-        self.err = []
-        self.peak_rss_kib = 0
-        self._sampling = True
-        threading.Thread(target=self._drain, args=(self.proc.stdout,), daemon=True).start()
-        threading.Thread(target=self._drain, args=(self.proc.stderr,), daemon=True).start()
-        threading.Thread(target=self._sample, daemon=True).start()
-
-    def _drain(self, stream):
-        for line in stream:
-            self.err.append(line)
-
-    def _sample(self):
-        while self._sampling and self.proc.poll() is None:
-            try:
-                status = open(f"/proc/{self.proc.pid}/status").read()
-                rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
-                self.peak_rss_kib = max(self.peak_rss_kib, rss)
-            except (OSError, AttributeError):
-                pass
-            time.sleep(0.02)
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def stop(self):
-        self._sampling = False
-        self.proc.terminate()
-        try:
-            rc = self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise AssertionError("the server did not stop within 15 s of SIGTERM")
-        assert rc == 0, f"the server exited with {rc}: {''.join(self.err)[-3000:]}"
 
 
 # ---- Raw HTTP ----------------------------------------------------------------------------
@@ -217,7 +170,7 @@ class Tally:
         self.gw, self.counts = gw, {}
 
     def case(self, category, raw, expect=None, n=1, **kw):
-        answers = exchange(self.gw.addr, raw, n, **kw)
+        answers = exchange(self.gw.hostport, raw, n, **kw)
         assert self.gw.alive(), f"the gateway died on a {category} case: {raw[:200]!r}"
         if expect is not None:
             assert answers, f"{category}: no answer to {raw[:200]!r}"
@@ -410,7 +363,7 @@ def slow_clients(t, gw):
     stop = threading.Event()
     try:
         for i in range(32):
-            s = socket.create_connection(gw.addr, timeout=5)
+            s = socket.create_connection(gw.hostport, timeout=5)
             if i < 16:
                 s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
             socks.append(s)
@@ -432,7 +385,7 @@ def slow_clients(t, gw):
         worst = 0.0
         for _ in range(5):
             t0 = time.monotonic()
-            answers = exchange(gw.addr, req("GET", "/health"), timeout=5)
+            answers = exchange(gw.hostport, req("GET", "/health"), timeout=5)
             worst = max(worst, time.monotonic() - t0)
             assert answers and answers[0][0] == 200
             time.sleep(0.2)
@@ -467,7 +420,7 @@ def main() -> int:
         subprocess.run([args.microlm, "make-random", "-o", model, "--shape", "tiny"], check=True,
                        stderr=subprocess.DEVNULL, timeout=60)
         cloud = Server([args.microlm, "serve-model", "-m", model, "--port", "0", "--model-name", "tiny-cloud"])
-        gw = Server([args.microlm, "serve", "-m", model, "--cloud", f"http://{cloud.addr[0]}:{cloud.addr[1]}",
+        gw = Server([args.microlm, "serve", "-m", model, "--cloud", cloud.base,
                      "--port", "0", "--model-name", "tiny-gw", "--mode", "prefill", "--token-env", TOKEN_ENV,
                      "--max-body-kib", str(MAX_BODY_KIB), "--read-timeout-s", "2", "--web-dir", args.web_dir, "--pace", "0", "-n", "16"],
                     env={TOKEN_ENV: TOKEN})

@@ -8,22 +8,15 @@ path): docs/GATEWAY.md lists the differences. Offline, loopback only. Not a qual
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
+from microlm_process import free_port
+
 SMOLLM2 = "models/cache/SmolLM2-135M-Instruct.Q4_1.gguf"
 QUESTION = "What are the primary colors?"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_for(url, proc, seconds):
