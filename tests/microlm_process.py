@@ -1,6 +1,6 @@
 """What the Python end-to-end tests share: a microlm server process (`serve`, `serve-model`)
 started with --port 0, its address read from its first stdout line, its output kept, its peak
-memory sampled; and a port nothing listens on. Imported by test_gateway.py, test_hostile.py and
+memory sampled; a tiny random model; and a port nothing listens on. Imported by test_gateway.py, test_hostile.py and
 test_llama_server.py (they sit beside it)."""
 import os
 import re
@@ -64,6 +64,14 @@ class Server:
             raise AssertionError(f"the server did not stop within {timeout} s of SIGTERM")
         time.sleep(0.1)  # let the drain threads read the last lines
         assert rc == 0, f"the server exited with {rc}: {''.join(self.err)[-3000:]}"
+
+
+def tiny_model(microlm, folder):
+    """A tiny random-weight model (`microlm make-random --shape tiny`) in `folder`; its path."""
+    path = os.path.join(folder, "tiny.gguf")
+    subprocess.run([microlm, "make-random", "-o", path, "--shape", "tiny"], check=True,
+                   stderr=subprocess.DEVNULL, timeout=60)
+    return path
 
 
 def free_port():

@@ -9,11 +9,9 @@ Not a model-quality test: the models are random."""
 import argparse
 import http.client
 import json
-import os
 import re
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -22,7 +20,7 @@ import urllib.parse
 
 import openai
 
-from microlm_process import Server, free_port
+from microlm_process import Server, free_port, tiny_model
 
 API_KEY = "sk-gateway-test-SECRET-5e2f9a71"
 API_KEY_ENV = "MICROLM_GATEWAY_TEST_KEY"
@@ -624,9 +622,7 @@ def main() -> int:
     ap.add_argument("--microlm", required=True)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        model = os.path.join(tmp, "tiny.gguf")
-        subprocess.run([args.microlm, "make-random", "-o", model, "--shape", "tiny"], check=True,
-                       stderr=subprocess.DEVNULL, timeout=60)
+        model = tiny_model(args.microlm, tmp)
 
         cloud = Server([args.microlm, "serve-model", "-m", model, "--port", "0", "--model-name", "tiny-cloud"])
         gw = gateway(args.microlm, model, cloud.base, "--cloud-model", "tiny-cloud", "--mode", "prefill",

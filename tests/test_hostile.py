@@ -10,18 +10,16 @@ Not a model-quality test: the models are random."""
 import argparse
 import gzip
 import json
-import os
 import random
 import re
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import zlib
 
-from microlm_process import Server
+from microlm_process import Server, tiny_model
 
 TOKEN = "tok-hostile-test-71c0a2e9"
 TOKEN_ENV = "MICROLM_HOSTILE_TEST_TOKEN"
@@ -416,9 +414,7 @@ def main() -> int:
     args = ap.parse_args()
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
-        model = os.path.join(tmp, "tiny.gguf")
-        subprocess.run([args.microlm, "make-random", "-o", model, "--shape", "tiny"], check=True,
-                       stderr=subprocess.DEVNULL, timeout=60)
+        model = tiny_model(args.microlm, tmp)
         cloud = Server([args.microlm, "serve-model", "-m", model, "--port", "0", "--model-name", "tiny-cloud"])
         gw = Server([args.microlm, "serve", "-m", model, "--cloud", cloud.base,
                      "--port", "0", "--model-name", "tiny-gw", "--mode", "prefill", "--token-env", TOKEN_ENV,

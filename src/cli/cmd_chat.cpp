@@ -139,8 +139,7 @@ void register_chat(CLI::App& app) {
         tcfg.send_continue_fields = !o->no_continue_fields;
         tcfg.check = o->check;
 
-        const PaceConfig pace =
-            o->pace_wpm < 0 ? PaceConfig::for_modality(tcfg.modality) : PaceConfig{o->pace_wpm};
+        const PaceConfig pace = PaceConfig::from_flag(o->pace_wpm, tcfg.modality);
         CloudWait cloud_wait(o->cloud.empty() ? o->cloud_delay_ms + 200.0 : 800.0);
 
         Style st;
@@ -155,8 +154,7 @@ void register_chat(CLI::App& app) {
                                                  ocfg.max_words, o->max_opener_words);
             const TurnResult r = run_turn(opener, cloud, history, tcfg, [&](const TurnEvent& e) { pacer.push(e); });
             pacer.finish();
-            if (!r.error && r.timings.stall_ms >= 0 && r.timings.first_word_ms >= 0)
-                cloud_wait.observe(r.timings.opener_ms - r.timings.first_word_ms + r.timings.stall_ms);
+            cloud_wait.observe(cloud_wait_ms(r));
             std::printf("\n");
             std::fflush(stdout);
             const auto& t = r.timings;

@@ -33,7 +33,6 @@
 #include <cstring>
 #include <map>
 #include <mutex>
-#include <set>
 #include <thread>
 
 #include "microlm/error.h"
@@ -426,7 +425,6 @@ struct Server::Impl {
 
     ServerLimits limits;
     std::map<std::pair<std::string, std::string>, Handler> routes;  // (method, path)
-    std::set<std::string> routed_paths;
     Handler fallback;
     std::function<std::string(int, const std::string&)> error_body = default_error_body;
     std::function<void(const Request&, const Response&)> logger;
@@ -447,15 +445,19 @@ struct Server::Impl {
         return r;
     }
 
+    // The methods routed for `path`, comma-separated ("" when the path is not routed at all).
+    std::string allowed_methods(const std::string& path) const {
+        std::string allow;
+        for (const auto& [key, h] : routes)
+            if (key.second == path) allow += (allow.empty() ? "" : ", ") + key.first;
+        return allow;
+    }
+
     void dispatch(const Request& req, Response& res) const {
-        const auto it = routes.find({req.method, req.path});
         try {
-            if (it != routes.end()) {
+            if (const auto it = routes.find({req.method, req.path}); it != routes.end()) {
                 it->second(req, res);
-            } else if (routed_paths.count(req.path)) {
-                std::string allow;
-                for (const auto& [key, h] : routes)
-                    if (key.second == req.path) allow += (allow.empty() ? "" : ", ") + key.first;
+            } else if (const std::string allow = allowed_methods(req.path); !allow.empty()) {
                 res = error_response(405, "method " + printable(req.method) + " is not allowed here (allowed: " +
                                               allow + ")");
                 res.set_header("Allow", allow);
@@ -498,10 +500,6 @@ struct Server::Impl {
         return w.finish();
     }
 
-    void finish(const Request& req, const Response& res) const {
-        if (logger) logger(req, res);
-    }
-
     void serve(int fd) {
         std::string in;
         bool first = true;
@@ -539,7 +537,7 @@ struct Server::Impl {
                                                            ? "the request body did not arrive in time"
                                                            : "the request headers did not arrive in time");
                     write_response(fd, res, false);
-                    finish(partial, res);
+                    if (logger) logger(partial, res);
                     lingering_close(fd);
                 }
                 return;  // the peer closed, idled out, failed, or the server stops
@@ -550,7 +548,7 @@ struct Server::Impl {
             if (reader.error_status() != 0) {
                 Response res = error_response(reader.error_status(), reader.error_message());
                 write_response(fd, res, false);
-                finish(partial, res);
+                if (logger) logger(partial, res);
                 lingering_close(fd);
                 return;
             }
@@ -558,7 +556,7 @@ struct Server::Impl {
             dispatch(req, res);
             const bool keep = req.keep_alive && !res.close && !stopping;
             const bool ok = write_response(fd, res, keep);
-            finish(req, res);
+            if (logger) logger(req, res);
             if (!ok || !keep) {
                 if (ok && res.close) lingering_close(fd);
                 return;
@@ -600,7 +598,6 @@ Server::~Server() {
 }
 
 void Server::route(std::string method, std::string path, Handler handler) {
-    impl_->routed_paths.insert(path);
     impl_->routes[{std::move(method), std::move(path)}] = std::move(handler);
 }
 void Server::fallback_get(Handler handler) {

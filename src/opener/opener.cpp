@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cmath>
 #include <span>
+#include <tuple>
 
 #include "microlm/error.h"
 #include "microlm/stopwatch.h"
@@ -45,32 +46,25 @@ std::string join_words(const std::vector<OpenerWord>& words) {
 
 namespace {
 
+// The words of `text` that count (letters or digits), as the opener counts its own.
+int counting_words(std::string_view text) {
+    WordAssembler a;
+    std::vector<Word> words = a.push(text);
+    if (std::optional<Word> last = a.finish()) words.push_back(std::move(*last));
+    return static_cast<int>(std::count_if(words.begin(), words.end(), [](const Word& w) { return w.counts; }));
+}
+
 // With a length asked for (a paced opener that must cover the cloud's wait): the best-scored
-// phrase of at least `min_words` words, else the longest (the best-scored of those).
-size_t longer_hedge(const std::vector<std::string>& phrases, const std::vector<float>& scores, size_t best,
-                    int min_words) {
-    auto words = [](const std::string& p) {
-        int n = 0;
-        bool in_word = false;
-        for (const char c : p) {
-            const bool space = c == ' ' || c == '\t' || c == '\n';
-            if (!space && !in_word) ++n;
-            in_word = !space;
-        }
-        return n;
+// phrase of at least `min_words` words, else the longest (the best-scored of those); the first
+// wins a tie, as in score_hedges.
+size_t longer_hedge(const std::vector<int>& words, const std::vector<float>& scores, int min_words) {
+    const auto key = [&](size_t i) {
+        const bool enough = words[i] >= min_words;
+        return std::tuple(enough, enough ? 0 : words[i], scores[i]);
     };
-    size_t pick = best;
-    int pick_words = words(phrases[best]);
-    for (size_t i = 0; i < phrases.size(); ++i) {
-        const int w = words(phrases[i]);
-        const bool long_enough = w >= min_words, pick_long_enough = pick_words >= min_words;
-        const bool better = long_enough ? (!pick_long_enough || scores[i] > scores[pick])
-                                        : (!pick_long_enough && (w > pick_words || (w == pick_words && scores[i] > scores[pick])));
-        if (better) {
-            pick = i;
-            pick_words = w;
-        }
-    }
+    size_t pick = 0;
+    for (size_t i = 1; i < words.size(); ++i)
+        if (key(i) > key(pick)) pick = i;
     return pick;
 }
 
@@ -149,6 +143,7 @@ Opener::Opener(Context& ctx, const Tokenizer& tok, OpenerConfig cfg)
         std::vector<int32_t> ids = tok_.encode(p, false, false);
         if (ids.empty()) throw Error("opener: hedge phrase \"" + p + "\" has no tokens");
         hedge_tokens_.push_back(std::move(ids));
+        hedge_words_.push_back(counting_words(p));
     }
 }
 
@@ -345,7 +340,7 @@ OpenerResult Opener::run(const std::vector<ChatMessage>& history,
         if (cfg_.hedge && c.unsure) {
             const Stopwatch th;
             size_t best = score_hedges(static_cast<int64_t>(ids.size()), r.hedge_scores);
-            if (length.min_words > 0) best = longer_hedge(cfg_.hedge_phrases, r.hedge_scores, best, length.min_words);
+            if (length.min_words > 0) best = longer_hedge(hedge_words_, r.hedge_scores, length.min_words);
             r.timings.hedge_ms = th.ms();
             r.hedged = true;
             r.ended_turn = false;  // a hedge is only a start: the cloud still answers

@@ -396,9 +396,7 @@ Outcome run_job(Gateway::Impl& g, ChatJob& job, const std::function<void(const T
     if (t.first_word_ms >= 0) g.metrics.observe_first_word_ms(o.queue_ms + t.first_word_ms);
     if (t.stall_ms >= 0) g.metrics.observe_stall_ms(t.stall_ms);
     if (t.cloud_first_token_ms >= 0) g.metrics.observe_cloud_first_token_ms(t.cloud_first_token_ms);
-    // What an opener has to cover: from its first word to the cloud's first words.
-    if (o.error_kind.empty() && t.stall_ms >= 0 && t.first_word_ms >= 0)
-        g.cloud_wait.observe(t.opener_ms - t.first_word_ms + t.stall_ms);
+    if (o.error_kind.empty()) g.cloud_wait.observe(cloud_wait_ms(o.r));
     g.metrics.observe_total_ms(o.queue_ms + t.total_ms);
 
     char line[512];
@@ -420,8 +418,7 @@ void Gateway::Impl::stream_turn(ChatJob& job, http::BodyWriter& sink) {
     ChunkStream out(job, cfg.model_name, metrics, [&](const std::string& s) { client.write(s); });
     // The turn's events reach the client at the pace (from the pacer's thread); a client that
     // leaves flushes the queue, and the turn is cancelled as before.
-    PaceConfig pace;
-    if (job.pace) pace = cfg.pace_wpm < 0 ? PaceConfig::for_modality(job.turn.modality) : PaceConfig{cfg.pace_wpm};
+    const PaceConfig pace = job.pace ? PaceConfig::from_flag(cfg.pace_wpm, job.turn.modality) : PaceConfig{};
     if (cfg.size_opener_quantile > 0)
         job.turn.opener_length = size_opener(cloud_wait.quantile(cfg.size_opener_quantile), pace, cfg.opener.min_words,
                                              cfg.opener.max_words, cfg.max_opener_words);

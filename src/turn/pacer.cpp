@@ -43,6 +43,12 @@ size_t CloudWait::observed() const {
     return recent_.size();
 }
 
+double cloud_wait_ms(const TurnResult& r) {
+    const TurnTimings& t = r.timings;
+    if (r.error || t.stall_ms < 0 || t.first_word_ms < 0) return -1;
+    return t.opener_ms - t.first_word_ms + t.stall_ms;
+}
+
 OpenerLength size_opener(double wait_ms, const PaceConfig& pace, int min_words, int max_words, int most_words) {
     const double interval = pace.ms_per_word();
     if (interval <= 0 || !(wait_ms > 0)) return {};
@@ -65,13 +71,12 @@ Pacer::~Pacer() {
 void Pacer::push(const TurnEvent& e) {
     if (!thread_.joinable()) {
         // Not pacing: at once, in the caller's thread; only the stall is measured.
-        Piece p{e, false, is_text_kind(e.kind) && !e.text.empty()};
-        deliver(p);
+        deliver({e, false});
         return;
     }
     std::lock_guard lock(mu_);
     if (!is_text_kind(e.kind) || e.text.empty()) {
-        queue_.push_back({e, false, false});
+        queue_.push_back({e, false});
     } else {
         // Cut into pieces that each begin a word: [whitespace][non-whitespace]. A piece without
         // leading whitespace continues the word before it when that one was left open.
@@ -89,7 +94,7 @@ void Pacer::push(const TurnEvent& e) {
             piece.text = t.substr(begin, i - begin);
             const bool starts_word = leading_space || !word_open_;
             word_open_ = !is_space_byte(piece.text.back());
-            queue_.push_back({std::move(piece), starts_word, true});
+            queue_.push_back({std::move(piece), starts_word});
         }
     }
     cv_.notify_all();
@@ -106,7 +111,8 @@ void Pacer::finish() {
 }
 
 void Pacer::deliver(const Piece& p) {
-    if (p.has_text) {
+    // Any text counts as a delivered word for the stall.
+    if (is_text_kind(p.event.kind) && !p.event.text.empty()) {
         const auto now = Clock::now();
         std::lock_guard lock(mu_);
         if (any_word_) {

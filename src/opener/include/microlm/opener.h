@@ -163,6 +163,7 @@ private:
     std::optional<std::string> system_;
     float min_mean_logprob_, max_entropy_;
     std::vector<std::vector<int32_t>> hedge_tokens_;  // hedge_phrases, tokenized once
+    std::vector<int> hedge_words_;                    // their counting words (for a per-run length)
     std::vector<float> prompt_logits_;                // (n_vocab) the logits after the prompt
 };
 

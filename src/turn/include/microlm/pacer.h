@@ -30,6 +30,10 @@ struct PaceConfig {
     static PaceConfig for_modality(Modality m) {
         return {m == Modality::kSpeech ? kSpeakingWordsPerMinute : kReadingWordsPerMinute};
     }
+    // A --pace flag's value: < 0 means the modality's pace, 0 none.
+    static PaceConfig from_flag(double words_per_minute, Modality m) {
+        return words_per_minute < 0 ? for_modality(m) : PaceConfig{words_per_minute};
+    }
     double ms_per_word() const { return words_per_minute > 0 ? 60000.0 / words_per_minute : 0; }
 };
 
@@ -49,6 +53,10 @@ private:
     double prior_ms_;
     std::deque<double> recent_;
 };
+
+// What an opener had to cover in a finished turn: from its first word to the cloud's first words
+// (what CloudWait observes); -1 when the turn had no continuation or failed.
+double cloud_wait_ms(const TurnResult& r);
 
 // The opener length whose paced delivery covers `wait_ms`: word k goes out at (k-1) word
 // intervals, so the continuation's first word finds its slot at n intervals; n = ceil(wait /
@@ -77,8 +85,7 @@ public:
 private:
     struct Piece {
         TurnEvent event;
-        bool word = false;      // text that starts a new word (paced)
-        bool has_text = false;  // counts as a delivered word for the stall
+        bool word = false;  // text that starts a new word (paced)
     };
     using Clock = std::chrono::steady_clock;
 
