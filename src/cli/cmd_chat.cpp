@@ -79,18 +79,8 @@ void register_chat(CLI::App& app) {
     cmd->add_option("--modality", o->modality, "speech (pivot only) | text (retract allowed)")->capture_default_str()->check(CLI::IsMember({"speech", "text"}));
     cmd->add_option("--system", o->system, "System message (default: the local model's template default)");
     add_check_options(cmd, o->check);
-    cmd->add_option("--pace", o->pace_wpm,
-                    "Words per minute the reply is shown at, the first word at once, so that the opener covers the "
-                    "cloud's wait (default: 250 for text, 160 for speech; 0: as fast as it comes)")
-        ->check(CLI::Range(0.0, 10000.0));
-    cmd->add_option("--size-opener", o->size_opener,
-                    "Make the opener long enough that its paced delivery covers this quantile of the cloud's waits "
-                    "so far (before any: the stand-in's delay + 200 ms, or 800 ms for --cloud); 0: its own length")
-        ->capture_default_str()
-        ->check(CLI::Range(0.0, 1.0));
-    cmd->add_option("--max-opener-words", o->max_opener_words, "The longest opener --size-opener may ask for")
-        ->capture_default_str()
-        ->check(CLI::Range(1, 64));
+    add_pace_options(cmd, o->pace_wpm, o->size_opener, o->max_opener_words, "",
+                     "the stand-in's delay + 200 ms, or 800 ms for --cloud");
     cmd->add_option("-n,--max-tokens", o->max_tokens, "Cloud continuation token limit")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{100000}));
     cmd->add_option("--temp", o->temp, "Cloud temperature")->capture_default_str()->check(CLI::Range(0.0f, 2.0f));
     cmd->add_option("-t,--threads", o->threads, "Threads for each local model")->capture_default_str()->check(CLI::Range(1, 256));

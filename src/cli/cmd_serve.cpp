@@ -86,19 +86,9 @@ void register_serve(CLI::App& app) {
     cmd->add_option("-t,--threads", g.threads, "Threads for the local model")
         ->capture_default_str()
         ->check(CLI::Range(1, 256));
-    cmd->add_option("--pace", g.pace_wpm,
-                    "Words per minute a streamed reply is delivered at, the first word at once, so that the opener "
-                    "covers the cloud's wait (default: 250 for text, 160 for speech; 0: as fast as they come; a "
-                    "request may send \"microlm\": {\"pace\": false})")
-        ->check(CLI::Range(0.0, 10000.0));
-    cmd->add_option("--size-opener", g.size_opener_quantile,
-                    "Make a paced opener long enough that its delivery covers this quantile of the cloud's recent "
-                    "waits (0: the opener's own length)")
-        ->capture_default_str()
-        ->check(CLI::Range(0.0, 1.0));
-    cmd->add_option("--max-opener-words", g.max_opener_words, "The longest opener --size-opener may ask for")
-        ->capture_default_str()
-        ->check(CLI::Range(1, 64));
+    add_pace_options(cmd, g.pace_wpm, g.size_opener_quantile, g.max_opener_words,
+                     "; streamed replies only, and a request may send \"microlm\": {\"pace\": false}",
+                     "--expected-cloud-wait-ms");
     cmd->add_option("--expected-cloud-wait-ms", g.expected_cloud_wait_ms,
                     "The cloud's wait assumed before any turn measured it (--size-opener)")
         ->capture_default_str()

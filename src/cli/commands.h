@@ -17,6 +17,25 @@ inline std::string default_data_dir() {
     return env ? env : "../shared/data";
 }
 
+// Paced delivery and the opener sized to the cloud's wait (turn/pacer.h), shared by chat and
+// serve; `where` ends the --pace help (what else turns pacing off) and `prior` the
+// --size-opener help (the wait assumed before any turn measured one).
+inline void add_pace_options(CLI::App* cmd, double& pace_wpm, double& size_opener, int& max_opener_words,
+                             const std::string& where, const std::string& prior) {
+    cmd->add_option("--pace", pace_wpm,
+                    "Words per minute the reply is delivered at, the first word at once, so that the opener covers "
+                    "the cloud's wait (default: 250 for text, 160 for speech; 0: as fast as they come" + where + ")")
+        ->check(CLI::Range(0.0, 10000.0));
+    cmd->add_option("--size-opener", size_opener,
+                    "Make a paced opener long enough that its delivery covers this quantile of the cloud's recent "
+                    "waits (before any: " + prior + "); 0: the opener's own length")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 1.0));
+    cmd->add_option("--max-opener-words", max_opener_words, "The longest opener --size-opener may ask for")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 64));
+}
+
 // The opener check's options, shared by chat and serve.
 inline void add_check_options(CLI::App* cmd, OpenerCheckConfig& c) {
     std::map<std::string, CheckSignal> names;
