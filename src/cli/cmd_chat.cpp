@@ -3,10 +3,12 @@
 // continues the sentence; one turn with PROMPT, else an interactive multi-turn loop.
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "commands.h"
@@ -16,6 +18,7 @@
 #include "microlm/model_server.h"
 #include "microlm/opener.h"
 #include "microlm/pacer.h"
+#include "microlm/speech.h"
 #include "microlm/tokenizer.h"
 #include "microlm/turn.h"
 
@@ -50,6 +53,28 @@ void print_event(const TurnEvent& e, const Style& st) {
     std::fflush(stdout);
 }
 
+// What a listener hears of an event: the words, not the markers. Opener words are whole words;
+// cloud text may stop inside one.
+void say_event(LiveSpeaker& speaker, const TurnEvent& e) {
+    using K = TurnEvent::Kind;
+    switch (e.kind) {
+        case K::kOpener: speaker.say(e.text, true); break;
+        case K::kContinuation:
+        case K::kLocalClose: speaker.say(e.text, false); break;
+        case K::kRetract: speaker.say(" " + e.text, false); break;  // said words cannot be unsaid
+        case K::kHedge:  // its words arrive as opener words
+        case K::kPivot:
+        case K::kError: break;
+    }
+}
+
+// FILE.wav for the first turn, FILE-2.wav for the second...
+std::string numbered_path(const std::string& path, int n) {
+    if (n <= 1) return path;
+    const std::filesystem::path p(path);
+    return (p.parent_path() / (p.stem().string() + "-" + std::to_string(n) + p.extension().string())).string();
+}
+
 }  // namespace
 
 void register_chat(CLI::App& app) {
@@ -66,6 +91,11 @@ void register_chat(CLI::App& app) {
         double pace_wpm = -1;  // < 0: the modality's pace
         double size_opener = 0.9;
         int max_opener_words = 12;
+        int opener_prompt_tokens = OpenerConfig{}.max_prompt_tokens;
+        int64_t stand_in_ctx = 8192;
+        bool speak = false;
+        std::string speak_to, speak_player;
+        VoiceConfig voice;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("prompt", o->prompt, "The user's message (none: an interactive conversation)");
@@ -74,6 +104,7 @@ void register_chat(CLI::App& app) {
     cmd->add_option("--cloud-model", o->cloud_model, "Model name for --cloud");
     cmd->add_option("--api-key-env", o->api_key_env, "NAME of the environment variable holding the API key for --cloud");
     cmd->add_option("--stand-in", o->stand_in, "GGUF the stand-in cloud serves")->capture_default_str();
+    cmd->add_option("--stand-in-ctx", o->stand_in_ctx, "The stand-in's context in tokens (at most its model's)")->capture_default_str()->check(CLI::Range(int64_t{64}, int64_t{1} << 20));
     cmd->add_option("--cloud-delay-ms", o->cloud_delay_ms, "The stand-in's delay before its first token")->capture_default_str()->check(CLI::Range(0, 600000));
     cmd->add_option("--mode", o->mode, "prefill | instruct (default: prefill for the stand-in, instruct for --cloud)")->check(CLI::IsMember({"prefill", "instruct"}));
     cmd->add_option("--modality", o->modality, "speech (pivot only) | text (retract allowed)")->capture_default_str()->check(CLI::IsMember({"speech", "text"}));
@@ -81,13 +112,26 @@ void register_chat(CLI::App& app) {
     add_check_options(cmd, o->check);
     add_pace_options(cmd, o->pace_wpm, o->size_opener, o->max_opener_words, "",
                      "the stand-in's delay + 200 ms, or 800 ms for --cloud");
+    add_opener_prompt_option(cmd, o->opener_prompt_tokens);
+    cmd->add_flag("--speak", o->speak,
+                  "Say the reply aloud with espeak-ng as its words arrive (through aplay or paplay; implies "
+                  "--modality speech unless given)");
+    cmd->add_option("--speak-to", o->speak_to,
+                    "Write the spoken reply, silences included, to this WAV file (later turns: FILE-2.wav, ...); "
+                    "implies --modality speech unless given");
+    cmd->add_option("--speak-player", o->speak_player,
+                    "Command that plays raw s16le mono 22050 Hz audio from stdin (default: aplay, else paplay)");
+    cmd->add_option("--voice", o->voice.voice, "espeak-ng voice (espeak-ng --voices lists them)")->capture_default_str();
+    cmd->add_option("--speak-wpm", o->voice.words_per_minute, "Speaking rate, words per minute")
+        ->capture_default_str()
+        ->check(CLI::Range(80, 450));
     cmd->add_option("-n,--max-tokens", o->max_tokens, "Cloud continuation token limit")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{100000}));
     cmd->add_option("--temp", o->temp, "Cloud temperature")->capture_default_str()->check(CLI::Range(0.0f, 2.0f));
     cmd->add_option("-t,--threads", o->threads, "Threads for each local model")->capture_default_str()->check(CLI::Range(1, 256));
     cmd->add_option("--connect-timeout-ms", o->connect_timeout_ms, "Cloud connect timeout")->capture_default_str()->check(CLI::Range(1, 600000));
     cmd->add_option("--first-byte-timeout-ms", o->first_byte_timeout_ms, "Cloud time limit for the first byte")->capture_default_str()->check(CLI::Range(1, 600000));
     cmd->add_flag("--no-continue-fields", o->no_continue_fields, "Prefill: do not send vLLM's continue_final_message fields");
-    cmd->callback([o] {
+    cmd->callback([o, cmd] {
         if (!std::filesystem::exists(o->local))
             throw Error(o->local + ": no such model; pass --local FILE (models/microlm-8m.q8_0.gguf from the repository root, or SmolLM2 in models/cache after scripts/setup.sh)");
         auto local = LocalModel::open(o->local, 2048, o->threads);
@@ -95,6 +139,7 @@ void register_chat(CLI::App& app) {
         Context& ctx = local->context();
         OpenerConfig ocfg;
         if (!o->system.empty()) ocfg.system_prompt = o->system;
+        ocfg.max_prompt_tokens = o->opener_prompt_tokens;
         Opener opener(ctx, tok, ocfg);
         opener.warm_up();
 
@@ -106,13 +151,16 @@ void register_chat(CLI::App& app) {
             ModelServerConfig scfg;
             scfg.model_path = o->stand_in;
             scfg.port = 0;
+            scfg.n_ctx = o->stand_in_ctx;  // a cloud answers long messages the opener reads only part of
             scfg.delay_ms = o->cloud_delay_ms;
             scfg.threads = o->threads;
             stand_in = std::make_unique<ModelServer>(scfg);
             stand_in->start();
             ccfg.base_url = stand_in->base_url();
             ccfg.model = stand_in->model_name();
-            ccfg.first_byte_timeout_ms = std::max(ccfg.first_byte_timeout_ms, o->cloud_delay_ms + 5000);
+            // It prefills the whole conversation on this CPU: a long message takes it seconds.
+            ccfg.first_byte_timeout_ms = std::max(ccfg.first_byte_timeout_ms, o->cloud_delay_ms + 60000);
+            ccfg.stall_timeout_ms = std::max(ccfg.stall_timeout_ms, ccfg.first_byte_timeout_ms);
         } else {
             ccfg.base_url = o->cloud;
             ccfg.model = o->cloud_model;
@@ -123,26 +171,59 @@ void register_chat(CLI::App& app) {
         TurnConfig tcfg;
         tcfg.mode = (o->mode.empty() ? (o->cloud.empty() ? "prefill" : "instruct") : o->mode) == "prefill" ? ContinuationMode::kPrefill
                                                                                                             : ContinuationMode::kInstruct;
-        tcfg.modality = o->modality == "speech" ? Modality::kSpeech : Modality::kText;
+        const bool speaking = o->speak || !o->speak_to.empty();
+        const bool modality_given = cmd->count("--modality") > 0;
+        tcfg.modality = o->modality == "speech" || (speaking && !modality_given) ? Modality::kSpeech : Modality::kText;
+        std::string player;
+        if (o->speak) {
+            player = o->speak_player.empty() ? default_player_command(speech_sample_rate()) : o->speak_player;
+            if (player.empty())
+                throw Error("--speak needs an audio player on PATH (aplay from alsa-utils, or paplay), or "
+                            "--speak-player CMD; --speak-to FILE.wav writes the audio instead");
+            std::signal(SIGPIPE, SIG_IGN);  // a player that exits must not end the chat
+        } else if (speaking) {
+            speech_sample_rate();  // fails now, not after the first turn, when espeak-ng is missing
+        }
         tcfg.max_tokens = o->max_tokens;
         tcfg.temperature = o->temp;
         tcfg.send_continue_fields = !o->no_continue_fields;
         tcfg.check = o->check;
 
-        const PaceConfig pace = PaceConfig::from_flag(o->pace_wpm, tcfg.modality);
+        // Spoken, the words go at the rate the voice really speaks, and the opener is sized to that.
+        const PaceConfig pace = speaking && o->pace_wpm < 0 ? PaceConfig{spoken_words_per_minute(o->voice)}
+                                                            : PaceConfig::from_flag(o->pace_wpm, tcfg.modality);
         CloudWait cloud_wait(o->cloud.empty() ? o->cloud_delay_ms + 200.0 : 800.0);
 
         Style st;
         st.tty = isatty(STDOUT_FILENO);
         std::vector<ChatMessage> history;
         if (!o->system.empty()) history.push_back({"system", o->system});
+        int turn_no = 0;
         auto turn = [&](const std::string& user) {
             history.push_back({"user", user});
+            ++turn_no;
+            std::optional<LiveSpeaker> speaker;
+            if (speaking) speaker.emplace(o->voice, player);
             Pacer pacer(pace, [&](const TurnEvent& e) { print_event(e, st); });
             if (o->size_opener > 0)
                 tcfg.opener_length = size_opener(cloud_wait.quantile(o->size_opener), pace, ocfg.min_words,
                                                  ocfg.max_words, o->max_opener_words);
-            const TurnResult r = run_turn(opener, cloud, history, tcfg, [&](const TurnEvent& e) { pacer.push(e); });
+            const TurnResult r = run_turn(opener, cloud, history, tcfg, [&](const TurnEvent& e) {
+                pacer.push(e);
+                if (speaker) say_event(*speaker, e);
+            });
+            std::string spoken;
+            if (speaker) {  // all the text is in: the last word is whole, say it now
+                const AudioTimeline& audio = speaker->finish();
+                char buf[160];
+                std::snprintf(buf, sizeof buf, " | speech: first sound %.0f ms, longest wait %.0f ms, %.1f s of audio",
+                              audio.first_sound_ms(), audio.longest_wait_ms(), audio.end_ms() / 1000.0);
+                spoken = buf;
+                if (!o->speak_to.empty()) audio.write_wav(numbered_path(o->speak_to, turn_no));
+                if (!speaker->player_error().empty())
+                    std::fprintf(stderr, "microlm: speech: %s; --speak-to FILE.wav keeps the audio\n",
+                                 speaker->player_error().c_str());
+            }
             pacer.finish();
             cloud_wait.observe(cloud_wait_ms(r));
             std::printf("\n");
@@ -160,12 +241,12 @@ void register_chat(CLI::App& app) {
             }
             std::fprintf(stderr,
                          "%sfirst word %.0f ms | opener %.0f ms (%zu words%s) | cloud first token %.0f ms | "
-                         "visible stall %.0f ms (at %.0f wpm) | verdict %s%s | total %.0f ms%s\n",
+                         "visible stall %.0f ms (at %.0f wpm) | verdict %s%s | total %.0f ms%s%s\n",
                          st.dim(), t.first_word_ms, t.opener_ms, r.opener.words.size(), r.opener.hedged ? ", hedged" : "",
                          t.cloud_first_token_ms, pacer.visible_stall_ms(),
                          pace.words_per_minute,
                          r.verdict ? std::string(verdict_name(*r.verdict)).c_str() : (r.cloud_used ? "none" : "no cloud"),
-                         check.c_str(), t.total_ms, st.reset());
+                         check.c_str(), t.total_ms, spoken.c_str(), st.reset());
             history.push_back({"assistant", r.text});
         };
         if (!o->prompt.empty()) {

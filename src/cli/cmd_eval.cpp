@@ -101,6 +101,7 @@ void register_eval(CLI::App& app) {
         std::string constant = eval::kConstantOpener, retrieval_data;
         bool no_judge = false;
         size_t limit = 0, handoff_limit = 10, handoff_skip = 0, samples = 3, draws = 20000;
+        int opener_prompt_tokens = -1;
         OpenerCheckConfig check{.signal = CheckSignal::kAny};
         uint64_t seed = 42;
         int threads = 1;
@@ -130,6 +131,10 @@ void register_eval(CLI::App& app) {
     cmd->add_option("--prompts", o->prompts,
                     "A JSONL file of {\"prompt\": ..., \"references\": [...], \"id\": ...} as an extra set");
     cmd->add_option("--limit", o->limit, "Prompts per set, the first ones (0: all)")->capture_default_str();
+    cmd->add_option("--opener-prompt-tokens", o->opener_prompt_tokens,
+                    "The most tokens of a prompt the openers read, as `microlm chat --opener-prompt-tokens` "
+                    "(0: all the local context holds; default: chat's)")
+        ->check(CLI::Range(0, 1 << 20));
     cmd->add_option("-o,--out", o->out, "Output folder for results.json, report.md and plots")
         ->capture_default_str();
     cmd->add_option("--seed", o->seed, "Seed of bad-opener pairing and latency draws")->capture_default_str();
@@ -212,6 +217,7 @@ void register_eval(CLI::App& app) {
                                    : split_list(o->sets);
         cfg.prompts_file = o->prompts;
         cfg.limit = o->limit;
+        cfg.opener_prompt_tokens = o->opener_prompt_tokens;
         cfg.seed = o->seed;
         cfg.threads = o->threads;
         cfg.constant_opener = o->constant;
@@ -282,7 +288,7 @@ void register_eval(CLI::App& app) {
         std::vector<eval::ModelOpeners> openers;
         const Stopwatch t_open;
         for (const std::string& m : cfg.models)
-            openers.push_back(eval::run_model_openers(m, prompts, cfg.threads, progress));
+            openers.push_back(eval::run_model_openers(m, prompts, cfg.threads, progress, cfg.opener_prompt_tokens));
         double opener_s = t_open.seconds();
 
         if (o->suite == "openers" || o->suite == "all") {

@@ -108,6 +108,7 @@ void register_serve(CLI::App& app) {
     cmd->add_option("--max-words", g.opener.max_words, "Opener: stop at this many words")
         ->capture_default_str()
         ->check(CLI::Range(1, 64));
+    add_opener_prompt_option(cmd, g.opener.max_prompt_tokens);
     cmd->add_flag(
         "--no-hedge", o->no_hedge,
         "Never replace an unsure opener by a neutral phrase; each word is then sent as soon as it is decoded "

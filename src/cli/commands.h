@@ -36,6 +36,16 @@ inline void add_pace_options(CLI::App* cmd, double& pace_wpm, double& size_opene
         ->check(CLI::Range(1, 64));
 }
 
+// How much of the conversation the opener reads, shared by chat and serve.
+inline void add_opener_prompt_option(CLI::App* cmd, int& max_prompt_tokens) {
+    cmd->add_option("--opener-prompt-tokens", max_prompt_tokens,
+                    "The most tokens of the conversation the local opener reads, so that its first word does not "
+                    "wait on a long message (oldest turns go first, then the message keeps its head and tail around "
+                    "\" [...] \"); the cloud still gets everything. 0: all the local context holds")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 1 << 20));
+}
+
 // The opener check's options, shared by chat and serve.
 inline void add_check_options(CLI::App* cmd, OpenerCheckConfig& c) {
     std::map<std::string, CheckSignal> names;

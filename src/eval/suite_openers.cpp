@@ -87,7 +87,7 @@ std::string model_name_of(const std::string& path) {
 }
 
 ModelOpeners run_model_openers(const std::string& model_path, const std::vector<EvalPrompt>& prompts,
-                               int threads, const ProgressFn& progress) {
+                               int threads, const ProgressFn& progress, int max_prompt_tokens) {
     ModelOpeners out;
     out.name = model_name_of(model_path);
     out.path = model_path;
@@ -98,31 +98,23 @@ ModelOpeners run_model_openers(const std::string& model_path, const std::vector<
     Context& ctx = local->context();
     out.n_ctx = ctx.n_ctx();
     // The same setup as `microlm chat` (cmd_chat.cpp): the default config, the system turn warmed.
-    const OpenerConfig cfg;
+    OpenerConfig cfg;
+    if (max_prompt_tokens >= 0) cfg.max_prompt_tokens = max_prompt_tokens;
     Opener opener(ctx, tok, cfg);
     opener.warm_up();
     out.load_ms = t0.ms();
 
-    // What Opener::prompt_tokens keeps free after the prompt: the decode budget or the longest hedge.
-    size_t budget = static_cast<size_t>(cfg.max_tokens);
-    for (const std::string& h : cfg.hedge_phrases)
-        budget = std::max(budget, tok.encode(h, false, false).size());
-    const auto fits = [&](const std::string& p) {
-        return tok.encode(format_chatml({{"user", p}}, true, opener.system_prompt()), true, true).size() +
-                   budget <=
-               static_cast<size_t>(ctx.n_ctx());
-    };
     const std::string stage = "openers " + out.name;
     for (size_t i = 0; i < prompts.size(); ++i) {
         if (progress) progress(stage, i, prompts.size());
-        const std::string text = shorten_to_fit(prompts[i].prompt, fits);
-        const OpenerResult r = opener.run({{"user", text}});
+        // The opener reads at most cfg.max_prompt_tokens of it, as in `microlm chat`.
+        const OpenerResult r = opener.run({{"user", prompts[i].prompt}});
         OpenerSample s;
         s.text = r.text;
         s.decoded_text = r.decoded_text;
         s.hedged = r.hedged;
         s.ended_turn = r.ended_turn;
-        s.prompt_shortened = text.size() != prompts[i].prompt.size();
+        s.prompt_shortened = r.timings.prompt_cut;
         s.shown_words = static_cast<int>(r.words.size());
         s.first_word_ms = r.timings.first_word_ms;
         s.opener_ms = r.timings.total_ms;
@@ -168,7 +160,7 @@ OpenersResult run_openers_suite(const EvalConfig& cfg, const std::vector<EvalPro
         if (std::find(res.sets.begin(), res.sets.end(), p.set) == res.sets.end()) res.sets.push_back(p.set);
     if (models.empty())
         for (const std::string& path : cfg.models)
-            models.push_back(run_model_openers(path, prompts, cfg.threads, progress));
+            models.push_back(run_model_openers(path, prompts, cfg.threads, progress, cfg.opener_prompt_tokens));
 
     std::map<std::string, int> seen;
     for (ModelOpeners& m : models) {

@@ -155,44 +155,57 @@ void Opener::warm_up() {
     ctx_.eval(std::span<const int32_t>(ids).subspan(static_cast<size_t>(reused)));
 }
 
-// The conversation as tokens, leaving out its oldest turns (never a leading system message,
-// never the last message) until the opener and any hedge phrase fit the context.
-std::vector<int32_t> Opener::prompt_tokens(const std::vector<ChatMessage>& history) const {
-    if (history.empty()) throw Error("opener: the conversation is empty; give at least the user's message");
+// The most prompt tokens: what the context holds once the opener (or the longest hedge phrase)
+// has room after them, and at most max_prompt_tokens.
+int64_t Opener::prompt_limit() const {
     size_t longest_hedge = 0;
     for (const auto& h : hedge_tokens_) longest_hedge = std::max(longest_hedge, h.size());
-    const int64_t budget = std::max<int64_t>(cfg_.max_tokens, static_cast<int64_t>(longest_hedge));
+    const int64_t room = std::max<int64_t>(cfg_.max_tokens, static_cast<int64_t>(longest_hedge));
+    int64_t limit = ctx_.n_ctx() - room;
+    if (cfg_.max_prompt_tokens > 0) limit = std::min<int64_t>(limit, cfg_.max_prompt_tokens);
+    return limit;
+}
+
+// The conversation as tokens, leaving out its oldest turns (never a leading system message,
+// never the last message) until it fits prompt_limit(); *cut says whether anything was left out.
+std::vector<int32_t> Opener::prompt_tokens(const std::vector<ChatMessage>& history, bool* cut) const {
+    if (history.empty()) throw Error("opener: the conversation is empty; give at least the user's message");
+    const int64_t limit = prompt_limit();
     const size_t kept_system = history.front().role == "system" ? 1 : 0;
     for (size_t first = kept_system;; ++first) {
         std::vector<ChatMessage> msgs(history.begin(),
                                       history.begin() + static_cast<std::ptrdiff_t>(kept_system));
         msgs.insert(msgs.end(), history.begin() + static_cast<std::ptrdiff_t>(first), history.end());
         std::vector<int32_t> ids = tok_.encode(format_chatml(msgs, true, system_), true, true);
-        if (static_cast<int64_t>(ids.size()) + budget <= ctx_.n_ctx()) return ids;
-        if (first + 1 >= history.size()) return shortened_last_message(msgs, budget);
+        if (cut) *cut = first > kept_system;
+        if (static_cast<int64_t>(ids.size()) <= limit) return ids;
+        if (first + 1 >= history.size()) {
+            if (cut) *cut = true;
+            return shortened_last_message(msgs, limit);
+        }
     }
 }
 
 // The last message alone is too long: keep its first two thirds and last third of tokens around
 // " [...] " (the question is usually at the start or the end), as the training data and the
-// eval cut long prompts, until it fits.
-std::vector<int32_t> Opener::shortened_last_message(std::vector<ChatMessage> msgs, int64_t budget) const {
+// eval cut long prompts, until the prompt has at most `limit` tokens.
+std::vector<int32_t> Opener::shortened_last_message(std::vector<ChatMessage> msgs, int64_t limit) const {
     static constexpr std::string_view kGap = " [...] ";
     const std::string original = msgs.back().content;
     const std::vector<int32_t> content = tok_.encode(original, false, false);
     std::vector<int32_t> ids = tok_.encode(format_chatml(msgs, true, system_), true, true);
-    int64_t keep = static_cast<int64_t>(content.size()) -
-                   (static_cast<int64_t>(ids.size()) + budget - ctx_.n_ctx()) - 4;
+    int64_t keep = static_cast<int64_t>(content.size()) - (static_cast<int64_t>(ids.size()) - limit) - 4;
     for (; keep >= 8; keep -= 4) {
         const auto head = static_cast<size_t>(keep * 2 / 3), tail = static_cast<size_t>(keep) - head;
         msgs.back().content = tok_.decode(std::span(content).first(head), false) + std::string(kGap) +
                               tok_.decode(std::span(content).last(tail), false);
         ids = tok_.encode(format_chatml(msgs, true, system_), true, true);
-        if (static_cast<int64_t>(ids.size()) + budget <= ctx_.n_ctx()) return ids;
+        if (static_cast<int64_t>(ids.size()) <= limit) return ids;
     }
-    throw Error("opener: the context holds " + std::to_string(ctx_.n_ctx()) + " tokens, too few for " +
-                std::to_string(budget) + " of opener and even a shortened message (" +
-                std::to_string(content.size()) + " tokens); use a larger context");
+    throw Error("opener: a prompt of at most " + std::to_string(limit) + " tokens (context " +
+                std::to_string(ctx_.n_ctx()) + ", max_prompt_tokens " + std::to_string(cfg_.max_prompt_tokens) +
+                ") is too small even for a shortened message (" + std::to_string(content.size()) +
+                " tokens); allow more");
 }
 
 int64_t Opener::prefill(const std::vector<int32_t>& ids) {
@@ -237,7 +250,7 @@ OpenerResult Opener::run(const std::vector<ChatMessage>& history,
                          const std::function<void(const OpenerWord&)>& on_word, OpenerLength length) {
     const Stopwatch t0;
     OpenerResult r;
-    const std::vector<int32_t> ids = prompt_tokens(history);
+    const std::vector<int32_t> ids = prompt_tokens(history, &r.timings.prompt_cut);
     r.timings.prompt_tokens = static_cast<int64_t>(ids.size());
     r.timings.reused_tokens = prefill(ids);
     r.timings.prefill_ms = t0.ms();

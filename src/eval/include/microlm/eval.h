@@ -190,8 +190,9 @@ std::string model_name_of(const std::string& path);
 // Runs the opener policy exactly as `microlm chat` sets it up (default OpenerConfig: greedy,
 // 4-8 words, hedging on, the model's default system prompt; the system turn warmed up once)
 // for every prompt, each a one-turn conversation, and records what it showed and when.
+// max_prompt_tokens: OpenerConfig::max_prompt_tokens (< 0: the default).
 ModelOpeners run_model_openers(const std::string& model_path, const std::vector<EvalPrompt>& prompts,
-                               int threads, const ProgressFn& progress = {});
+                               int threads, const ProgressFn& progress = {}, int max_prompt_tokens = -1);
 
 // ---- Suites ----------------------------------------------------------------------------------
 
@@ -213,6 +214,7 @@ struct EvalConfig {
     size_t limit = 0;                 // prompts per set, 0: all
     uint64_t seed = 42;
     int threads = 1;
+    int opener_prompt_tokens = -1;  // OpenerConfig::max_prompt_tokens (< 0: the default)
 
     // openers
     std::string constant_opener = kConstantOpener;

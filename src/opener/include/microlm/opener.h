@@ -36,6 +36,13 @@ struct OpenerConfig {
     int min_words = 4;    // do not stop at a clause boundary before this many words
     int max_words = 8;    // stop here whatever comes next
     int max_tokens = 24;  // decode budget; a word still unfinished when it runs out is dropped
+    // The most tokens of the conversation the opener reads (0: as many as the context holds), so
+    // that its first word does not wait for a long pasted message to be prefilled: oldest turns
+    // go first, then the last message keeps its head and tail around " [...] ". The cloud still
+    // gets the whole conversation. 160 is what the μLMs were trained on (questions cut to 128
+    // tokens, plus the chat frame); on the first 100 Arena-Hard prompts it also gave better
+    // openers than 512 or the whole context, for the μLMs and for SmolLM2 (docs/EVAL.md).
+    int max_prompt_tokens = 160;
     // Greedy by default: an opener is said before anything can be checked, so it should be
     // the μLM's single most likely start, and the same question should give the same start.
     SamplerParams sampling{.temperature = 0.0f};
@@ -86,6 +93,7 @@ enum class OpenerStop {
 struct OpenerTimings {
     int64_t prompt_tokens = 0;    // tokens of the formatted conversation
     int64_t reused_tokens = 0;    // of those, already in the KV cache (system prompt, earlier turns)
+    bool prompt_cut = false;      // turns were left out or the last message shortened to fit
     int64_t decoded_tokens = 0;   // tokens sampled for the opener, the stopping token included
     double prefill_ms = 0.0;      // formatting, tokenizing and evaluating the prompt
     double first_word_ms = -1.0;  // from the start of run() to the first on_word call; -1 if none
@@ -132,8 +140,9 @@ public:
     // configured one) plus the assistant header, reuses the KV prefix the context already
     // holds, and decodes the opener. on_word is called for each word as it is handed out:
     // as soon as decoded when stream_before_confident, otherwise once the opener is judged.
-    // Oldest turns are left out when the conversation does not fit the context, and a last
-    // message that alone does not fit keeps its head and tail around " [...] ".
+    // Oldest turns are left out when the conversation does not fit the context or
+    // max_prompt_tokens, and a last message that alone does not fit keeps its head and tail
+    // around " [...] ".
     OpenerResult run(const std::vector<ChatMessage>& history,
                      const std::function<void(const OpenerWord&)>& on_word = {}, OpenerLength length = {});
 
@@ -152,8 +161,9 @@ public:
     const Tokenizer& tokenizer() const { return tok_; }
 
 private:
-    std::vector<int32_t> prompt_tokens(const std::vector<ChatMessage>& history) const;
-    std::vector<int32_t> shortened_last_message(std::vector<ChatMessage> msgs, int64_t budget) const;
+    std::vector<int32_t> prompt_tokens(const std::vector<ChatMessage>& history, bool* cut = nullptr) const;
+    std::vector<int32_t> shortened_last_message(std::vector<ChatMessage> msgs, int64_t limit) const;
+    int64_t prompt_limit() const;  // the most prompt tokens: the context less the decode room, and max_prompt_tokens
     int64_t prefill(const std::vector<int32_t>& ids);  // returns the reused prefix length
     size_t score_hedges(int64_t prompt_len, std::vector<float>& scores);
 

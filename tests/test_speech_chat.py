@@ -1,0 +1,71 @@
+"""`microlm chat --speak-to out.wav`, end to end: a tiny random model opens, a tiny stand-in cloud
+answers after a delay long enough that the opener's speech runs out first. The WAV is decoded
+here with Python's own `wave` module (not microlm's reader): the opener's sound must start
+within 200 ms of the request, and the longest silence between sounds in the waveform must match
+the wait the chat reported within 50 ms. Offline, loopback only; needs espeak-ng
+(libespeak-ng-dev, installed by scripts/setup.sh)."""
+import argparse
+import os
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+import wave
+
+from microlm_process import tiny_model
+
+THRESHOLD = 328  # |sample| from which it is sound, as microlm counts it (~1% of full scale)
+
+
+def analyse(path):
+    """First sound (ms) and the longest silence of >= 50 ms between two sounds (ms)."""
+    with wave.open(path) as w:
+        assert w.getnchannels() == 1 and w.getsampwidth() == 2, "expected 16-bit mono"
+        rate, n = w.getframerate(), w.getnframes()
+        samples = struct.unpack(f"<{n}h", w.readframes(n))
+    first, last, longest = None, None, 0.0
+    for i, s in enumerate(samples):
+        if abs(s) >= THRESHOLD:
+            if first is None:
+                first = i
+            elif i - last - 1 >= rate * 0.05:
+                longest = max(longest, (i - last - 1) * 1000.0 / rate)
+            last = i
+    assert first is not None, f"{path}: no sound at all"
+    return first * 1000.0 / rate, longest, n * 1000.0 / rate
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--microlm", required=True)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        model = tiny_model(args.microlm, d)
+        out = os.path.join(d, "reply.wav")
+        cmd = [args.microlm, "chat", "What should I pack for a day hike?", "--local", model, "--stand-in", model,
+               "--cloud-delay-ms", "5000", "-n", "24", "--speak-to", out]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        print(p.stdout.strip())
+        print(p.stderr.strip())
+        assert p.returncode == 0, f"chat exited with {p.returncode}"
+        m = re.search(r"speech: first sound (-?\d+) ms, longest wait (\d+) ms", p.stderr)
+        assert m, "no speech timing in the chat's timing line"
+        reported_first, reported_wait = float(m.group(1)), float(m.group(2))
+        first, heard, total = analyse(out)
+        print(f"WAV: {total:.0f} ms, first sound {first:.0f} ms, longest silence {heard:.0f} ms; "
+              f"reported: first sound {reported_first:.0f} ms, longest wait {reported_wait:.0f} ms")
+        assert first <= 200, f"the opener's sound started {first:.0f} ms after the request (> 200 ms)"
+        assert reported_wait > 300, "the cloud's delay should have left a wait to measure"
+        assert abs(heard - reported_wait) <= 50, \
+            f"the WAV's longest silence {heard:.0f} ms differs from the reported wait {reported_wait:.0f} ms by > 50 ms"
+        assert not os.path.exists(os.path.join(d, "reply-2.wav"))
+    print("ok")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except AssertionError as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+        sys.exit(1)
