@@ -13,6 +13,7 @@
 #include "microlm/error.h"
 #include "microlm/eval.h"
 #include "microlm/opener.h"
+#include "microlm/speech.h"
 
 using namespace microlm;
 using namespace microlm::eval;
@@ -328,6 +329,38 @@ TEST(Latency, StallByHand) {
     EXPECT_DOUBLE_EQ(simulated_stall(0.1, 0.3, 5, false, 3.0, 2.5), 0.0);   // the opener ended the reply
     EXPECT_NEAR(simulated_stall(-1, 0.5, 0, true, 1.0, 2.5), 1.0,
                 1e-12);  // no word: waits from the opener's end
+}
+
+// The audio rows' formula against a real waveform: the opener and a continuation said on an
+// AudioTimeline at the simulated times; the silence between the utterances, found in the samples,
+// less the back-to-back pause, is audio_stall's figure.
+TEST(Latency, AudioStallIsTheWaveformsSilence) {
+    if (!speech_available()) GTEST_SKIP() << "this build has no espeak-ng";
+    EXPECT_DOUBLE_EQ(audio_stall(0.1, 0.3, 1.0, 1.02, false, 5.0, 0.01), 0.0);  // no cloud needed
+    const std::string opener = "Sure! For a day hike, pack", cont = "water and a map.";
+    for (const double late : {-1.0, 0.7, 2.0}) {  // the cloud's text: before the opener's audio ends, or after
+        const double first_word = 0.05, opener_s = 0.08;
+        AudioTimeline t;
+        const int rate = t.sample_rate();
+        // espeak-ng's audio for the same text varies by a few ms from call to call, so the
+        // edges are read from the timeline's own samples.
+        const size_t s1 = t.say(opener, first_word * 1000);
+        const std::span<const int16_t> a(t.samples().data() + s1, t.samples().size() - s1);
+        size_t last = a.size();
+        while (last > 0 && std::abs(static_cast<int>(a[last - 1])) < kSoundThreshold) --last;
+        const double length = static_cast<double>(a.size()) / rate, last_s = static_cast<double>(last) / rate;
+        const double ttft = first_word + length - opener_s + late;
+        const size_t s2 = t.say(cont, (opener_s + ttft) * 1000);
+        const double cont_first =
+            first_sound_ms(std::span<const int16_t>(t.samples()).subspan(s2), rate) / 1000.0;
+        const double heard = t.longest_wait_ms() / 1000.0;  // sound to sound, from the samples
+        const double back_to_back = length - last_s + cont_first;
+        const double stall = audio_stall(first_word, opener_s, last_s, length, true, ttft, cont_first);
+        std::printf("cloud %+.1f s after the opener's audio: silence heard %.3f s, back to back %.3f s, stall %.3f s\n",
+                    late, heard, back_to_back, stall);
+        EXPECT_NEAR(stall, std::max(0.0, heard - back_to_back), 1e-3);
+        EXPECT_NEAR(stall, std::max(0.0, late), 1e-3);
+    }
 }
 
 std::vector<ModelOpeners> synthetic_models() {

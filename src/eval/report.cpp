@@ -468,7 +468,11 @@ void latency_section(const LatencyResult& l, const std::string& dir, std::ostrin
           "cloud-only reply waits the whole time to first token. *Sized*: the opener lengthened, as "
           "`--size-opener` does, to the words whose delivery covers the "
        << fmt(100 * l.sized_quantile, 0) << "th percentile of the wait (at most " << l.max_opener_words
-       << " words, its decode time growing in proportion).\n\n";
+       << " words, its decode time growing in proportion). *Speech, audio*: the opener said by espeak-ng "
+          "(its default English voice, at its measured rate), the continuation said when its text arrives or "
+          "when the opener's audio ends; the stall is the silence between the opener's last sound and the "
+          "continuation's first, found in the samples, less the voice's own pause between two utterances "
+          "said back to back.\n\n";
     md << "| reply | first word p50 / p90 | opener p50 | words | wait p50 | wait p90 | wait p99 | no wait |\n"
           "|---|---|---|---|---|---|---|---|\n";
     md << "| cloud only | " << fmt(l.cloud_only.p50, 2) << " s / " << fmt(l.cloud_only.p90, 2)

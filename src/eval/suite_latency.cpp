@@ -10,6 +10,7 @@
 
 #include "microlm/error.h"
 #include "microlm/eval.h"
+#include "microlm/speech.h"
 
 namespace microlm::eval {
 namespace {
@@ -57,7 +58,38 @@ LatencyStats stats_of(const std::vector<double>& sorted) {
     return s;
 }
 
+// Where sound is in an utterance espeak-ng made, in seconds from its start: the first and the
+// last sound sample, and the utterance's whole length.
+struct SoundEdges {
+    double first_s = 0, last_s = 0, length_s = 0;
+};
+
+SoundEdges sound_edges(const std::string& text) {
+    const std::vector<int16_t> a = synthesize(text, {});
+    const int rate = speech_sample_rate();
+    SoundEdges e;
+    e.length_s = static_cast<double>(a.size()) / rate;
+    const double first = first_sound_ms(a, rate);
+    if (first < 0) return e;
+    size_t last = a.size();
+    while (last > 0 && std::abs(static_cast<int>(a[last - 1])) < kSoundThreshold) --last;
+    e.first_s = first / 1000.0;
+    e.last_s = static_cast<double>(last) / rate;
+    return e;
+}
+
 }  // namespace
+
+double audio_stall(double first_word_s, double opener_s, double opener_last_sound_s, double opener_length_s,
+                   bool needs_cloud, double ttft_s, double continuation_first_sound_s) {
+    if (!needs_cloud) return 0.0;
+    const double start = first_word_s >= 0 ? first_word_s : opener_s;  // the opener's audio starts
+    const double arrival = opener_s + ttft_s;                            // the request leaves when it is final
+    const double next_start = std::max(arrival, start + opener_length_s);  // said right after, or when it came
+    const double silence = next_start + continuation_first_sound_s - (start + opener_last_sound_s);
+    const double own_pause = opener_length_s - opener_last_sound_s + continuation_first_sound_s;
+    return std::max(0.0, silence - own_pause);
+}
 
 std::string TtftDistribution::describe() const {
     char buf[160];
@@ -86,6 +118,56 @@ double simulated_stall(double first_word_s, double opener_s, int words, bool nee
     const double cloud_first = opener_s + ttft_s;               // the request leaves when the opener is final
     return std::max(0.0, cloud_first - delivered);
 }
+
+namespace {
+
+// The "speech, audio" rows: each opener said by espeak-ng, and the cloud's text after it when it
+// comes; the stall is the silence between the opener's last sound and the continuation's first,
+// found in the samples, less the voice's own pause between two utterances said back to back.
+// Sized: as the text rows, the opener lengthened to cover the wait at the voice's measured rate,
+// its audio growing in proportion to its words.
+void add_audio_rows(const EvalConfig& cfg, const ModelOpeners& m, size_t mi, const std::vector<double>& ttft,
+                    LatencyModelResult& r) {
+    const double wps = spoken_words_per_minute({}) / 60.0;
+    const SoundEdges continuation = sound_edges("and the rest of the answer follows");
+    std::map<std::string, SoundEdges> said;  // hedge phrases repeat
+    for (const OpenerSample& s : m.openers)
+        if (!said.count(s.text)) said.emplace(s.text, sound_edges(s.text));
+    std::mt19937_64 pick(cfg.seed + 0x9E3779B97F4A7C15ULL * (mi + 1));  // the same openers as the other rows
+    std::vector<size_t> which(cfg.draws);
+    for (size_t& w : which) w = pick() % m.openers.size();
+    std::vector<double> wait(cfg.draws);
+    for (size_t j = 0; j < cfg.draws; ++j) {
+        const OpenerSample& s = m.openers[which[j]];
+        wait[j] = s.opener_ms / 1000.0 - std::max(0.0, s.first_word_ms / 1000.0) + ttft[j];
+    }
+    const double wait_q = quantile(wait, cfg.sized_quantile);
+    for (const bool sized : {false, true}) {
+        std::vector<double> stall(cfg.draws);
+        for (size_t j = 0; j < cfg.draws; ++j) {
+            const OpenerSample& s = m.openers[which[j]];
+            const SoundEdges& e = said.at(s.text);
+            double opener_s = s.opener_ms / 1000.0, length = e.length_s, last = e.last_s;
+            if (sized && !s.ended_turn && s.shown_words > 0) {
+                const int need = std::min(cfg.max_opener_words, static_cast<int>(std::ceil(wait_q * wps)));
+                if (need > s.shown_words) {
+                    const double k = static_cast<double>(need) / s.shown_words;
+                    opener_s *= k;
+                    last = length * k - (length - last);
+                    length *= k;
+                }
+            }
+            stall[j] = audio_stall(s.first_word_ms / 1000.0, opener_s, last, length, !s.ended_turn && !s.text.empty(),
+                                   ttft[j], continuation.first_s);
+        }
+        std::sort(stall.begin(), stall.end());
+        const std::string name = sized ? "speech, audio, sized" : "speech, audio";
+        r.stall[name] = stats_of(stall);
+        r.stall_draws[name] = std::move(stall);
+    }
+}
+
+}  // namespace
 
 LatencyResult run_latency_suite(const EvalConfig& cfg, const std::vector<ModelOpeners>& models) {
     if (cfg.draws == 0) throw Error("eval: latency needs at least one draw (--draws)");
@@ -159,8 +241,10 @@ LatencyResult run_latency_suite(const EvalConfig& cfg, const std::vector<ModelOp
                 }
             }
         }
+        if (!m.openers.empty() && speech_available()) add_audio_rows(cfg, m, mi, ttft, r);
         res.models.push_back(std::move(r));
     }
+    if (speech_available()) res.paces["speech, audio"] = spoken_words_per_minute({}) / 60.0;
     return res;
 }
 

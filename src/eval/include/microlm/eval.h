@@ -356,7 +356,8 @@ struct LatencyModelResult {
     double opener_p50_ms = kNaN;
     double words_mean = kNaN;
     // pace name ("speech", "text", and "speech, sized" / "text, sized" with the opener sized to
-    // the wait) -> stall after the opener, s
+    // the wait; "speech, audio" (, sized): said by espeak-ng, where the build has it) -> stall
+    // after the opener, s
     std::map<std::string, LatencyStats> stall;
     std::map<std::string, std::vector<double>> stall_draws;  // the same draws, sorted (for the CDF)
 };
@@ -377,6 +378,15 @@ struct LatencyResult {
 // first token ttft_s later. 0 when the turn needs no cloud.
 double simulated_stall(double first_word_s, double opener_s, int words, bool needs_cloud, double ttft_s,
                        double wps);
+
+// The same turn said aloud: the opener's audio (opener_length_s long, its last sound at
+// opener_last_sound_s) starts at its first word; the continuation, whose first sound comes
+// continuation_first_sound_s into its audio, starts when its text arrives or when the opener's
+// audio ends, whichever is later. Returns the silence between the opener's last sound and the
+// continuation's first, less the silence they have when said back to back (the voice's own
+// pause): 0 when the continuation was there in time.
+double audio_stall(double first_word_s, double opener_s, double opener_last_sound_s, double opener_length_s,
+                   bool needs_cloud, double ttft_s, double continuation_first_sound_s);
 
 // Monte Carlo over cfg.draws turns (seeded): a measured opener drawn uniformly from each
 // model's openers, a cloud TTFT from cfg.ttft. Deterministic for the same inputs and seed.
