@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "microlm/dtype.h"
@@ -25,6 +27,9 @@ constexpr float kQ8_0MaxErr = 0.5f / 127 + 1.0f / 2048 + 1e-6f;
 constexpr float kQ8_1MaxErr = kQ8_0MaxErr;
 constexpr float kQ4_0MaxErr = 1.0f / 8 + 1.0f / 2048 + 1e-6f;
 constexpr float kQ4_1MaxErr = 0.5f / 15 + 2.0f / 2048 + 1e-6f;
+// Q5_0 and Q5_1: as Q4_0 and Q4_1 with 16 and 31 steps.
+constexpr float kQ5_0MaxErr = 1.0f / 16 + 1.0f / 2048 + 1e-6f;
+constexpr float kQ5_1MaxErr = 0.5f / 31 + 2.0f / 2048 + 1e-6f;
 
 bool is_half_nan(uint16_t h) { return (h & 0x7c00u) == 0x7c00u && (h & 0x03ffu) != 0; }
 
@@ -135,12 +140,14 @@ TEST(DType, Names) {
     EXPECT_EQ(dtype_from_name("q8_0"), DType::Q8_0);
     EXPECT_EQ(dtype_from_name("Q8_1"), std::nullopt);
     EXPECT_EQ(dtype_from_name("bf16"), std::nullopt);
-    EXPECT_EQ(dtype_from_name("Q4_K"), std::nullopt);
+    EXPECT_EQ(dtype_from_name("Q4_K"), DType::Q4_K);
+    EXPECT_EQ(dtype_from_name("q5_1"), DType::Q5_1);
+    EXPECT_EQ(dtype_from_name("Q8_K"), std::nullopt);
     EXPECT_EQ(dtype_from_name(""), std::nullopt);
     EXPECT_EQ(dtype_from_name("q8_0 "), std::nullopt);
 
-    for (uint32_t t : {0u, 1u, 2u, 3u, 8u}) EXPECT_TRUE(dtype_supported(t)) << t;
-    for (uint32_t t : {4u, 6u, 9u, 12u, 30u, 1000u}) EXPECT_FALSE(dtype_supported(t)) << t;
+    for (uint32_t t : {0u, 1u, 2u, 3u, 6u, 7u, 8u, 10u, 11u, 12u, 13u, 14u}) EXPECT_TRUE(dtype_supported(t)) << t;
+    for (uint32_t t : {4u, 5u, 9u, 15u, 16u, 30u, 1000u}) EXPECT_FALSE(dtype_supported(t)) << t;
 }
 
 TEST(DType, BlockSizes) {
@@ -161,6 +168,40 @@ TEST(DType, BlockSizes) {
     EXPECT_EQ(dtype_row_bytes(DType::Q4_1, 1536), 48u * 20);
     EXPECT_EQ(dtype_row_bytes(DType::Q8_0, 64), 68u);
     EXPECT_EQ(dtype_row_bytes(DType::Q8_1, 32), 36u);
+    // ggml's sizes (the gguf package's GGML_QUANT_SIZES).
+    const std::pair<DType, size_t> k[] = {{DType::Q2_K, 84},  {DType::Q3_K, 110}, {DType::Q4_K, 144},
+                                          {DType::Q5_K, 176}, {DType::Q6_K, 210}, {DType::Q8_K, 292}};
+    for (const auto& [t, bytes] : k) {
+        EXPECT_EQ(dtype_block_elems(t), 256);
+        EXPECT_EQ(dtype_block_bytes(t), bytes);
+    }
+    EXPECT_EQ(dtype_block_bytes(DType::Q5_0), 22u);
+    EXPECT_EQ(dtype_block_bytes(DType::Q5_1), 24u);
+    EXPECT_EQ(dtype_row_bytes(DType::Q6_K, 1536), 6u * 210);
+    EXPECT_THROW(quantize_row(DType::Q4_K, nullptr, nullptr, 256), std::invalid_argument);
+}
+
+// Q8_K: the largest-magnitude value maps to -127 (its sign in d), bsums are the sums of 16.
+TEST(Quantize, Q8_KBlock) {
+    float x[kQKK];
+    for (int j = 0; j < kQKK; j++) x[j] = std::sin(0.37f * static_cast<float>(j)) * 3.0f;
+    x[77] = 5.0f;
+    BlockQ8_K b;
+    quantize_row(DType::Q8_K, x, &b, kQKK);
+    EXPECT_FLOAT_EQ(b.d, 5.0f / -127.0f);
+    EXPECT_EQ(b.qs[77], -127);
+    for (int g = 0; g < 16; g++) {
+        int sum = 0;
+        for (int j = 0; j < 16; j++) sum += b.qs[g * 16 + j];
+        EXPECT_EQ(b.bsums[g], sum);
+    }
+    float y[kQKK];
+    dequantize_row(DType::Q8_K, &b, y, kQKK);
+    for (int j = 0; j < kQKK; j++) EXPECT_NEAR(y[j], x[j], 5.0f / 127 * 0.5f + 1e-6f) << j;
+    const float zeros[kQKK] = {};
+    quantize_row(DType::Q8_K, zeros, &b, kQKK);
+    EXPECT_EQ(b.d, 0.0f);
+    EXPECT_EQ(b.bsums[3], 0);
 }
 
 // Hand-worked blocks pin down ggml's reference choices (scale sign, rounding, nibble order).
@@ -253,6 +294,7 @@ TEST(Quantize, RoundTripErrorWithinBound) {
         {DType::F32, 0.0f, false},         {DType::F16, kF16MaxRelErr, false},
         {DType::Q4_0, kQ4_0MaxErr, false}, {DType::Q4_1, kQ4_1MaxErr, true},
         {DType::Q8_0, kQ8_0MaxErr, false}, {DType::Q8_1, kQ8_1MaxErr, false},
+        {DType::Q5_0, kQ5_0MaxErr, false}, {DType::Q5_1, kQ5_1MaxErr, true},
     };
     const int64_t n = int64_t{4096} * kQK;
     const std::vector<float> x = test_data(n, 1234);

@@ -50,6 +50,8 @@ constexpr TypeCase kTypes[] = {
     {DType::F32, kF32RefTol, kF32Avx2Tol},    {DType::F16, kF16RefTol, kF16Avx2Tol},
     {DType::Q4_0, kQ4_0RefTol, kQ4_0Avx2Tol}, {DType::Q4_1, kQ4_1RefTol, kQ4_1Avx2Tol},
     {DType::Q8_0, kQ8_0RefTol, kQ8_0Avx2Tol},
+    // An AVX2 path (the AVX-512 table uses it too); NEON hands them to the scalar table.
+    {DType::Q5_0, kQ4_0RefTol, kQ4_0Avx2Tol}, {DType::Q5_1, kQ4_1RefTol, kQ4_1Avx2Tol},
 };
 
 constexpr int64_t kCols[] = {32, 64, 576, 1536};
@@ -266,5 +268,64 @@ TEST(Kernels, BestHonoursOverride) {
         setenv("MICROLM_KERNELS", restore.c_str(), 1);
     } else {
         unsetenv("MICROLM_KERNELS");
+    }
+}
+
+// K-quant rows (random super-blocks: any bytes are valid codes; the fp16 scales are set to
+// moderate values) against a double dot of the dequantized weights with the float activations,
+// through every backend of this CPU (the SIMD ones hand K-quants to the scalar table).
+TEST(Kernels, KQuantsMatchDoubleReferenceOnEveryBackend) {
+    const Kernels* backends[] = {&kernels_scalar(), kernels_avx2(), kernels_avx512(), kernels_neon()};
+    for (DType type : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+        const int64_t rows = 9, cols = 3 * kQKK, n = 3;
+        const size_t row_bytes = dtype_row_bytes(type, cols);
+        std::mt19937 rng(static_cast<uint32_t>(type));
+        std::vector<uint8_t> w(row_bytes * rows);
+        for (uint8_t& b : w) b = static_cast<uint8_t>(rng());
+        // Every fp16 field of a block: d (and dmin) where this type keeps them.
+        const size_t bytes = dtype_block_bytes(type);
+        std::vector<size_t> fields;
+        switch (type) {
+            case DType::Q2_K: fields = {80, 82}; break;
+            case DType::Q3_K: fields = {108}; break;
+            case DType::Q6_K: fields = {208}; break;
+            default: fields = {0, 2}; break;
+        }
+        std::uniform_real_distribution<float> scale(-0.05f, 0.05f);
+        for (size_t blk = 0; blk < w.size() / bytes; blk++)
+            for (size_t f : fields) {
+                const uint16_t h = fp32_to_fp16(scale(rng));
+                std::memcpy(w.data() + blk * bytes + f, &h, 2);
+            }
+        std::vector<float> deq(static_cast<size_t>(rows * cols));
+        for (int64_t r = 0; r < rows; r++) dequantize_row(type, w.data() + r * row_bytes, deq.data() + r * cols, cols);
+        const std::vector<float> x = random_activations(n, cols, 3);
+        const WeightRef ref{type, w.data(), rows, cols, row_bytes};
+        std::vector<float> want;
+        for (const Kernels* k : backends) {
+            if (k == nullptr) continue;
+            const std::vector<uint8_t> xp = prepared(*k, type, x, n, cols);
+            std::vector<float> y(static_cast<size_t>(n * rows));
+            k->matmul(ref, 0, rows, xp.data(), n, y.data(), rows);
+            double worst = 0;
+            for (int64_t t = 0; t < n; t++)
+                for (int64_t r = 0; r < rows; r++) {
+                    double exact = 0, ww = 0, xx = 0;
+                    for (int64_t i = 0; i < cols; i++) {
+                        const double wi = deq[static_cast<size_t>(r * cols + i)], xi = x[static_cast<size_t>(t * cols + i)];
+                        exact += wi * xi;
+                        ww += wi * wi;
+                        xx += xi * xi;
+                    }
+                    worst = std::max(worst, std::fabs(y[static_cast<size_t>(t * rows + r)] - exact) / std::sqrt(ww * xx));
+                    EXPECT_FLOAT_EQ(y[static_cast<size_t>(t * rows + r)],
+                                    k->dot(type, w.data() + r * row_bytes, xp.data() + t * prepared_row_bytes(type, cols), cols));
+                }
+            std::printf("%-6s %s vs double reference: max rel %.3g (tol %.3g)\n", k->name, name(type).c_str(), worst,
+                        kQ8_0RefTol);
+            EXPECT_LE(worst, kQ8_0RefTol) << k->name << " " << name(type);
+            if (want.empty()) want = y;
+            else EXPECT_EQ(y, want) << k->name << " " << name(type) << " differs from the scalar table";
+        }
     }
 }

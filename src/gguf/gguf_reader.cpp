@@ -223,7 +223,8 @@ void GgufFile::parse() {
         t.type = c.read<uint32_t>(what + " type");
         if (!dtype_supported(t.type)) {
             c.fail(what + " has type " + std::string(dtype_name(t.type)) + " (" +
-                   std::to_string(t.type) + "), which this build cannot run (supported: F32 F16 Q4_0 Q4_1 Q8_0)");
+                   std::to_string(t.type) + "), which this build cannot run (supported: F32 F16 Q4_0 Q4_1 Q5_0 "
+                   "Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K)");
         }
         DType dt = static_cast<DType>(t.type);
         if (t.dims[0] % dtype_block_elems(dt) != 0) {

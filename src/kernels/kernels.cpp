@@ -12,9 +12,17 @@ DType activation_type(DType weight) {
         case DType::F32: return DType::F32;
         case DType::F16: return DType::F16;
         case DType::Q4_0:
+        case DType::Q5_0:
         case DType::Q8_0: return DType::Q8_0;
         case DType::Q4_1:
-        case DType::Q8_1: return DType::Q8_1;  // Q4_1's dot needs the block sum s
+        case DType::Q5_1:
+        case DType::Q8_1: return DType::Q8_1;  // Q4_1's and Q5_1's dots need the block sum s
+        case DType::Q2_K:
+        case DType::Q3_K:
+        case DType::Q4_K:
+        case DType::Q5_K:
+        case DType::Q6_K:
+        case DType::Q8_K: return DType::Q8_K;
     }
     return DType::F32;
 }

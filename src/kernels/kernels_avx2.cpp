@@ -106,11 +106,20 @@ void prepare_row(DType act, const float* x, int64_t cols, void* out) {
             return;
         }
         case DType::Q4_0:
-        case DType::Q4_1: return;  // never an activation type
+        case DType::Q4_1:
+        case DType::Q5_0:
+        case DType::Q5_1:
+        case DType::Q2_K:
+        case DType::Q3_K:
+        case DType::Q4_K:
+        case DType::Q5_K:
+        case DType::Q6_K: return;  // never an activation type
+        case DType::Q8_K: return;  // only for scalar_only weights, prepared by the scalar table
     }
 }
 
 void prepare(DType weight, const float* x, int64_t n, int64_t cols, void* out) {
+    if (scalar_only(weight)) return kernels_scalar().prepare(weight, x, n, cols, out);
     const DType act = activation_type(weight);
     const size_t stride = prepared_row_bytes(weight, cols);
     auto* dst = static_cast<uint8_t*>(out);
@@ -250,6 +259,68 @@ void dot_q4_1(const BlockQ4_1* w, const void* const* xs, int64_t nb, float* out)
     for (int t = 0; t < NT; t++) out[t] = hsum(acc[t]) + mins[t];
 }
 
+// The 5th bits of a Q5 block's 32 codes (bit i of the little-endian qh is element i's) as bytes
+// of 0x10 or 0, in element order.
+__m256i q5_high_bits(const uint8_t* qh_bytes) {
+    uint32_t qh;
+    std::memcpy(&qh, qh_bytes, sizeof qh);
+    // Byte i gets qh's byte i / 8 (the shuffle works within 128-bit lanes; every lane holds all four).
+    const __m256i spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(static_cast<int>(qh)),
+        _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
+    const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ULL));  // byte i: 1 << (i % 8)
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+}
+
+template <int NT>
+void dot_q5_0(const BlockQ5_0* w, const void* const* xs, int64_t nb, float* out) {
+    const BlockQ8_0* x[NT];
+    __m256 acc[NT];
+    for (int t = 0; t < NT; t++) {
+        x[t] = static_cast<const BlockQ8_0*>(xs[t]);
+        acc[t] = _mm256_setzero_ps();
+    }
+    const __m256i sixteen = _mm256_set1_epi8(16);
+    for (int64_t b = 0; b < nb; b++) {
+        const __m256i qw =
+            _mm256_sub_epi8(_mm256_or_si256(unpack_nibbles(w[b].qs), q5_high_bits(w[b].qh)), sixteen);
+        const float dw = half(w[b].d);
+        for (int t = 0; t < NT; t++) {
+            const __m256i p = dot_i8x32(qw, load_i8x32(x[t][b].qs));
+            const __m256 d = _mm256_set1_ps(dw * half(x[t][b].d));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc[t]);
+        }
+    }
+    for (int t = 0; t < NT; t++) out[t] = hsum(acc[t]);
+}
+
+template <int NT>
+void dot_q5_1(const BlockQ5_1* w, const void* const* xs, int64_t nb, float* out) {
+    const BlockQ8_1* x[NT];
+    __m256 acc[NT];
+    float mins[NT];  // sum over blocks of m_w * s_x
+    for (int t = 0; t < NT; t++) {
+        x[t] = static_cast<const BlockQ8_1*>(xs[t]);
+        acc[t] = _mm256_setzero_ps();
+        mins[t] = 0.0f;
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t b = 0; b < nb; b++) {
+        const __m256i qw = _mm256_or_si256(unpack_nibbles(w[b].qs), q5_high_bits(w[b].qh));  // 0..31
+        const float dw = half(w[b].d);
+        const float mw = half(w[b].m);
+        for (int t = 0; t < NT; t++) {
+            const __m256i p =
+                _mm256_madd_epi16(_mm256_maddubs_epi16(qw, load_i8x32(x[t][b].qs)), ones);
+            const __m256 d = _mm256_set1_ps(dw * half(x[t][b].d));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc[t]);
+            mins[t] += mw * half(x[t][b].s);
+        }
+    }
+    for (int t = 0; t < NT; t++) out[t] = hsum(acc[t]) + mins[t];
+}
+
 template <int NT>
 void dot_n(DType type, const void* w, const void* const* xs, int64_t cols, float* out) {
     const int64_t nb = cols / kQK;
@@ -259,12 +330,21 @@ void dot_n(DType type, const void* w, const void* const* xs, int64_t cols, float
         case DType::Q4_0: return dot_q4_0<NT>(static_cast<const BlockQ4_0*>(w), xs, nb, out);
         case DType::Q4_1: return dot_q4_1<NT>(static_cast<const BlockQ4_1*>(w), xs, nb, out);
         case DType::Q8_0: return dot_q8_0<NT>(static_cast<const BlockQ8_0*>(w), xs, nb, out);
-        case DType::Q8_1: break;  // activation format only
+        case DType::Q8_1:
+        case DType::Q8_K: break;  // activation formats only
+        case DType::Q5_0: return dot_q5_0<NT>(static_cast<const BlockQ5_0*>(w), xs, nb, out);
+        case DType::Q5_1: return dot_q5_1<NT>(static_cast<const BlockQ5_1*>(w), xs, nb, out);
+        case DType::Q2_K:
+        case DType::Q3_K:
+        case DType::Q4_K:
+        case DType::Q5_K:
+        case DType::Q6_K: break;  // scalar_only: dot() and matmul() hand them to the scalar table
     }
     for (int t = 0; t < NT; t++) out[t] = 0.0f;
 }
 
 float dot(DType weight, const void* w, const void* x, int64_t cols) {
+    if (scalar_only(weight)) return kernels_scalar().dot(weight, w, x, cols);
     float out = 0.0f;
     dot_n<1>(weight, w, &x, cols, &out);
     return out;
@@ -272,6 +352,7 @@ float dot(DType weight, const void* w, const void* x, int64_t cols) {
 
 void matmul(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t n, float* y,
             int64_t ldy) {
+    if (scalar_only(w.type)) return kernels_scalar().matmul(w, r0, r1, x, n, y, ldy);
     const size_t x_stride = prepared_row_bytes(w.type, w.cols);
     const auto* wbytes = static_cast<const uint8_t*>(w.data);
     const auto* xbytes = static_cast<const uint8_t*>(x);

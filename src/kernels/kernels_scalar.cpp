@@ -3,6 +3,7 @@
 // Not used on hot paths when a SIMD backend is available.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "microlm/kernels.h"
 
@@ -105,6 +106,57 @@ float dot_q8_0(const BlockQ8_0* w, const BlockQ8_0* x, int64_t nb) {
     return sum;
 }
 
+// Q5_0 / Q5_1: the 5-bit code of element j of a block, from its nibble and its bit in qh.
+int q5_code(const uint8_t* qs, uint32_t qh, int j) {
+    const int nib = j < kQK / 2 ? (qs[j] & 0x0f) : (qs[j - kQK / 2] >> 4);
+    return nib | static_cast<int>(((qh >> j) & 1u) << 4);
+}
+
+float dot_q5_0(const BlockQ5_0* w, const BlockQ8_0* x, int64_t nb) {
+    float sum = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        uint32_t qh;
+        std::memcpy(&qh, w[b].qh, 4);
+        int sumi = 0;
+        for (int j = 0; j < kQK; j++) sumi += (q5_code(w[b].qs, qh, j) - 16) * x[b].qs[j];
+        sum += static_cast<float>(sumi) * fp16_to_fp32(w[b].d) * fp16_to_fp32(x[b].d);
+    }
+    return sum;
+}
+
+float dot_q5_1(const BlockQ5_1* w, const BlockQ8_1* x, int64_t nb) {
+    float sum = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        uint32_t qh;
+        std::memcpy(&qh, w[b].qh, 4);
+        int sumi = 0;
+        for (int j = 0; j < kQK; j++) sumi += q5_code(w[b].qs, qh, j) * x[b].qs[j];
+        sum += fp16_to_fp32(w[b].d) * fp16_to_fp32(x[b].d) * static_cast<float>(sumi) +
+               fp16_to_fp32(w[b].m) * fp16_to_fp32(x[b].s);
+    }
+    return sum;
+}
+
+// A K-quant row against Q8_K activations: per run of 16, the integer sum exactly, then
+// sum_i (scale q_i - min) d_x p_i = d_x (scale sumi - min bsum).
+float dot_k(DType type, const void* w, const BlockQ8_K* x, int64_t nb) {
+    const size_t bytes = dtype_block_bytes(type);
+    const auto* p = static_cast<const uint8_t*>(w);
+    UnpackedK u;
+    float sum = 0.0f;
+    for (int64_t b = 0; b < nb; b++, p += bytes) {
+        unpack_k_block(type, p, u);
+        float block = 0.0f;
+        for (int s = 0; s < kQKK / 16; s++) {
+            int sumi = 0;
+            for (int j = 16 * s; j < 16 * s + 16; j++) sumi += u.q[j] * x[b].qs[j];
+            block += u.scale[s] * static_cast<float>(sumi) - u.min[s] * static_cast<float>(x[b].bsums[s]);
+        }
+        sum += x[b].d * block;
+    }
+    return sum;
+}
+
 float dot(DType weight, const void* w, const void* x, int64_t cols) {
     const int64_t nb = cols / kQK;
     switch (weight) {
@@ -118,13 +170,59 @@ float dot(DType weight, const void* w, const void* x, int64_t cols) {
             return dot_q4_1(static_cast<const BlockQ4_1*>(w), static_cast<const BlockQ8_1*>(x), nb);
         case DType::Q8_0:
             return dot_q8_0(static_cast<const BlockQ8_0*>(w), static_cast<const BlockQ8_0*>(x), nb);
-        case DType::Q8_1: break;  // activation format only
+        case DType::Q5_0:
+            return dot_q5_0(static_cast<const BlockQ5_0*>(w), static_cast<const BlockQ8_0*>(x), nb);
+        case DType::Q5_1:
+            return dot_q5_1(static_cast<const BlockQ5_1*>(w), static_cast<const BlockQ8_1*>(x), nb);
+        case DType::Q2_K:
+        case DType::Q3_K:
+        case DType::Q4_K:
+        case DType::Q5_K:
+        case DType::Q6_K: return dot_k(weight, w, static_cast<const BlockQ8_K*>(x), cols / kQKK);
+        case DType::Q8_1:
+        case DType::Q8_K: break;  // activation formats only
     }
     return 0.0f;
 }
 
+// K-quant rows are unpacked once per super-block for up to kKTokens tokens (the unpacking costs
+// more than the multiply), summing in dot_k's order, so matmul still equals dot bit for bit.
+// No allocation: the forward pass allocates nothing.
+constexpr int64_t kKTokens = 64;
+
+void matmul_k(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t n, float* y, int64_t ldy) {
+    const size_t x_stride = prepared_row_bytes(w.type, w.cols);
+    const size_t bytes = dtype_block_bytes(w.type);
+    const int64_t nb = w.cols / kQKK;
+    UnpackedK u;
+    float sums[kKTokens];
+    for (int64_t r = r0; r < r1; r++) {
+        const auto* row = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(r) * w.row_bytes;
+        for (int64_t t0 = 0; t0 < n; t0 += kKTokens) {
+            const int64_t nt = std::min(kKTokens, n - t0);
+            std::fill(sums, sums + nt, 0.0f);
+            for (int64_t b = 0; b < nb; b++) {
+                unpack_k_block(w.type, row + static_cast<size_t>(b) * bytes, u);
+                for (int64_t t = 0; t < nt; t++) {
+                    const auto& xb = reinterpret_cast<const BlockQ8_K*>(static_cast<const uint8_t*>(x) +
+                                                                        static_cast<size_t>(t0 + t) * x_stride)[b];
+                    float block = 0.0f;
+                    for (int s = 0; s < kQKK / 16; s++) {
+                        int sumi = 0;
+                        for (int j = 16 * s; j < 16 * s + 16; j++) sumi += u.q[j] * xb.qs[j];
+                        block += u.scale[s] * static_cast<float>(sumi) - u.min[s] * static_cast<float>(xb.bsums[s]);
+                    }
+                    sums[t] += xb.d * block;
+                }
+            }
+            for (int64_t t = 0; t < nt; t++) y[(t0 + t) * ldy + r] = sums[t];
+        }
+    }
+}
+
 void matmul(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t n, float* y,
             int64_t ldy) {
+    if (is_k_quant(w.type)) return matmul_k(w, r0, r1, x, n, y, ldy);
     const size_t x_stride = prepared_row_bytes(w.type, w.cols);
     const auto* wbytes = static_cast<const uint8_t*>(w.data);
     const auto* xbytes = static_cast<const uint8_t*>(x);

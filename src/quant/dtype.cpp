@@ -10,6 +10,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 
 namespace microlm {
@@ -94,6 +95,181 @@ float quantize_q8_block(const float* x, int8_t* qs) {
     return d;
 }
 
+// Q5_0 and Q5_1 as ggml's references: the 5th bit of each code goes to qh.
+void put_q5(int j, int lo_code, int hi_code, uint8_t* qs, uint32_t& qh) {
+    qs[j] = static_cast<uint8_t>((lo_code & 0x0f) | ((hi_code & 0x0f) << 4));
+    qh |= static_cast<uint32_t>((lo_code & 0x10) >> 4) << j;
+    qh |= static_cast<uint32_t>((hi_code & 0x10) >> 4) << (j + kQK / 2);
+}
+
+void quantize_q5_0(const float* x, BlockQ5_0* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += kQK) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < kQK; j++) {
+            if (amax < std::fabs(x[j])) {
+                amax = std::fabs(x[j]);
+                max = x[j];
+            }
+        }
+        const float d = max / -16.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = fp32_to_fp16(d);
+        uint32_t qh = 0;
+        for (int j = 0; j < kQK / 2; j++) {
+            const int lo = std::min(31, int(static_cast<int8_t>(x[j] * id + 16.5f)));
+            const int hi = std::min(31, int(static_cast<int8_t>(x[j + kQK / 2] * id + 16.5f)));
+            put_q5(j, lo, hi, y[i].qs, qh);
+        }
+        std::memcpy(y[i].qh, &qh, sizeof qh);
+    }
+}
+
+void quantize_q5_1(const float* x, BlockQ5_1* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += kQK) {
+        float min = FLT_MAX, max = -FLT_MAX;
+        for (int j = 0; j < kQK; j++) {
+            min = std::min(min, x[j]);
+            max = std::max(max, x[j]);
+        }
+        const float d = (max - min) / 31.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = fp32_to_fp16(d);
+        y[i].m = fp32_to_fp16(min);
+        uint32_t qh = 0;
+        for (int j = 0; j < kQK / 2; j++) {
+            const int lo = static_cast<int8_t>((x[j] - min) * id + 0.5f);
+            const int hi = static_cast<int8_t>((x[j + kQK / 2] - min) * id + 0.5f);
+            put_q5(j, lo, hi, y[i].qs, qh);
+        }
+        std::memcpy(y[i].qh, &qh, sizeof qh);
+    }
+}
+
+// Q8_K, the K-quants' activation format: the scale maps the largest-magnitude value to -127
+// (its sign folded into d), codes rounded half to even, and the sum of each 16 codes kept.
+void quantize_q8_k(const float* x, BlockQ8_K* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += kQKK) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < kQKK; j++) {
+            if (amax < std::fabs(x[j])) {
+                amax = std::fabs(x[j]);
+                max = x[j];
+            }
+        }
+        if (amax == 0.0f) {
+            y[i].d = 0.0f;
+            std::memset(y[i].qs, 0, sizeof y[i].qs);
+            std::memset(y[i].bsums, 0, sizeof y[i].bsums);
+            continue;
+        }
+        const float iscale = -127.0f / max;
+        for (int j = 0; j < kQKK; j++)
+            y[i].qs[j] = static_cast<int8_t>(std::min(127, static_cast<int>(std::nearbyint(iscale * x[j]))));
+        for (int g = 0; g < kQKK / 16; g++) {
+            int sum = 0;
+            for (int j = 0; j < 16; j++) sum += y[i].qs[g * 16 + j];
+            y[i].bsums[g] = static_cast<int16_t>(sum);
+        }
+        y[i].d = 1.0f / iscale;
+    }
+}
+
+// Q4_K and Q5_K pack eight 6-bit scales and eight 6-bit mins into 12 bytes: the first four of
+// each whole in bytes 0-7, the last four split between bytes 8-11 (low bits) and the top two
+// bits of bytes 0-7.
+void k4_scale_min(int j, const uint8_t* q, int& sc, int& m) {
+    if (j < 4) {
+        sc = q[j] & 63;
+        m = q[j + 4] & 63;
+    } else {
+        sc = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4);
+        m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+void unpack_q2_k(const BlockQ2_K& b, UnpackedK& u) {
+    const float d = fp16_to_fp32(b.d), dmin = fp16_to_fp32(b.dmin);
+    // Each 32 bytes of qs hold 128 codes: four 2-bit planes, each plane two runs of 16.
+    for (int half = 0; half < 2; half++) {
+        const uint8_t* q = b.qs + 32 * half;
+        for (int plane = 0; plane < 4; plane++) {
+            for (int run = 0; run < 2; run++) {
+                const int s = half * 8 + plane * 2 + run;
+                u.scale[s] = d * static_cast<float>(b.scales[s] & 0x0f);
+                u.min[s] = dmin * static_cast<float>(b.scales[s] >> 4);
+                for (int l = 0; l < 16; l++) u.q[16 * s + l] = static_cast<int8_t>((q[l + 16 * run] >> (2 * plane)) & 3);
+            }
+        }
+    }
+}
+
+void unpack_q3_k(const BlockQ3_K& b, UnpackedK& u) {
+    const float d = fp16_to_fp32(b.d);
+    // Sixteen 6-bit scales: low 4 bits from bytes 0-7 (nibbles), high 2 bits from bytes 8-11.
+    int sc[16];
+    for (int s = 0; s < 16; s++) {
+        const int low = s < 8 ? (b.scales[s] & 0x0f) : (b.scales[s - 8] >> 4);
+        const int high = (b.scales[8 + s % 4] >> (2 * (s / 4))) & 3;
+        sc[s] = (low | (high << 4)) - 32;
+    }
+    for (int half = 0; half < 2; half++) {
+        const uint8_t* q = b.qs + 32 * half;
+        for (int plane = 0; plane < 4; plane++) {
+            const uint8_t bit = static_cast<uint8_t>(1u << (half * 4 + plane));
+            for (int run = 0; run < 2; run++) {
+                const int s = half * 8 + plane * 2 + run;
+                u.scale[s] = d * static_cast<float>(sc[s]);
+                u.min[s] = 0.0f;
+                for (int l = 0; l < 16; l++) {
+                    const int code = (q[l + 16 * run] >> (2 * plane)) & 3;
+                    u.q[16 * s + l] = static_cast<int8_t>(code - ((b.hmask[l + 16 * run] & bit) ? 0 : 4));
+                }
+            }
+        }
+    }
+}
+
+// Q4_K (qh == nullptr) and Q5_K: four 64-element chunks, low nibbles then high nibbles.
+void unpack_q45_k(uint16_t d16, uint16_t dmin16, const uint8_t* scales, const uint8_t* qh, const uint8_t* qs,
+                  UnpackedK& u) {
+    const float d = fp16_to_fp32(d16), dmin = fp16_to_fp32(dmin16);
+    for (int chunk = 0; chunk < 4; chunk++) {
+        const uint8_t* q = qs + 32 * chunk;
+        for (int nib = 0; nib < 2; nib++) {
+            const int sub = 2 * chunk + nib;  // sub-block of 32
+            int sc = 0, m = 0;
+            k4_scale_min(sub, scales, sc, m);
+            u.scale[2 * sub] = u.scale[2 * sub + 1] = d * static_cast<float>(sc);
+            u.min[2 * sub] = u.min[2 * sub + 1] = dmin * static_cast<float>(m);
+            const uint8_t bit = static_cast<uint8_t>(1u << sub);
+            for (int l = 0; l < 32; l++) {
+                int code = nib == 0 ? (q[l] & 0x0f) : (q[l] >> 4);
+                if (qh && (qh[l] & bit)) code += 16;
+                u.q[32 * sub + l] = static_cast<int8_t>(code);
+            }
+        }
+    }
+}
+
+void unpack_q6_k(const BlockQ6_K& b, UnpackedK& u) {
+    const float d = fp16_to_fp32(b.d);
+    for (int half = 0; half < 2; half++) {
+        const uint8_t* ql = b.ql + 64 * half;
+        const uint8_t* qh = b.qh + 32 * half;
+        for (int l = 0; l < 32; l++) {
+            const int base = 128 * half + l;
+            u.q[base] = static_cast<int8_t>(((ql[l] & 0x0f) | (((qh[l] >> 0) & 3) << 4)) - 32);
+            u.q[base + 32] = static_cast<int8_t>(((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32);
+            u.q[base + 64] = static_cast<int8_t>(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+            u.q[base + 96] = static_cast<int8_t>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+        }
+    }
+    for (int s = 0; s < 16; s++) {
+        u.scale[s] = d * static_cast<float>(b.scales[s]);
+        u.min[s] = 0.0f;
+    }
+}
+
 }  // namespace
 
 std::string_view dtype_name(uint32_t type) {
@@ -103,7 +279,8 @@ std::string_view dtype_name(uint32_t type) {
 std::optional<DType> dtype_from_name(std::string_view name) {
     std::string upper(name);
     for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    for (DType t : {DType::F32, DType::F16, DType::Q4_0, DType::Q4_1, DType::Q8_0}) {
+    for (DType t : {DType::F32, DType::F16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
+                    DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
         if (upper == dtype_name(static_cast<uint32_t>(t))) return t;
     }
     return std::nullopt;
@@ -115,10 +292,41 @@ bool dtype_supported(uint32_t type) {
         case DType::F16:
         case DType::Q4_0:
         case DType::Q4_1:
-        case DType::Q8_0: return true;
-        case DType::Q8_1: return false;
+        case DType::Q5_0:
+        case DType::Q5_1:
+        case DType::Q8_0:
+        case DType::Q2_K:
+        case DType::Q3_K:
+        case DType::Q4_K:
+        case DType::Q5_K:
+        case DType::Q6_K: return true;
+        case DType::Q8_1:
+        case DType::Q8_K: return false;
     }
     return false;
+}
+
+bool is_k_quant(DType t) {
+    return t == DType::Q2_K || t == DType::Q3_K || t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K;
+}
+
+void unpack_k_block(DType t, const void* block, UnpackedK& out) {
+    switch (t) {
+        case DType::Q2_K: unpack_q2_k(*static_cast<const BlockQ2_K*>(block), out); return;
+        case DType::Q3_K: unpack_q3_k(*static_cast<const BlockQ3_K*>(block), out); return;
+        case DType::Q4_K: {
+            const auto& b = *static_cast<const BlockQ4_K*>(block);
+            unpack_q45_k(b.d, b.dmin, b.scales, nullptr, b.qs, out);
+            return;
+        }
+        case DType::Q5_K: {
+            const auto& b = *static_cast<const BlockQ5_K*>(block);
+            unpack_q45_k(b.d, b.dmin, b.scales, b.qh, b.qs, out);
+            return;
+        }
+        case DType::Q6_K: unpack_q6_k(*static_cast<const BlockQ6_K*>(block), out); return;
+        default: throw std::invalid_argument("unpack_k_block: not a K-quant weight type");
+    }
 }
 
 int dtype_block_elems(DType t) {
@@ -127,8 +335,16 @@ int dtype_block_elems(DType t) {
         case DType::F16: return 1;
         case DType::Q4_0:
         case DType::Q4_1:
+        case DType::Q5_0:
+        case DType::Q5_1:
         case DType::Q8_0:
         case DType::Q8_1: return kQK;
+        case DType::Q2_K:
+        case DType::Q3_K:
+        case DType::Q4_K:
+        case DType::Q5_K:
+        case DType::Q6_K:
+        case DType::Q8_K: return kQKK;
     }
     return 0;
 }
@@ -141,6 +357,14 @@ size_t dtype_block_bytes(DType t) {
         case DType::Q4_1: return sizeof(BlockQ4_1);
         case DType::Q8_0: return sizeof(BlockQ8_0);
         case DType::Q8_1: return sizeof(BlockQ8_1);
+        case DType::Q5_0: return sizeof(BlockQ5_0);
+        case DType::Q5_1: return sizeof(BlockQ5_1);
+        case DType::Q2_K: return sizeof(BlockQ2_K);
+        case DType::Q3_K: return sizeof(BlockQ3_K);
+        case DType::Q4_K: return sizeof(BlockQ4_K);
+        case DType::Q5_K: return sizeof(BlockQ5_K);
+        case DType::Q6_K: return sizeof(BlockQ6_K);
+        case DType::Q8_K: return sizeof(BlockQ8_K);
     }
     return 0;
 }
@@ -234,7 +458,17 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n) {
             }
             return;
         }
+        case DType::Q5_0: quantize_q5_0(src, blocks_out<BlockQ5_0>(dst), nb); return;
+        case DType::Q5_1: quantize_q5_1(src, blocks_out<BlockQ5_1>(dst), nb); return;
+        case DType::Q8_K: quantize_q8_k(src, blocks_out<BlockQ8_K>(dst), n / kQKK); return;
+        case DType::Q2_K:
+        case DType::Q3_K:
+        case DType::Q4_K:
+        case DType::Q5_K:
+        case DType::Q6_K: break;
     }
+    throw std::invalid_argument("quantize_row: writing " + std::string(dtype_name(static_cast<uint32_t>(t))) +
+                                " is not supported yet");
 }
 
 void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
@@ -283,6 +517,55 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
                 const float d = fp16_to_fp32(x[i].d);
                 for (int j = 0; j < kQK; j++) dst[j] = static_cast<float>(x[i].qs[j]) * d;
             }
+            return;
+        }
+        case DType::Q5_0:
+        case DType::Q5_1: {
+            const bool has_min = t == DType::Q5_1;
+            const size_t bytes = dtype_block_bytes(t);
+            const auto* p = static_cast<const uint8_t*>(src);
+            for (int64_t i = 0; i < nb; i++, dst += kQK, p += bytes) {
+                // Both layouts: d, [m], qh[4], qs[16].
+                uint16_t d16, m16 = 0;
+                std::memcpy(&d16, p, 2);
+                if (has_min) std::memcpy(&m16, p + 2, 2);
+                const uint8_t* qhp = p + (has_min ? 4 : 2);
+                uint32_t qh;
+                std::memcpy(&qh, qhp, 4);
+                const uint8_t* qs = qhp + 4;
+                const float d = fp16_to_fp32(d16), m = fp16_to_fp32(m16);
+                for (int j = 0; j < kQK / 2; j++) {
+                    const int lo = (qs[j] & 0x0f) | static_cast<int>(((qh >> j) & 1u) << 4);
+                    const int hi = (qs[j] >> 4) | static_cast<int>(((qh >> (j + kQK / 2)) & 1u) << 4);
+                    if (has_min) {
+                        dst[j] = static_cast<float>(lo) * d + m;
+                        dst[j + kQK / 2] = static_cast<float>(hi) * d + m;
+                    } else {
+                        dst[j] = static_cast<float>(lo - 16) * d;
+                        dst[j + kQK / 2] = static_cast<float>(hi - 16) * d;
+                    }
+                }
+            }
+            return;
+        }
+        case DType::Q2_K:
+        case DType::Q3_K:
+        case DType::Q4_K:
+        case DType::Q5_K:
+        case DType::Q6_K: {
+            const size_t bytes = dtype_block_bytes(t);
+            const auto* p = static_cast<const uint8_t*>(src);
+            UnpackedK u;
+            for (int64_t i = 0; i < n / kQKK; i++, dst += kQKK, p += bytes) {
+                unpack_k_block(t, p, u);
+                for (int j = 0; j < kQKK; j++) dst[j] = u.scale[j / 16] * static_cast<float>(u.q[j]) - u.min[j / 16];
+            }
+            return;
+        }
+        case DType::Q8_K: {
+            const auto* x = blocks_in<BlockQ8_K>(src);
+            for (int64_t i = 0; i < n / kQKK; i++, dst += kQKK)
+                for (int j = 0; j < kQKK; j++) dst[j] = static_cast<float>(x[i].qs[j]) * x[i].d;
             return;
         }
     }

@@ -7,6 +7,7 @@ Writes into args.out:
   logits_<i>.f32      last-token logits of logit prompt i (float32, n_vocab values)
   random_<type>.gguf  the random-weight models (written by microlm) that random cases use
 """
+import ctypes
 import json
 import os
 import subprocess
@@ -15,6 +16,10 @@ import jinja2
 import llama_cpp
 import numpy as np
 from llama_cpp import Llama
+
+# llama.cpp file types of the K-quant SmolLM2 files, and the greedy tokens compared on each.
+KQUANT_FTYPES = ["Q4_K_M", "Q3_K_M", "Q2_K"]  # between them: Q4_0 Q5_0 Q5_1 Q8_0 Q3_K Q4_K Q5_K Q6_K
+KQUANT_TOKENS = 24
 
 LOGIT_PROMPTS = [
     "The capital of France is",
@@ -86,7 +91,31 @@ def run(args):
         ref["chat"].append({"user": user, "text": text, "ids": ids, "greedy": gen, "reply": reply,
                             "margins": margins})
         print(f"  greedy: {user!r} -> {reply[:60]!r}", flush=True)
-    del llm
+    # K-quant files as people download them: SmolLM2 requantized by llama.cpp's own quantizer
+    # (from the Q4_1 file, the only one we have). Its 576-wide rows are not a multiple of 256, so
+    # most tensors fall back to Q5_0 / Q5_1 / Q8_0, as llama.cpp does; the FFN down and output-side
+    # rows get the K types.
+    ref["kquant"] = []
+    chat = ref["chat"][0]
+    for ftype in KQUANT_FTYPES:
+        path = os.path.join(args.out, f"smollm2_{ftype}.gguf")
+        if not os.path.exists(path):
+            params = llama_cpp.llama_model_quantize_default_params()
+            params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype}")
+            params.allow_requantize = True
+            params.nthread = 2
+            rc = llama_cpp.llama_model_quantize(args.smollm2.encode(), path.encode(), ctypes.byref(params))
+            if rc != 0:
+                raise RuntimeError(f"llama_model_quantize {ftype} failed: {rc}")
+        kl = Llama(model_path=path, n_ctx=256, logits_all=True, verbose=False, n_threads=2, seed=1)
+        margins = []
+        gen = greedy(kl, chat["ids"], KQUANT_TOKENS, margins)
+        last = np.asarray(kl.scores[kl.n_tokens - 1], dtype=np.float32)
+        last.tofile(os.path.join(args.out, f"smollm2_{ftype}_logits.f32"))
+        ref["kquant"].append({"ftype": ftype, "file": f"smollm2_{ftype}.gguf", "prompt": chat["ids"],
+                              "greedy": gen, "margins": margins, "logits_file": f"smollm2_{ftype}_logits.f32"})
+        print(f"  {ftype}: {kl.detokenize(gen).decode('utf-8', errors='replace')[:60]!r}", flush=True)
+        del kl
 
     for t in RANDOM_TYPES:
         path = os.path.join(args.out, f"random_{t}.gguf")

@@ -9,7 +9,7 @@ import importlib
 import os
 import sys
 
-MODULES = ["tokenizer_cases", "model_cases", "trained_tokenizer_cases"]
+MODULES = ["tokenizer_cases", "model_cases", "trained_tokenizer_cases", "quant_cases"]
 
 
 def main() -> int:

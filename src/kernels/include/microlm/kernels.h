@@ -46,6 +46,16 @@ struct Kernels {
                         int64_t hd, float* out);
 };
 
+// Weight types without a vector path yet, so every backend runs every type: the K-quants go
+// to the scalar table from every SIMD backend; Q5_0 and Q5_1 have an AVX2 path, which the
+// AVX-512 table uses too, and go to the scalar table on NEON.
+inline bool scalar_only(DType t) {
+    return is_k_quant(t);
+}
+inline bool avx2_only(DType t) {
+    return t == DType::Q5_0 || t == DType::Q5_1;
+}
+
 const Kernels& kernels_scalar();
 // nullptr when this build or this CPU has no such backend.
 const Kernels* kernels_avx2();
