@@ -15,6 +15,7 @@
 #include <random>
 
 #include "microlm/convert.h"
+#include "microlm/quantize.h"
 #include "microlm/error.h"
 #include "microlm/gguf.h"
 #include "microlm/model.h"
@@ -777,3 +778,28 @@ TEST(ConvertCli, SwenAndHf) {
 }
 
 }  // namespace
+
+// The K-quant mixes' rule (llama.cpp's use_more_bits for attn_v and ffn_down, Q6_K output) and
+// the fallback for rows that are not whole 256-element blocks. On SmolLM2 the rule gives the
+// same type counts as llama.cpp's Q4_K_M file (Q4_K x16, Q5_0 x166, Q6_K x14, Q8_0 x15).
+TEST(Quantize, MixRuleAndFallbacks) {
+    using namespace microlm;
+    const auto m = quantize_target("Q4_K_M");
+    ASSERT_TRUE(m.has_value());
+    EXPECT_EQ(m->file_type, 15u);
+    EXPECT_FALSE(quantize_target("q3_k_m").has_value());
+    EXPECT_FALSE(quantize_target("").has_value());
+    const int64_t n = 30;  // SmolLM2's layers: more bits for 0-2, 26-29 and every third from 5
+    EXPECT_EQ(quantized_type(*m, "output.weight", n, 1536), DType::Q6_K);
+    EXPECT_EQ(quantized_type(*m, "token_embd.weight", n, 1536), DType::Q6_K);  // tied: the output
+    EXPECT_EQ(quantized_type(*m, "blk.0.attn_v.weight", n, 1536), DType::Q6_K);
+    EXPECT_EQ(quantized_type(*m, "blk.4.attn_v.weight", n, 1536), DType::Q4_K);
+    EXPECT_EQ(quantized_type(*m, "blk.5.ffn_down.weight", n, 1536), DType::Q6_K);
+    EXPECT_EQ(quantized_type(*m, "blk.27.ffn_down.weight", n, 1536), DType::Q6_K);
+    EXPECT_EQ(quantized_type(*m, "blk.5.attn_q.weight", n, 1536), DType::Q4_K);
+    EXPECT_EQ(quantized_type(*m, "blk.5.attn_q.weight", n, 576), DType::Q5_0);  // 576 = 2.25 blocks
+    EXPECT_EQ(quantized_type(*m, "blk.0.attn_v.weight", n, 576), DType::Q8_0);
+    const auto k5 = quantize_target("q5_k_m");
+    EXPECT_EQ(quantized_type(*k5, "blk.5.attn_q.weight", n, 576), DType::Q5_1);
+    EXPECT_EQ(quantized_type(*quantize_target("q8_0"), "output.weight", n, 48), DType::F16);  // not whole blocks
+}

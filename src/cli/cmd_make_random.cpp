@@ -18,7 +18,7 @@ void register_make_random(CLI::App& app) {
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-o,--output", o->out, "Output GGUF path")->required();
-    cmd->add_option("--shape", o->shape, "tiny | 8m | 28m | 135m")->capture_default_str();
+    cmd->add_option("--shape", o->shape, "tiny | tiny256 (rows of whole K-quant blocks) | 8m | 28m | 135m")->capture_default_str();
     cmd->add_option("--type", o->type, "f32 | f16 | q8_0 | q4_0 | q4_1")->capture_default_str();
     cmd->add_option("--seed", o->seed, "Seed for the weights")->capture_default_str();
     cmd->add_flag("--untied", o->untied, "Write a separate output.weight instead of tying it to the embedding");

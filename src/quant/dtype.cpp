@@ -270,6 +270,132 @@ void unpack_q6_k(const BlockQ6_K& b, UnpackedK& u) {
     }
 }
 
+// ---- K-quant writers -------------------------------------------------------------------------
+// Our own reference quantizers (not byte-identical to llama-quantize, whose scale search is an
+// iterative weighted fit): each sub-block's scale (and min) from its range, one least-squares
+// refinement of them given the codes, then the scales themselves quantized against the
+// super-block's d (and dmin), and the codes recomputed with the scales as stored.
+
+int clampi(int v, int lo, int hi) { return std::max(lo, std::min(hi, v)); }
+
+// A sub-block of n (<= 32) values as scale * q - min with q in 0..levels and min >= 0 (the
+// offset -min reaches x's minimum, taken <= 0): the range fit, then least squares on the codes.
+void fit_scale_min(const float* x, int n, int levels, float& scale, float& min) {
+    float lo = 0.0f, hi = -FLT_MAX;
+    for (int i = 0; i < n; i++) {
+        lo = std::min(lo, x[i]);
+        hi = std::max(hi, x[i]);
+    }
+    scale = hi > lo ? (hi - lo) / static_cast<float>(levels) : 0.0f;
+    min = -lo;
+    if (scale == 0.0f) return;
+    double sq = 0, sqq = 0, sx = 0, sqx = 0;
+    int q[32];
+    for (int i = 0; i < n; i++) {
+        q[i] = clampi(static_cast<int>(std::nearbyint((x[i] + min) / scale)), 0, levels);
+        sq += q[i];
+        sqq += static_cast<double>(q[i]) * q[i];
+        sx += x[i];
+        sqx += q[i] * static_cast<double>(x[i]);
+    }
+    const double det = n * sqq - sq * sq;
+    if (det <= 0) return;
+    const double a = (n * sqx - sq * sx) / det, b = (sx - a * sq) / n;  // x ~ a q + b
+    if (a > 0 && b <= 0) {
+        double err_old = 0, err_new = 0;
+        for (int i = 0; i < n; i++) {
+            err_old += std::pow(scale * q[i] - min - x[i], 2.0);
+            err_new += std::pow(a * q[i] + b - x[i], 2.0);
+        }
+        if (err_new < err_old) {
+            scale = static_cast<float>(a);
+            min = static_cast<float>(-b);
+        }
+    }
+}
+
+// Q4_K (levels 15, qh == nullptr) and Q5_K (levels 31): eight sub-blocks of 32.
+void quantize_q45_k(const float* x, int levels, uint16_t& d16, uint16_t& dmin16, uint8_t* scales, uint8_t* qh,
+                    uint8_t* qs) {
+    float sc[8], mn[8], max_sc = 0, max_mn = 0;
+    for (int j = 0; j < 8; j++) {
+        fit_scale_min(x + 32 * j, 32, levels, sc[j], mn[j]);
+        max_sc = std::max(max_sc, sc[j]);
+        max_mn = std::max(max_mn, mn[j]);
+    }
+    d16 = fp32_to_fp16(max_sc / 63.0f);
+    dmin16 = fp32_to_fp16(max_mn / 63.0f);
+    const float ds = fp16_to_fp32(d16), dm = fp16_to_fp32(dmin16);
+    int isc[8], imn[8];
+    for (int j = 0; j < 8; j++) {
+        isc[j] = ds > 0 ? clampi(static_cast<int>(std::nearbyint(sc[j] / ds)), 0, 63) : 0;
+        imn[j] = dm > 0 ? clampi(static_cast<int>(std::nearbyint(mn[j] / dm)), 0, 63) : 0;
+    }
+    // The inverse of k4_scale_min's packing.
+    for (int j = 0; j < 4; j++) {
+        scales[j] = static_cast<uint8_t>(isc[j] | ((isc[j + 4] >> 4) << 6));
+        scales[j + 4] = static_cast<uint8_t>(imn[j] | ((imn[j + 4] >> 4) << 6));
+        scales[j + 8] = static_cast<uint8_t>((isc[j + 4] & 0x0f) | ((imn[j + 4] & 0x0f) << 4));
+    }
+    uint8_t q[kQKK];
+    for (int j = 0; j < 8; j++) {
+        const float step = ds * static_cast<float>(isc[j]), off = dm * static_cast<float>(imn[j]);
+        for (int i = 0; i < 32; i++)
+            q[32 * j + i] = static_cast<uint8_t>(
+                step > 0 ? clampi(static_cast<int>(std::nearbyint((x[32 * j + i] + off) / step)), 0, levels) : 0);
+    }
+    if (qh) std::memset(qh, 0, kQKK / 8);
+    for (int c = 0; c < 4; c++) {
+        for (int l = 0; l < 32; l++) {
+            const uint8_t lo = q[64 * c + l], hi = q[64 * c + 32 + l];
+            qs[32 * c + l] = static_cast<uint8_t>((lo & 0x0f) | ((hi & 0x0f) << 4));
+            if (qh) qh[l] = static_cast<uint8_t>(qh[l] | ((lo >> 4) << (2 * c)) | ((hi >> 4) << (2 * c + 1)));
+        }
+    }
+}
+
+// Q6_K: sixteen sub-blocks of 16, codes -32..31, each sub-block's extreme mapped to -32 (its
+// sign in the int8 scale), the scales quantized against d so that the largest is -128.
+void quantize_q6_k(const float* x, BlockQ6_K& b) {
+    float sc[16], max_sc = 0, max_abs = 0;
+    for (int s = 0; s < 16; s++) {
+        float amax = 0, vmax = 0;
+        for (int i = 0; i < 16; i++) {
+            if (std::fabs(x[16 * s + i]) > amax) {
+                amax = std::fabs(x[16 * s + i]);
+                vmax = x[16 * s + i];
+            }
+        }
+        sc[s] = vmax / -32.0f;
+        if (std::fabs(sc[s]) > max_abs) {
+            max_abs = std::fabs(sc[s]);
+            max_sc = sc[s];
+        }
+    }
+    b.d = fp32_to_fp16(max_sc / -128.0f);
+    const float ds = fp16_to_fp32(b.d);
+    uint8_t q[kQKK];
+    for (int s = 0; s < 16; s++) {
+        const int isc = ds != 0 ? clampi(static_cast<int>(std::nearbyint(sc[s] / ds)), -128, 127) : 0;
+        b.scales[s] = static_cast<int8_t>(isc);
+        const float step = ds * static_cast<float>(isc);
+        for (int i = 0; i < 16; i++)
+            q[16 * s + i] = static_cast<uint8_t>(
+                (step != 0 ? clampi(static_cast<int>(std::nearbyint(x[16 * s + i] / step)), -32, 31) : 0) + 32);
+    }
+    // The inverse of unpack_q6_k's layout.
+    for (int h = 0; h < 2; h++) {
+        for (int l = 0; l < 32; l++) {
+            const int base = 128 * h + l;
+            const uint8_t q1 = q[base], q2 = q[base + 32], q3 = q[base + 64], q4 = q[base + 96];
+            b.ql[64 * h + l] = static_cast<uint8_t>((q1 & 0x0f) | ((q3 & 0x0f) << 4));
+            b.ql[64 * h + l + 32] = static_cast<uint8_t>((q2 & 0x0f) | ((q4 & 0x0f) << 4));
+            b.qh[32 * h + l] =
+                static_cast<uint8_t>((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+        }
+    }
+}
+
 }  // namespace
 
 std::string_view dtype_name(uint32_t type) {
@@ -461,11 +587,25 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n) {
         case DType::Q5_0: quantize_q5_0(src, blocks_out<BlockQ5_0>(dst), nb); return;
         case DType::Q5_1: quantize_q5_1(src, blocks_out<BlockQ5_1>(dst), nb); return;
         case DType::Q8_K: quantize_q8_k(src, blocks_out<BlockQ8_K>(dst), n / kQKK); return;
+        case DType::Q4_K: {
+            auto* y = blocks_out<BlockQ4_K>(dst);
+            for (int64_t i = 0; i < n / kQKK; i++)
+                quantize_q45_k(src + i * kQKK, 15, y[i].d, y[i].dmin, y[i].scales, nullptr, y[i].qs);
+            return;
+        }
+        case DType::Q5_K: {
+            auto* y = blocks_out<BlockQ5_K>(dst);
+            for (int64_t i = 0; i < n / kQKK; i++)
+                quantize_q45_k(src + i * kQKK, 31, y[i].d, y[i].dmin, y[i].scales, y[i].qh, y[i].qs);
+            return;
+        }
+        case DType::Q6_K: {
+            auto* y = blocks_out<BlockQ6_K>(dst);
+            for (int64_t i = 0; i < n / kQKK; i++) quantize_q6_k(src + i * kQKK, y[i]);
+            return;
+        }
         case DType::Q2_K:
-        case DType::Q3_K:
-        case DType::Q4_K:
-        case DType::Q5_K:
-        case DType::Q6_K: break;
+        case DType::Q3_K: break;
     }
     throw std::invalid_argument("quantize_row: writing " + std::string(dtype_name(static_cast<uint32_t>(t))) +
                                 " is not supported yet");

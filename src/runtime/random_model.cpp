@@ -36,6 +36,8 @@ private:
 
 std::optional<LlamaHparams> model_shape_preset(std::string_view name) {
     if (name == "tiny") return LlamaHparams{512, 64, 2, 4, 2, 160, 512, 10000.0f, true, 1e-5f};
+    // Tiny, but every row a whole number of 256-element K-quant super-blocks.
+    if (name == "tiny256") return LlamaHparams{512, 256, 2, 4, 2, 512, 512, 10000.0f, true, 1e-5f};
     if (name == "8m") return LlamaHparams{8192, 256, 8, 8, 2, 704, 2048, 10000.0f, true, 1e-5f};
     if (name == "28m") return LlamaHparams{12288, 512, 8, 8, 2, 1408, 2048, 10000.0f, true, 1e-5f};
     if (name == "135m") return LlamaHparams{49152, 576, 30, 9, 3, 1536, 8192, 100000.0f, true, 1e-5f};

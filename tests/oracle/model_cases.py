@@ -20,6 +20,8 @@ from llama_cpp import Llama
 # llama.cpp file types of the K-quant SmolLM2 files, and the greedy tokens compared on each.
 KQUANT_FTYPES = ["Q4_K_M", "Q3_K_M", "Q2_K"]  # between them: Q4_0 Q5_0 Q5_1 Q8_0 Q3_K Q4_K Q5_K Q6_K
 KQUANT_TOKENS = 24
+# `microlm quantize` targets checked on a random model in llama.cpp.
+QUANTIZE_TARGETS = ["q4_k_m", "q5_k_m", "q6_k", "q5_0", "q5_1"]
 
 LOGIT_PROMPTS = [
     "The capital of France is",
@@ -129,6 +131,24 @@ def run(args):
         ref["random"].append({"type": t, "file": f"random_{t}.gguf", "prompt": prompt, "greedy": gen,
                               "logits_file": f"random_{t}_logits.f32"})
         print(f"  random {t}: {gen[:8]}...", flush=True)
+        del rl
+
+    # K-quant files written by `microlm quantize` (our own K-quant fits) from a random F32 model
+    # whose rows are whole super-blocks, run by llama.cpp: the same check as the types above.
+    base = os.path.join(args.out, "random_tiny256_f32.gguf")
+    subprocess.run([args.microlm, "make-random", "-o", base, "--shape", "tiny256", "--type", "f32",
+                    "--seed", "7"], check=True)
+    for t in QUANTIZE_TARGETS:
+        path = os.path.join(args.out, f"random_{t}.gguf")
+        subprocess.run([args.microlm, "quantize", base, path, "--type", t], check=True, stdout=subprocess.DEVNULL)
+        rl = Llama(model_path=path, n_ctx=256, logits_all=True, verbose=False, n_threads=2)
+        prompt = [256 + 1, 300, 301, 17, 42, 99, 400, 12]
+        gen = greedy(rl, prompt, 32)
+        last = np.asarray(rl.scores[rl.n_tokens - 1], dtype=np.float32)
+        last.tofile(os.path.join(args.out, f"random_{t}_logits.f32"))
+        ref["random"].append({"type": t, "file": f"random_{t}.gguf", "prompt": prompt, "greedy": gen,
+                              "logits_file": f"random_{t}_logits.f32"})
+        print(f"  random {t} (microlm quantize): {gen[:8]}...", flush=True)
         del rl
 
     with open(os.path.join(args.out, "model.json"), "w") as f:

@@ -136,8 +136,9 @@ uint16_t fp32_to_fp16(float f);  // round to nearest even, as ggml
 
 // Reference (scalar) conversions of one row of n elements, n a multiple of the block size.
 // Quantizers follow ggml's *_ref functions so that what we write matches llama-quantize.
-// quantize_row writes F32 F16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q8_1 Q8_K (not yet the K-quant weight
-// types: it throws for them); dequantize_row reads every type but Q8_1's s.
+// quantize_row writes every type but Q2_K and Q3_K (it throws std::invalid_argument for them);
+// its Q4_K, Q5_K and Q6_K are our own fits (range, one least-squares step), not byte-identical
+// to llama-quantize's. dequantize_row reads every type but Q8_1's s.
 void quantize_row(DType t, const float* src, void* dst, int64_t n);
 void dequantize_row(DType t, const void* src, float* dst, int64_t n);
 
