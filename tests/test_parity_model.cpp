@@ -35,10 +35,14 @@ constexpr float kSmolLogitMaxAbsDiff = 1.0f;
 constexpr float kKQuantLogitMaxAbsDiff = 1.5f;
 // Random tiny models: the same arithmetic on far smaller sums.
 // K-quant files that `microlm quantize` wrote: llama.cpp and microlm differ by 0.03-0.045 in the
-// logits and part greedy within a few tokens (2026-12-06), although a Q6_K file that llama.cpp's
-// own quantizer wrote from the same F32 model matches to 1e-6 and both engines decode random
-// K blocks as the gguf package does (test_parity_quant). Something in our blocks is read
-// differently by llama.cpp; not yet found, so these files get a looser bound and no greedy check.
+// logits (greedy parts within a few tokens on one of three), although a Q6_K file that
+// llama.cpp's own quantizer wrote from the same F32 model matches to 1e-6. Narrowed down by
+// swapping tensors between the two files (2026-12-06): only our tied embedding used as the
+// output matrix differs (0.013 as output.weight alone, 1e-6 as the input embedding alone, 1e-6
+// for attn_q or ffn_down), and ggml's own dequantize_row_q6_K decodes those blocks exactly as
+// we and the gguf package do. So llama.cpp's batched Q6_K matmul handles some of our output
+// rows differently from its dequantized values; not yet explained. Hence a looser bound and
+// no greedy check for these files.
 constexpr float kOwnKQuantLogitMaxAbsDiff = 0.06f;
 constexpr float kRandomLogitMaxAbsDiff = 0.01f;
 constexpr int kGreedyTokens = 64;
