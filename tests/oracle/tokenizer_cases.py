@@ -81,6 +81,14 @@ def _random_texts(n, seed=1234):
     return [b"".join(rng.choice(PALETTE) for _ in range(rng.randint(1, 12))) for _ in range(n)]
 
 
+# Gemma's turn markers and text its SentencePiece merges treat specially (runs of spaces and
+# newlines are tokens of their own, bytes without a piece go out as <0xXX>).
+GEMMA_TEXTS = [
+    b"<start_of_turn>user\nWhat is the capital of France?<end_of_turn>\n<start_of_turn>model\n",
+    b"<bos><start_of_turn>user\nHi<end_of_turn>", b"    four spaces\n\n\n\nfour newlines",
+    "\u2581already escaped \u2581\u2581".encode(), b"\x00\x01\x7f\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80",
+]
+
 # (text, add_special, parse_special): BOS/EOS handling and special tokens read as plain text.
 EXTRA = [
     (b"Hello world", True, True),
@@ -235,6 +243,14 @@ def run(args):
         path = os.path.join(args.out, name)
         _write_variant(args.smollm2, path, pre, drop_add_bos)
         variants.append({"pre": pre, "gguf": os.path.abspath(path), **_record(path, texts, with_pieces=False)})
+
+    # A SentencePiece-style vocabulary (tokenizer.ggml.model = llama): Gemma 3's 262,144 tokens.
+    gemma = getattr(args, "gemma", "")
+    if gemma and os.path.exists(gemma):
+        gemma_texts = texts + [(t, add, parse) for t in GEMMA_TEXTS for add, parse in ((True, True), (False, False))]
+        variants.append({"pre": "default", "gguf": os.path.abspath(gemma), **_record(gemma, gemma_texts, with_pieces=True)})
+    else:
+        print(f"tokenizer_cases: no Gemma file ({gemma or 'not given'}): SentencePiece goldens skipped", flush=True)
 
     out = {
         "generator": "tests/oracle/tokenizer_cases.py",

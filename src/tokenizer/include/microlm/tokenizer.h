@@ -1,6 +1,8 @@
-// Byte-level BPE tokenizer (GGUF `tokenizer.ggml.model = gpt2`) built from GGUF metadata:
-// pre-tokenizer chosen by `tokenizer.ggml.pre`, merges by rank, special tokens matched in
-// text, and decoding that never produces a crash on any id or byte sequence.
+// The tokenizer built from GGUF metadata, as llama.cpp's llama_vocab: byte-level BPE
+// (`tokenizer.ggml.model = gpt2`: pre-tokenizer chosen by `tokenizer.ggml.pre`, merges by rank)
+// or SentencePiece-style BPE (`llama`: Gemma, Llama 2; pieces merged by score, spaces as U+2581,
+// bytes as <0xXX> tokens), special tokens matched in text, and decoding that never crashes on
+// any id or byte sequence.
 #pragma once
 
 #include <cstdint>
@@ -28,11 +30,12 @@ enum class TokenType : int32_t {
 
 // Everything the tokenizer needs, as read from GGUF metadata (or built by a trainer).
 struct VocabData {
-    std::string model = "gpt2";  // tokenizer.ggml.model
+    std::string model = "gpt2";  // tokenizer.ggml.model: gpt2 or llama
     std::string pre = "default";  // tokenizer.ggml.pre
     std::vector<std::string> tokens;  // byte-level (GPT-2 byte-to-unicode) token texts
     std::vector<int32_t> token_types;  // TokenType per token; empty = all NORMAL
-    std::vector<std::string> merges;  // "left right", rank = index
+    std::vector<std::string> merges;  // gpt2: "left right", rank = index
+    std::vector<float> scores;        // llama: tokenizer.ggml.scores, one per token (merge priority)
     int32_t bos_id = -1, eos_id = -1, eot_id = -1, pad_id = -1, unk_id = -1;
     bool add_bos = false;
     bool add_eos = false;
