@@ -232,8 +232,8 @@ TEST(Gguf, HostileTensorInfosGiveClearErrors) {
     EXPECT_NE(error_of(tensor(5, {1, 1, 1, 1, 1}, 0, 0), "ndims").find("5 dimensions"), std::string::npos);
     EXPECT_NE(error_of(tensor(2, {0, 4}, 0, 0), "zerodim").find("dimension 0 is 0"), std::string::npos);
     EXPECT_NE(error_of(tensor(2, {uint64_t{1} << 40, uint64_t{1} << 40}, 0, 0), "overflow").find("63 bits"), std::string::npos);
-    const std::string unsupported = error_of(tensor(1, {256}, 14, 0), "q6k");
-    EXPECT_NE(unsupported.find("tensor 'w' has type Q6_K"), std::string::npos) << unsupported;
+    const std::string unsupported = error_of(tensor(1, {256}, 16, 0), "iq2xxs");
+    EXPECT_NE(unsupported.find("tensor 'w' has type IQ2_XXS"), std::string::npos) << unsupported;
     EXPECT_NE(unsupported.find("supported: F32 F16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K"), std::string::npos)
         << unsupported;
     EXPECT_NE(error_of(tensor(1, {33}, 8, 0), "block").find("not a multiple"), std::string::npos);

@@ -33,7 +33,7 @@ void LlamaHparams::validate(const std::string& where) const {
                     std::to_string(n_heads) + "/" + std::to_string(n_kv_heads) + ", ffn " + std::to_string(ffn_dim) +
                     ", ctx " + std::to_string(n_ctx) + ")");
     }
-    if (dim % n_heads != 0 || head_dim() % 2 != 0 || n_heads % n_kv_heads != 0) {
+    if ((key_length == 0 && dim % n_heads != 0) || head_dim() % 2 != 0 || n_heads % n_kv_heads != 0) {
         throw Error(where + ": dim " + std::to_string(dim) + " must split into " + std::to_string(n_heads) +
                     " heads of even size, and heads " + std::to_string(n_heads) + " into " +
                     std::to_string(n_kv_heads) + " KV groups");
@@ -47,11 +47,30 @@ void LlamaHparams::validate(const std::string& where) const {
 LlamaHparams read_llama_hparams(const GgufFile& f) {
     const std::string& path = f.path();
     const std::string arch = f.get_str("general.architecture");
-    if (arch != "llama") {
-        throw Error(path + ": general.architecture is '" + arch + "', which this build cannot run (supported: llama)");
+    if (arch != "llama" && arch != "gemma3") {
+        throw Error(path + ": general.architecture is '" + arch +
+                    "', which this build cannot run (supported: llama, gemma3)");
     }
     LlamaHparams c;
-    auto key = [](const char* k) { return std::string("llama.") + k; };
+    c.arch = arch;
+    auto key = [&arch](const char* k) { return arch + "." + k; };
+    if (arch == "gemma3") {
+        c.key_length = positive(f, key("attention.key_length"), f.get_int(key("attention.key_length")), 4096);
+        const int64_t value_length = f.get_int_opt(key("attention.value_length")).value_or(c.key_length);
+        if (value_length != c.key_length) {
+            throw Error(path + ": gemma3.attention.value_length " + std::to_string(value_length) +
+                        " differs from key_length " + std::to_string(c.key_length) + " (not supported)");
+        }
+        c.qk_norm = c.post_norms = c.neox_rope = true;
+        c.activation = Activation::kGeluTanh;
+        c.swa_period = 6;  // llama.cpp's Gemma 3: five local layers, then a global one
+        c.rope_base_local = 10000.0f;
+        c.attn_scale = 1.0f / std::sqrt(static_cast<float>(c.key_length));
+        if (f.get_float_opt(key("final_logit_softcapping")).value_or(0.0) != 0.0 ||
+            f.get_float_opt(key("rope.scaling.factor")).value_or(1.0) != 1.0) {
+            throw Error(path + ": logit soft-capping and RoPE scaling are not supported yet");
+        }
+    }
     c.dim = positive(f, key("embedding_length"), f.get_int(key("embedding_length")));
     c.n_layers = positive(f, key("block_count"), f.get_int(key("block_count")), 4096);
     c.n_heads = positive(f, key("attention.head_count"), f.get_int(key("attention.head_count")), 4096);
@@ -61,7 +80,12 @@ LlamaHparams read_llama_hparams(const GgufFile& f) {
     c.n_ctx = positive(f, key("context_length"), f.get_int_opt(key("context_length")).value_or(2048));
     c.rope_base = static_cast<float>(f.get_float_opt(key("rope.freq_base")).value_or(10000.0));
     c.norm_eps = static_cast<float>(f.get_float_opt(key("attention.layer_norm_rms_epsilon")).value_or(1e-5));
-    if (c.dim % c.n_heads != 0) {
+    if (arch == "gemma3") {
+        c.embed_scale = std::sqrt(static_cast<float>(c.dim));
+        c.sliding_window = f.get_int_opt(key("attention.sliding_window")).value_or(0);
+        if (c.sliding_window < 0) throw Error(path + ": gemma3.attention.sliding_window is negative");
+    }
+    if (c.key_length == 0 && c.dim % c.n_heads != 0) {
         throw Error(path + ": embedding_length " + std::to_string(c.dim) + " is not a multiple of head_count " +
                     std::to_string(c.n_heads));
     }

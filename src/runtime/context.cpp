@@ -1,4 +1,6 @@
-// Context: the Llama forward pass over a batch of tokens with a fp16 KV cache.
+// Context: the Llama forward pass over a batch of tokens with a fp16 KV cache; Gemma 3's
+// differences (LlamaHparams: embedding scale, QK and post norms, GELU, NeoX RoPE, local layers)
+// are switched by the model's hyper-parameters, not by architecture name.
 // Numerics follow llama.cpp's CPU path where it matters for agreement: RMSNorm summed in
 // double, RoPE on adjacent pairs (GGUF llama tensors are stored permuted for it) with fused
 // multiply-adds, query and attention weights rounded to fp16 against the fp16 cache, softmax
@@ -18,6 +20,34 @@ void rmsnorm(const float* x, const float* w, float* out, int64_t n, float eps) {
     for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
     const float scale = 1.0f / std::sqrt(static_cast<float>(sum / static_cast<double>(n)) + eps);
     for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
+}
+
+// GELU with tanh, as ggml computes it: through a table of every fp16 input (the input rounded to
+// fp16, the result too), 0 below -10 and the identity above 10.
+float gelu_tanh(float x) {
+    if (x <= -10.0f) return 0.0f;
+    if (x >= 10.0f) return x;
+    const float h = fp16_to_fp32(fp32_to_fp16(x));
+    constexpr float kSqrt2OverPi = 0.79788456080286535587989211986876f, kCoefA = 0.044715f;
+    const float g = 0.5f * h * (1.0f + std::tanh(kSqrt2OverPi * h * (1.0f + kCoefA * h * h)));
+    return fp16_to_fp32(fp32_to_fp16(g));
+}
+
+// cos, sin per position and rotated pair at one RoPE base, theta advanced by repeated
+// multiplication as ggml does.
+void rope_table(float base, int64_t rotated, int64_t pos0, int64_t n, const std::vector<float>& freq_factors,
+                float* cs) {
+    const float theta_scale = std::pow(base, -2.0f / static_cast<float>(rotated));
+    for (int64_t t = 0; t < n; ++t) {
+        float theta = static_cast<float>(pos0 + t);
+        float* row = cs + t * rotated;
+        for (int64_t i = 0; i < rotated; i += 2) {
+            const float ff = freq_factors.empty() ? 1.0f : freq_factors[static_cast<size_t>(i / 2)];
+            row[i] = std::cos(theta / ff);
+            row[i + 1] = std::sin(theta / ff);
+            theta *= theta_scale;
+        }
+    }
 }
 
 }  // namespace
@@ -44,6 +74,7 @@ Context::Context(const Model& model, int64_t n_ctx, int n_threads, int64_t n_bat
     scores_.assign(sz(pool_.size(), n_ctx_), 0.0f);
     q16_.assign(sz(n_batch_, q_dim), 0);
     rope_cs_.assign(sz(n_batch_, c.rotated_dims()), 0.0f);
+    if (c.sliding_window > 0) rope_cs_local_.assign(sz(n_batch_, c.rotated_dims()), 0.0f);
     size_t prep = 0;
     auto need = [&](const WeightRef& w) { prep = std::max(prep, prepared_row_bytes(w.type, w.cols)); };
     need(model.output);
@@ -105,18 +136,22 @@ void Context::matmul(const WeightRef& w, const float* x, int64_t n, float* y, bo
     pool_.parallel_for(w.rows, [&](int64_t r0, int64_t r1) { k->matmul(w, r0, r1, xp, n, y, w.rows); });
 }
 
-void Context::rope(float* x, int64_t n, int64_t n_heads) const {
+void Context::rope(float* x, int64_t n, int64_t n_heads, const std::vector<float>& table) const {
     const LlamaHparams& c = model_.config();
+    const int64_t half = c.rotated_dims() / 2;
     for (int64_t t = 0; t < n; ++t) {
-        const float* cs = rope_cs_.data() + t * c.rotated_dims();
+        const float* cs = table.data() + t * c.rotated_dims();
         for (int64_t h = 0; h < n_heads; ++h) {
             float* v = x + (t * n_heads + h) * c.head_dim();
             for (int64_t i = 0; i < c.rotated_dims(); i += 2) {
-                const float x0 = v[i], x1 = v[i + 1], cos_t = cs[i], sin_t = cs[i + 1];
+                // Llama GGUF tensors are stored permuted for adjacent pairs; NeoX pairs i with i + d/2.
+                float& a = c.neox_rope ? v[i / 2] : v[i];
+                float& b = c.neox_rope ? v[i / 2 + half] : v[i + 1];
+                const float x0 = a, x1 = b, cos_t = cs[i], sin_t = cs[i + 1];
                 // The fused forms llama.cpp's build contracts these to; plain a*b - c*d
                 // parts from it by an ulp and, over 30 layers, by tenths of a logit.
-                v[i] = std::fma(x0, cos_t, -(x1 * sin_t));
-                v[i + 1] = std::fma(x0, sin_t, x1 * cos_t);
+                a = std::fma(x0, cos_t, -(x1 * sin_t));
+                b = std::fma(x0, sin_t, x1 * cos_t);
             }
         }
     }
@@ -127,7 +162,9 @@ void Context::attention(int64_t layer, int64_t n) {
     const int64_t hd = c.head_dim(), kv_dim = c.n_kv_heads * hd, group = c.n_heads / c.n_kv_heads;
     const uint16_t* kc = k_cache_.data() + layer * n_ctx_ * kv_dim;
     const uint16_t* vc = v_cache_.data() + layer * n_ctx_ * kv_dim;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    const float scale = c.attention_scale();
+    // A local (sliding-window) layer sees only the last sliding_window positions.
+    const int64_t window = c.is_local(layer) ? c.sliding_window : 0;
     // F16 "activation preparation" is exactly a round-to-nearest-even conversion, vectorised.
     kernels_->prepare(DType::F16, q_.data(), 1, n * c.n_heads * hd, q16_.data());
 
@@ -137,9 +174,11 @@ void Context::attention(int64_t layer, int64_t n) {
         float* s = scores_.data() + part * n_ctx_;
         for (int64_t task = tasks * part / parts; task < tasks * (part + 1) / parts; ++task) {
             const int64_t t = task / c.n_heads, h = task % c.n_heads, kvh = h / group;
-            const int64_t n_keys = n_past_ + t + 1;  // causal: this token and all before it
+            const int64_t n_visible = n_past_ + t + 1;  // causal: this token and all before it
+            const int64_t first = window > 0 ? std::max<int64_t>(0, n_visible - window) : 0;
+            const int64_t n_keys = n_visible - first;
             const uint16_t* q = q16_.data() + (t * c.n_heads + h) * hd;
-            kernels_->attn_scores(q, kc + kvh * hd, kv_dim, n_keys, hd, scale, s);
+            kernels_->attn_scores(q, kc + first * kv_dim + kvh * hd, kv_dim, n_keys, hd, scale, s);
             float max_s = -INFINITY;
             for (int64_t j = 0; j < n_keys; ++j) max_s = std::max(max_s, s[j]);
             double sum = 0.0;
@@ -149,7 +188,8 @@ void Context::attention(int64_t layer, int64_t n) {
             }
             const float inv = static_cast<float>(1.0 / sum);
             for (int64_t j = 0; j < n_keys; ++j) s[j] = fp16_to_fp32(fp32_to_fp16(s[j] * inv));
-            kernels_->attn_values(s, vc + kvh * hd, kv_dim, n_keys, hd, att_out_.data() + (t * c.n_heads + h) * hd);
+            kernels_->attn_values(s, vc + first * kv_dim + kvh * hd, kv_dim, n_keys, hd,
+                                  att_out_.data() + (t * c.n_heads + h) * hd);
         }
     });
 }
@@ -160,45 +200,59 @@ void Context::eval_batch(const int32_t* tokens, int64_t n, bool want_logits, int
     const WeightRef& emb = model_.token_embd;
     for (int64_t t = 0; t < n; ++t) {
         const auto* row = static_cast<const uint8_t*>(emb.data) + static_cast<size_t>(tokens[t]) * emb.row_bytes;
-        dequantize_row(emb.type, row, x_.data() + t * dim, dim);
+        float* xt = x_.data() + t * dim;
+        dequantize_row(emb.type, row, xt, dim);
+        if (c.embed_scale != 1.0f)
+            for (int64_t i = 0; i < dim; ++i) xt[i] *= c.embed_scale;
     }
-    // cos/sin per position and rotated pair, theta advanced by repeated multiplication as ggml does.
-    const float theta_scale = std::pow(c.rope_base, -2.0f / static_cast<float>(c.rotated_dims()));
-    for (int64_t t = 0; t < n; ++t) {
-        float theta = static_cast<float>(n_past_ + t);
-        float* cs = rope_cs_.data() + t * c.rotated_dims();
-        for (int64_t i = 0; i < c.rotated_dims(); i += 2) {
-            const float ff = model_.rope_freq_factors.empty() ? 1.0f : model_.rope_freq_factors[i / 2];
-            cs[i] = std::cos(theta / ff);
-            cs[i + 1] = std::sin(theta / ff);
-            theta *= theta_scale;
-        }
-    }
+    rope_table(c.rope_base, c.rotated_dims(), n_past_, n, model_.rope_freq_factors, rope_cs_.data());
+    if (!rope_cs_local_.empty())
+        rope_table(c.rope_base_local, c.rotated_dims(), n_past_, n, model_.rope_freq_factors, rope_cs_local_.data());
+    const int64_t hd = c.head_dim();
+    // Per-head RMSNorm of n rows of `heads` heads (Gemma's QK norm).
+    const auto head_norm = [&](float* v, int64_t heads, const std::vector<float>& w) {
+        for (int64_t r = 0; r < n * heads; ++r) rmsnorm(v + r * hd, w.data(), v + r * hd, hd, c.norm_eps);
+    };
 
     for (int64_t l = 0; l < c.n_layers; ++l) {
         const LayerWeights& w = model_.layers[l];
+        const std::vector<float>& cs = c.is_local(l) ? rope_cs_local_ : rope_cs_;
         for (int64_t t = 0; t < n; ++t) rmsnorm(x_.data() + t * dim, w.attn_norm.data(), xn_.data() + t * dim, dim, c.norm_eps);
         matmul(w.wq, xn_.data(), n, q_.data());
         matmul(w.wk, xn_.data(), n, k_.data(), w.wk.type == w.wq.type);
         matmul(w.wv, xn_.data(), n, v_.data(), w.wv.type == w.wk.type);
-        rope(q_.data(), n, c.n_heads);
-        rope(k_.data(), n, c.n_kv_heads);
+        if (c.qk_norm) {
+            head_norm(q_.data(), c.n_heads, w.q_norm);
+            head_norm(k_.data(), c.n_kv_heads, w.k_norm);
+        }
+        rope(q_.data(), n, c.n_heads, cs);
+        rope(k_.data(), n, c.n_kv_heads, cs);
         uint16_t* kc = k_cache_.data() + (l * n_ctx_ + n_past_) * kv_dim;
         uint16_t* vc = v_cache_.data() + (l * n_ctx_ + n_past_) * kv_dim;
         kernels_->prepare(DType::F16, k_.data(), 1, n * kv_dim, kc);
         kernels_->prepare(DType::F16, v_.data(), 1, n * kv_dim, vc);
         attention(l, n);
         matmul(w.wo, att_out_.data(), n, xn_.data());
+        if (c.post_norms)
+            for (int64_t t = 0; t < n; ++t)
+                rmsnorm(xn_.data() + t * dim, w.post_attn_norm.data(), xn_.data() + t * dim, dim, c.norm_eps);
         for (int64_t i = 0; i < n * dim; ++i) x_[i] += xn_[i];
 
         for (int64_t t = 0; t < n; ++t) rmsnorm(x_.data() + t * dim, w.ffn_norm.data(), xn_.data() + t * dim, dim, c.norm_eps);
         matmul(w.w_gate, xn_.data(), n, gate_.data());
         matmul(w.w_up, xn_.data(), n, up_.data(), w.w_up.type == w.w_gate.type);
-        for (int64_t i = 0; i < n * c.ffn_dim; ++i) {
-            const float g = gate_[i];
-            gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];
+        if (c.activation == Activation::kGeluTanh) {
+            for (int64_t i = 0; i < n * c.ffn_dim; ++i) gate_[i] = gelu_tanh(gate_[i]) * up_[i];
+        } else {
+            for (int64_t i = 0; i < n * c.ffn_dim; ++i) {
+                const float g = gate_[i];
+                gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];
+            }
         }
         matmul(w.w_down, gate_.data(), n, xn_.data());
+        if (c.post_norms)
+            for (int64_t t = 0; t < n; ++t)
+                rmsnorm(xn_.data() + t * dim, w.post_ffn_norm.data(), xn_.data() + t * dim, dim, c.norm_eps);
         for (int64_t i = 0; i < n * dim; ++i) x_[i] += xn_[i];
     }
     n_past_ += n;

@@ -1,5 +1,5 @@
-// Model::load: reads a Llama GGUF's hyper-parameters (read_llama_hparams, llama_gguf.h) and binds
-// every weight tensor, checking names, shapes and types.
+// Model::load: reads a Llama (or Gemma 3) GGUF's hyper-parameters (read_llama_hparams,
+// llama_gguf.h) and binds every weight tensor, checking names, shapes and types.
 #include <vector>
 
 #include "microlm/error.h"
@@ -75,6 +75,14 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
         w.w_gate = b.matrix(p + "ffn_gate.weight", c.dim, c.ffn_dim);
         w.w_up = b.matrix(p + "ffn_up.weight", c.dim, c.ffn_dim);
         w.w_down = b.matrix(p + "ffn_down.weight", c.ffn_dim, c.dim);
+        if (c.qk_norm) {
+            w.q_norm = b.vec(p + "attn_q_norm.weight", c.head_dim());
+            w.k_norm = b.vec(p + "attn_k_norm.weight", c.head_dim());
+        }
+        if (c.post_norms) {
+            w.post_attn_norm = b.vec(p + "post_attention_norm.weight", c.dim);
+            w.post_ffn_norm = b.vec(p + "post_ffw_norm.weight", c.dim);
+        }
         m->layers.push_back(std::move(w));
     }
     return m;

@@ -20,6 +20,9 @@ from llama_cpp import Llama
 # llama.cpp file types of the K-quant SmolLM2 files, and the greedy tokens compared on each.
 KQUANT_FTYPES = ["Q4_K_M", "Q3_K_M", "Q2_K"]  # between them: Q4_0 Q5_0 Q5_1 Q8_0 Q3_K Q4_K Q5_K Q6_K
 KQUANT_TOKENS = 24
+# Plain-text prompts for Gemma-3-270M (a base model).
+GEMMA_GREEDY = ["The capital of France is", "def fibonacci(n):\n    ", "Once upon a time, in a small village,",
+                "Question: What is 12 times 12?\nAnswer:"]
 # `microlm quantize` targets checked on a random model in llama.cpp.
 QUANTIZE_TARGETS = ["q4_k_m", "q5_k_m", "q6_k", "q5_0", "q5_1"]
 
@@ -132,6 +135,28 @@ def run(args):
                               "logits_file": f"random_{t}_logits.f32"})
         print(f"  random {t}: {gen[:8]}...", flush=True)
         del rl
+
+    # Gemma 3 (architecture gemma3, a base model: plain text, BOS added): logits after each of
+    # LOGIT_PROMPTS and greedy continuations with llama.cpp's top-2 margins.
+    gemma = getattr(args, "gemma", "")
+    if gemma and os.path.exists(gemma):
+        gl = Llama(model_path=gemma, n_ctx=512, n_batch=512, logits_all=True, verbose=False, n_threads=2, seed=1)
+        ref["gemma"] = {"file": os.path.abspath(gemma), "logits": [], "greedy": []}
+        for i, text in enumerate(LOGIT_PROMPTS):
+            ids = gl.tokenize(text.encode(), add_bos=True, special=True)
+            gl.reset()
+            gl.eval(ids)
+            np.asarray(gl.scores[gl.n_tokens - 1], dtype=np.float32).tofile(os.path.join(args.out, f"gemma_logits_{i}.f32"))
+            ref["gemma"]["logits"].append({"ids": ids, "file": f"gemma_logits_{i}.f32"})
+        for text in GEMMA_GREEDY:
+            ids = gl.tokenize(text.encode(), add_bos=True, special=True)
+            margins = []
+            gen = greedy(gl, ids, KQUANT_TOKENS, margins)
+            ref["gemma"]["greedy"].append({"ids": ids, "greedy": gen, "margins": margins})
+            print(f"  gemma: {text!r} -> {gl.detokenize(gen).decode('utf-8', errors='replace')[:50]!r}", flush=True)
+        del gl
+    else:
+        print(f"  no Gemma file ({gemma or 'not given'}): Gemma cases skipped", flush=True)
 
     # K-quant files written by `microlm quantize` (our own K-quant fits) from a random F32 model
     # whose rows are whole super-blocks, run by llama.cpp: the same check as the types above.

@@ -1,5 +1,6 @@
-// A Llama-architecture model loaded from GGUF (weights stay in the read-only mapping) and
-// the per-conversation state that runs it: KV cache, scratch buffers, logits.
+// A Llama-architecture model (or Gemma 3: Llama plus the differences LlamaHparams describes)
+// loaded from GGUF (weights stay in the read-only mapping) and the per-conversation state that
+// runs it: KV cache, scratch buffers, logits.
 // Not here: tokenization (tokenizer.h), sampling (sampler.h), kernels (kernels.h).
 #pragma once
 
@@ -26,6 +27,9 @@ struct LayerWeights {
     WeightRef w_gate;  // (ffn_dim, dim)
     WeightRef w_up;    // (ffn_dim, dim)
     WeightRef w_down;  // (dim, ffn_dim)
+    // Gemma 3 only (empty otherwise): per-head query/key norms and the norms after attention and FFN.
+    std::vector<float> q_norm, k_norm;            // (head_dim)
+    std::vector<float> post_attn_norm, post_ffn_norm;  // (dim)
 };
 
 class Model {
@@ -84,7 +88,7 @@ private:
     // y (n, w.rows) = x (n, w.cols) times w transposed; reuse_prepared skips converting x
     // again when the previous call prepared the same x for the same weight type.
     void matmul(const WeightRef& w, const float* x, int64_t n, float* y, bool reuse_prepared = false);
-    void rope(float* x, int64_t n, int64_t n_heads) const;
+    void rope(float* x, int64_t n, int64_t n_heads, const std::vector<float>& cs) const;
     void attention(int64_t layer, int64_t n);
 
     const Model& model_;
@@ -102,6 +106,7 @@ private:
     std::vector<uint8_t> prepared_;  // activations in the weight type's format
     std::vector<uint16_t> q16_;      // (n_batch, n_heads * head_dim) query rounded to fp16
     std::vector<float> rope_cs_;     // (n_batch, rope_dims): cos, sin per rotated pair
+    std::vector<float> rope_cs_local_;  // the same at the local layers' RoPE base (sliding-window models)
     std::vector<float> logits_;
     int64_t logits_rows_ = 0;
 };
