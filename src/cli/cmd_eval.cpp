@@ -21,6 +21,9 @@ namespace microlm::cli {
 namespace {
 
 constexpr const char* kSmolLM2 = "models/cache/SmolLM2-135M-Instruct.Q4_1.gguf";
+// Gemma-3-270M base (scripts/setup.sh --tests): a baseline, and the judge, because it is neither
+// a contestant trained by us nor SmolLM2 (which taught nothing but is a contestant itself).
+constexpr const char* kGemma = "models/cache/gemma-3-270m-q4_k_m.gguf";
 
 std::vector<std::string> split_list(const std::string& s) {
     std::vector<std::string> out;
@@ -32,7 +35,7 @@ std::vector<std::string> split_list(const std::string& s) {
     return out;
 }
 
-// What exists of the project's models: models/*.gguf (our μLMs) and the SmolLM2 baseline.
+// What exists of the project's models: models/*.gguf (our μLMs) and the SmolLM2 and Gemma baselines.
 std::vector<std::string> default_models() {
     std::vector<std::string> out;
     std::error_code ec;
@@ -42,6 +45,7 @@ std::vector<std::string> default_models() {
     }
     std::sort(out.begin(), out.end());
     if (std::filesystem::exists(kSmolLM2)) out.insert(out.begin(), kSmolLM2);
+    if (std::filesystem::exists(kGemma)) out.push_back(kGemma);
     return out;
 }
 
@@ -97,7 +101,8 @@ void register_eval(CLI::App& app) {
         "Writes OUT/results.json, OUT/report.md and PNG plots. Definitions: docs/EVAL.md.\n"
         "Example: microlm eval all --models models/cache/SmolLM2-135M-Instruct.Q4_1.gguf --out eval");
     struct Opts {
-        std::string suite, models, judge = kSmolLM2, data, sets, prompts, out = "eval";
+        std::string suite, models, judge = std::filesystem::exists(kGemma) ? kGemma : kSmolLM2, data, sets, prompts,
+                    out = "eval";
         std::string constant = eval::kConstantOpener, retrieval_data;
         bool no_judge = false;
         size_t limit = 0, handoff_limit = 10, handoff_skip = 0, samples = 3, draws = 20000;
@@ -117,9 +122,11 @@ void register_eval(CLI::App& app) {
         ->check(CLI::IsMember({"openers", "handoff", "latency", "all"}));
     cmd->add_option(
         "--models", o->models,
-        "Comma-separated GGUF models to evaluate (default: models/*.gguf and the SmolLM2 baseline, "
-        "those that exist)");
-    cmd->add_option("--judge", o->judge, "GGUF model whose likelihood scores the openers")
+        "Comma-separated GGUF models to evaluate (default: models/*.gguf and the SmolLM2 and Gemma-3-270M "
+        "baselines, those that exist)");
+    cmd->add_option("--judge", o->judge,
+                    "GGUF model whose likelihood scores the openers (default: Gemma-3-270M when set up, a judge "
+                    "that is no contestant; else SmolLM2)")
         ->capture_default_str();
     cmd->add_flag("--no-judge", o->no_judge, "Skip the judge NLL");
     cmd->add_option("--data", o->data, "The shared data folder holding chat/ and eval/ (env MICROLM_DATA)")
@@ -284,6 +291,11 @@ void register_eval(CLI::App& app) {
 
         eval::EvalReport report;
         report.command = command_line(*cmd);
+        for (const std::string& m : cfg.models)
+            if (eval::uses_plain_frame(m)) report.plain_frame.push_back(eval::model_name_of(m));
+        if (!cfg.judge.empty() && eval::uses_plain_frame(cfg.judge) &&
+            std::find(cfg.models.begin(), cfg.models.end(), cfg.judge) == cfg.models.end())
+            report.plain_frame.push_back(eval::model_name_of(cfg.judge) + " (the judge)");
 
         std::vector<eval::ModelOpeners> openers;
         const Stopwatch t_open;

@@ -1,6 +1,6 @@
 // Judge NLL: the mean negative log-likelihood per token of an opener as the start of a judge
 // model's own reply (ChatML prompt with its default system message, then the assistant
-// header). The prompt's KV state is kept, so scoring every candidate of one prompt costs one
+// header; a base model without ChatML gets the plain User:/Assistant: frame). The prompt's KV state is kept, so scoring every candidate of one prompt costs one
 // prefill. Not a quality verdict: it says how likely a stronger model was to start that way.
 #include <cmath>
 
@@ -8,7 +8,9 @@
 #include "microlm/error.h"
 #include "microlm/eval.h"
 #include "microlm/generate.h"
+#include "microlm/gguf.h"
 #include "microlm/local_model.h"
+#include "microlm/opener.h"
 #include "microlm/tokenizer.h"
 
 namespace microlm::eval {
@@ -24,6 +26,7 @@ struct Judge::Impl {
     const Tokenizer* tok = nullptr;
     Context* ctx = nullptr;
     std::optional<std::string> system;
+    ChatFrame frame = ChatFrame::kChatMl;  // plain for a base model (Gemma-3-270M)
     std::string prompt;  // the prompt whose tokens are cached
     std::vector<int32_t> prompt_ids;
     std::vector<float> prompt_logits;  // (n_vocab) after the prompt
@@ -36,6 +39,7 @@ Judge::Judge(const std::string& model_path, int threads) : impl_(std::make_uniqu
     m.tok = &m.local->tokenizer();
     m.ctx = &m.local->context();
     m.system = chat_template_default_system(m.tok->vocab().chat_template);
+    m.frame = chat_frame_of(*m.tok);
 }
 
 Judge::~Judge() = default;
@@ -51,7 +55,7 @@ double Judge::nll(const std::string& prompt, const std::string& opener) {
     if (prompt != m.prompt || m.prompt_ids.empty()) {
         const int64_t room = m.ctx->n_ctx() - kOpenerBudget;
         const auto ids_of = [&](const std::string& p) {
-            return m.tok->encode(format_chatml({{"user", p}}, true, m.system), true, true);
+            return m.tok->encode(format_chat(m.frame, {{"user", p}}, true, m.system), true, true);
         };
         const std::string fitted = shorten_to_fit(
             prompt, [&](const std::string& p) { return static_cast<int64_t>(ids_of(p).size()) < room; });
@@ -74,6 +78,13 @@ double Judge::nll(const std::string& prompt, const std::string& opener) {
     }
     m.ctx->truncate(plen);
     return sum / static_cast<double>(n);
+}
+
+bool uses_plain_frame(const std::string& model_path) {
+    const auto file = GgufFile::open(model_path);
+    for (const std::string& t : file->get_str_array("tokenizer.ggml.tokens"))
+        if (t == "<|im_start|>") return false;
+    return true;
 }
 
 }  // namespace microlm::eval

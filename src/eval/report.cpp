@@ -528,8 +528,13 @@ std::vector<std::string> write_report(const std::string& out_dir, const EvalRepo
     md << "Models: ";
     for (size_t i = 0; i < r.config.models.size(); ++i)
         md << (i ? ", " : "") << "`" << model_name_of(r.config.models[i]) << "`";
-    md << ". Judge: " << (r.config.judge.empty() ? "none" : "`" + model_name_of(r.config.judge) + "`")
-       << ".\n\n";
+    md << ". Judge: " << (r.config.judge.empty() ? "none" : "`" + model_name_of(r.config.judge) + "`") << ".";
+    if (!r.plain_frame.empty()) {
+        md << " Base models, prompted with a plain `User: …` / `Assistant:` frame (no ChatML in their vocabulary):";
+        for (size_t i = 0; i < r.plain_frame.size(); ++i) md << (i ? ", " : " ") << "`" << r.plain_frame[i] << "`";
+        md << ".";
+    }
+    md << "\n\n";
     if (r.openers) openers_section(*r.openers, out_dir, md, js, files);
     if (r.handoff) handoff_section(*r.handoff, r.config, out_dir, md, js, files);
     if (r.latency) latency_section(*r.latency, out_dir, md, js, files);

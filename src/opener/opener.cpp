@@ -119,10 +119,15 @@ float threshold(const std::optional<float>& configured, const Model& model, cons
 
 }  // namespace
 
+ChatFrame chat_frame_of(const Tokenizer& tok) {
+    return tok.token_id("<|im_start|>") >= 0 ? ChatFrame::kChatMl : ChatFrame::kPlain;
+}
+
 Opener::Opener(Context& ctx, const Tokenizer& tok, OpenerConfig cfg)
     : ctx_(ctx),
       tok_(tok),
       cfg_(std::move(cfg)),
+      frame_(chat_frame_of(tok)),
       min_mean_logprob_(threshold(cfg_.hedge_min_mean_logprob, ctx.model(), kHedgeMinMeanLogprobKey,
                                   kDefaultHedgeMinMeanLogprob)),
       max_entropy_(threshold(cfg_.hedge_max_entropy, ctx.model(), kHedgeMaxEntropyKey, kDefaultHedgeMaxEntropy)) {
@@ -150,7 +155,7 @@ Opener::Opener(Context& ctx, const Tokenizer& tok, OpenerConfig cfg)
 void Opener::warm_up() {
     if (!system_) return;
     const std::vector<int32_t> ids =
-        tok_.encode(format_chatml({{"system", *system_}}, false, std::nullopt), true, true);
+        tok_.encode(format_chat(frame_, {{"system", *system_}}, false, std::nullopt), true, true);
     const int64_t reused = ctx_.reuse_prefix(ids);
     ctx_.eval(std::span<const int32_t>(ids).subspan(static_cast<size_t>(reused)));
 }
@@ -176,7 +181,7 @@ std::vector<int32_t> Opener::prompt_tokens(const std::vector<ChatMessage>& histo
         std::vector<ChatMessage> msgs(history.begin(),
                                       history.begin() + static_cast<std::ptrdiff_t>(kept_system));
         msgs.insert(msgs.end(), history.begin() + static_cast<std::ptrdiff_t>(first), history.end());
-        std::vector<int32_t> ids = tok_.encode(format_chatml(msgs, true, system_), true, true);
+        std::vector<int32_t> ids = tok_.encode(format_chat(frame_, msgs, true, system_), true, true);
         if (cut) *cut = first > kept_system;
         if (static_cast<int64_t>(ids.size()) <= limit) return ids;
         if (first + 1 >= history.size()) {
@@ -193,13 +198,13 @@ std::vector<int32_t> Opener::shortened_last_message(std::vector<ChatMessage> msg
     static constexpr std::string_view kGap = " [...] ";
     const std::string original = msgs.back().content;
     const std::vector<int32_t> content = tok_.encode(original, false, false);
-    std::vector<int32_t> ids = tok_.encode(format_chatml(msgs, true, system_), true, true);
+    std::vector<int32_t> ids = tok_.encode(format_chat(frame_, msgs, true, system_), true, true);
     int64_t keep = static_cast<int64_t>(content.size()) - (static_cast<int64_t>(ids.size()) - limit) - 4;
     for (; keep >= 8; keep -= 4) {
         const auto head = static_cast<size_t>(keep * 2 / 3), tail = static_cast<size_t>(keep) - head;
         msgs.back().content = tok_.decode(std::span(content).first(head), false) + std::string(kGap) +
                               tok_.decode(std::span(content).last(tail), false);
-        ids = tok_.encode(format_chatml(msgs, true, system_), true, true);
+        ids = tok_.encode(format_chat(frame_, msgs, true, system_), true, true);
         if (static_cast<int64_t>(ids.size()) <= limit) return ids;
     }
     throw Error("opener: a prompt of at most " + std::to_string(limit) + " tokens (context " +

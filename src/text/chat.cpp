@@ -122,6 +122,24 @@ std::string format_chatml(const std::vector<ChatMessage>& messages, bool add_gen
     return out;
 }
 
+std::string format_chat(ChatFrame frame, const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                        const std::optional<std::string>& default_system) {
+    if (frame == ChatFrame::kChatMl) return format_chatml(messages, add_generation_prompt, default_system);
+    std::string out;
+    const auto turn = [&](std::string_view role, std::string_view content) {
+        if (role == "system") {
+            out.append(content).append("\n\n");
+            return;
+        }
+        out += role == "assistant" ? "Assistant: " : "User: ";
+        out.append(content) += '\n';
+    };
+    if (default_system && !messages.empty() && messages.front().role != "system") turn("system", *default_system);
+    for (const ChatMessage& m : messages) turn(m.role, m.content);
+    if (add_generation_prompt) out += "Assistant:";
+    return out;
+}
+
 std::string chatml_template(const std::optional<std::string>& default_system) {
     std::string t = "{% for message in messages %}";
     if (default_system) {

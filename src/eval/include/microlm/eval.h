@@ -438,7 +438,14 @@ struct EvalReport {
     std::optional<HandoffResult> handoff;
     std::optional<LatencyResult> latency;
     std::map<std::string, double> seconds;  // per suite and "total"
+    // Models (and the judge) without ChatML in their vocabulary: base models, prompted with the
+    // plain "User: ... / Assistant:" frame (chat.h), which the report says.
+    std::vector<std::string> plain_frame;
 };
+
+// Whether the GGUF's vocabulary lacks <|im_start|>, so the opener and the judge frame its
+// prompts as plain text (Gemma-3-270M base).
+bool uses_plain_frame(const std::string& model_path);
 
 // Writes <out_dir>/results.json, report.md and the plots (openers_*.png, handoff.png,
 // latency_cdf.png), each through a temporary file; creates out_dir. Returns the files written.

@@ -24,6 +24,9 @@ inline constexpr const char* kHedgeMaxEntropyKey = "microlm.opener.hedge_max_ent
 inline constexpr float kDefaultHedgeMinMeanLogprob = -1.1f;
 inline constexpr float kDefaultHedgeMaxEntropy = 4.85f;
 
+// ChatML when the vocabulary has <|im_start|>, else the plain frame (a base model).
+ChatFrame chat_frame_of(const Tokenizer& tok);
+
 // The neutral phrases a hedge picks from: safe whatever the question was.
 std::vector<std::string> default_hedge_phrases();
 // Starts of a refusal or a disclaimer ("I'm sorry", "As an AI", "I don't have"...).
@@ -171,6 +174,7 @@ private:
     const Tokenizer& tok_;
     OpenerConfig cfg_;
     std::optional<std::string> system_;
+    ChatFrame frame_;
     float min_mean_logprob_, max_entropy_;
     std::vector<std::vector<int32_t>> hedge_tokens_;  // hedge_phrases, tokenized once
     std::vector<int> hedge_words_;                    // their counting words (for a per-run length)

@@ -1,6 +1,6 @@
 // Chat formatting: messages -> prompt text in ChatML (the template of SmolLM2 and of our
-// μLMs). Only ChatML is implemented; the GGUF template is inspected for its default system
-// message, not executed.
+// μLMs), or a plain "User: ... / Assistant:" frame for base models that have no chat
+// vocabulary. The GGUF template is inspected for its default system message, not executed.
 #pragma once
 
 #include <optional>
@@ -25,6 +25,13 @@ std::optional<std::string> chat_template_default_system(std::string_view chat_te
 // "<|im_start|>assistant\n".
 std::string format_chatml(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                           const std::optional<std::string>& default_system);
+
+// How a model's prompts are framed: ChatML, or plain text for a base model (Gemma-3-270M base):
+// "User: <content>\n" and "Assistant: <content>\n" per message (a system message as its text and
+// a blank line), add_generation_prompt appending "Assistant:".
+enum class ChatFrame { kChatMl, kPlain };
+std::string format_chat(ChatFrame frame, const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                        const std::optional<std::string>& default_system);
 
 // The ChatML chat template (with add_generation_prompt) that trained vocabularies carry.
 std::string chatml_template(const std::optional<std::string>& default_system);
