@@ -273,7 +273,8 @@ TEST(Kernels, BestHonoursOverride) {
 
 // K-quant rows (random super-blocks: any bytes are valid codes; the fp16 scales are set to
 // moderate values) against a double dot of the dequantized weights with the float activations,
-// through every backend of this CPU (the SIMD ones hand K-quants to the scalar table).
+// through every backend of this CPU (AVX2's own path, used by AVX-512 too; NEON hands them to the
+// scalar table).
 TEST(Kernels, KQuantsMatchDoubleReferenceOnEveryBackend) {
     const Kernels* backends[] = {&kernels_scalar(), kernels_avx2(), kernels_avx512(), kernels_neon()};
     for (DType type : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
@@ -324,8 +325,14 @@ TEST(Kernels, KQuantsMatchDoubleReferenceOnEveryBackend) {
             std::printf("%-6s %s vs double reference: max rel %.3g (tol %.3g)\n", k->name, name(type).c_str(), worst,
                         kQ8_0RefTol);
             EXPECT_LE(worst, kQ8_0RefTol) << k->name << " " << name(type);
-            if (want.empty()) want = y;
-            else EXPECT_EQ(y, want) << k->name << " " << name(type) << " differs from the scalar table";
+            if (want.empty()) {
+                want = y;
+            } else {
+                // The AVX2 path (AVX-512 hands K-quants to it) sums runs of 32 in eight float lanes.
+                for (size_t i = 0; i < y.size(); ++i)
+                    EXPECT_NEAR(y[i], want[i], 1e-5 * (1 + std::fabs(want[i])))
+                        << k->name << " " << name(type) << " differs from the scalar table at " << i;
+            }
         }
     }
 }

@@ -114,12 +114,11 @@ void prepare_row(DType act, const float* x, int64_t cols, void* out) {
         case DType::Q4_K:
         case DType::Q5_K:
         case DType::Q6_K: return;  // never an activation type
-        case DType::Q8_K: return;  // only for scalar_only weights, prepared by the scalar table
+        case DType::Q8_K: quantize_row(DType::Q8_K, x, out, cols); return;  // the reference quantizer
     }
 }
 
 void prepare(DType weight, const float* x, int64_t n, int64_t cols, void* out) {
-    if (scalar_only(weight)) return kernels_scalar().prepare(weight, x, n, cols, out);
     const DType act = activation_type(weight);
     const size_t stride = prepared_row_bytes(weight, cols);
     auto* dst = static_cast<uint8_t*>(out);
@@ -338,13 +337,70 @@ void dot_n(DType type, const void* w, const void* const* xs, int64_t cols, float
         case DType::Q3_K:
         case DType::Q4_K:
         case DType::Q5_K:
-        case DType::Q6_K: break;  // scalar_only: dot() and matmul() hand them to the scalar table
+        case DType::Q6_K: break;  // K-quants: dot() and matmul() use k_matmul below
     }
     for (int t = 0; t < NT; t++) out[t] = 0.0f;
 }
 
+// K-quants: each super-block is unpacked once (unpack_k_block, the reference decoding) for up to
+// kKTokens tokens; the integer products of 32 codes at a time (two runs of 16, so the eight
+// int32 lanes split 4 + 4 between the runs) are scaled by each run's float scale times the
+// activation's d and summed in eight float lanes; the mins term uses the activations' bsums.
+constexpr int64_t kKTokens = 64;
+
+void k_matmul(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t n, float* y, int64_t ldy) {
+    const size_t x_stride = prepared_row_bytes(w.type, w.cols);
+    const size_t bytes = dtype_block_bytes(w.type);
+    const int64_t nb = w.cols / kQKK;
+    const __m256i ones = _mm256_set1_epi16(1);
+    UnpackedK u;
+    __m256 acc[kKTokens];
+    float mins[kKTokens];
+    for (int64_t r = r0; r < r1; r++) {
+        const auto* row = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(r) * w.row_bytes;
+        for (int64_t t0 = 0; t0 < n; t0 += kKTokens) {
+            const int64_t nt = std::min(kKTokens, n - t0);
+            for (int64_t t = 0; t < nt; t++) {
+                acc[t] = _mm256_setzero_ps();
+                mins[t] = 0.0f;
+            }
+            for (int64_t b = 0; b < nb; b++) {
+                unpack_k_block(w.type, row + static_cast<size_t>(b) * bytes, u);
+                __m256 sc[8];  // per 32 codes: the two runs' scales, four lanes each
+                for (int p = 0; p < 8; p++)
+                    sc[p] = _mm256_setr_ps(u.scale[2 * p], u.scale[2 * p], u.scale[2 * p], u.scale[2 * p],
+                                           u.scale[2 * p + 1], u.scale[2 * p + 1], u.scale[2 * p + 1], u.scale[2 * p + 1]);
+                __m256i qw[8], aw[8];
+                for (int p = 0; p < 8; p++) {
+                    qw[p] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(u.q + 32 * p));
+                    aw[p] = _mm256_sign_epi8(qw[p], qw[p]);  // |w| for maddubs; w's sign moves onto x
+                }
+                for (int64_t t = 0; t < nt; t++) {
+                    const auto& xb = reinterpret_cast<const BlockQ8_K*>(static_cast<const uint8_t*>(x) +
+                                                                        static_cast<size_t>(t0 + t) * x_stride)[b];
+                    __m256 blk = _mm256_setzero_ps();
+                    for (int p = 0; p < 8; p++) {
+                        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.qs + 32 * p));
+                        const __m256i p16 = _mm256_maddubs_epi16(aw[p], _mm256_sign_epi8(xv, qw[p]));
+                        blk = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones)), sc[p], blk);
+                    }
+                    acc[t] = _mm256_fmadd_ps(blk, _mm256_set1_ps(xb.d), acc[t]);
+                    float m = 0.0f;
+                    for (int s = 0; s < kQKK / 16; s++) m += u.min[s] * static_cast<float>(xb.bsums[s]);
+                    mins[t] += xb.d * m;
+                }
+            }
+            for (int64_t t = 0; t < nt; t++) y[(t0 + t) * ldy + r] = hsum(acc[t]) - mins[t];
+        }
+    }
+}
+
 float dot(DType weight, const void* w, const void* x, int64_t cols) {
-    if (scalar_only(weight)) return kernels_scalar().dot(weight, w, x, cols);
+    if (is_k_quant(weight)) {
+        float out = 0.0f;
+        k_matmul(WeightRef{weight, w, 1, cols, dtype_row_bytes(weight, cols)}, 0, 1, x, 1, &out, 1);
+        return out;
+    }
     float out = 0.0f;
     dot_n<1>(weight, w, &x, cols, &out);
     return out;
@@ -352,7 +408,7 @@ float dot(DType weight, const void* w, const void* x, int64_t cols) {
 
 void matmul(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t n, float* y,
             int64_t ldy) {
-    if (scalar_only(w.type)) return kernels_scalar().matmul(w, r0, r1, x, n, y, ldy);
+    if (is_k_quant(w.type)) return k_matmul(w, r0, r1, x, n, y, ldy);
     const size_t x_stride = prepared_row_bytes(w.type, w.cols);
     const auto* wbytes = static_cast<const uint8_t*>(w.data);
     const auto* xbytes = static_cast<const uint8_t*>(x);

@@ -124,12 +124,11 @@ void prepare_row(DType act, const float* x, int64_t cols, void* out) {
         case DType::Q6_K:
             return;  // never an activation type
         case DType::Q8_K:
-            return;  // only for scalar_only weights, prepared by the scalar table
+            return;  // only for avx2_only weights, prepared by the AVX2 table
     }
 }
 
 void prepare(DType weight, const float* x, int64_t n, int64_t cols, void* out) {
-    if (scalar_only(weight)) return kernels_scalar().prepare(weight, x, n, cols, out);
     if (avx2_only(weight)) return kernels_avx2()->prepare(weight, x, n, cols, out);
     const DType act = activation_type(weight);
     const size_t stride = prepared_row_bytes(weight, cols);
@@ -630,7 +629,6 @@ void float_matmul(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int
 // ---------------------------------------------------------------------------------------
 
 float dot(DType weight, const void* w, const void* x, int64_t cols) {
-    if (scalar_only(weight)) return kernels_scalar().dot(weight, w, x, cols);
     if (avx2_only(weight)) return kernels_avx2()->dot(weight, w, x, cols);
     float out = 0.0f;
     switch (weight) {
@@ -660,13 +658,12 @@ float dot(DType weight, const void* w, const void* x, int64_t cols) {
         case DType::Q4_K:
         case DType::Q5_K:
         case DType::Q6_K:
-            break;  // handed to the scalar or the AVX2 table above
+            break;  // handed to the AVX2 table above
     }
     return out;
 }
 
 void matmul(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t n, float* y, int64_t ldy) {
-    if (scalar_only(w.type)) return kernels_scalar().matmul(w, r0, r1, x, n, y, ldy);
     if (avx2_only(w.type)) return kernels_avx2()->matmul(w, r0, r1, x, n, y, ldy);
     if (r0 >= r1 || n <= 0) return;
     bool done = true;
@@ -696,7 +693,7 @@ void matmul(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t n
         case DType::Q4_K:
         case DType::Q5_K:
         case DType::Q6_K:
-            return;  // handed to the scalar or the AVX2 table above
+            return;  // handed to the AVX2 table above
     }
     if (done) return;
     // Out of scratch memory, or rows too far apart for the tile's 32-bit gather offsets: one

@@ -116,12 +116,12 @@ void prepare_row(DType act, const float* x, int64_t cols, void* out) {
         case DType::Q6_K:
             return;  // never an activation type
         case DType::Q8_K:
-            return;  // only for scalar_only weights, prepared by the scalar table
+            return;  // only for avx2_only weights, prepared by the scalar table
     }
 }
 
 void prepare(DType weight, const float* x, int64_t n, int64_t cols, void* out) {
-    if (scalar_only(weight) || avx2_only(weight)) return kernels_scalar().prepare(weight, x, n, cols, out);
+    if (avx2_only(weight)) return kernels_scalar().prepare(weight, x, n, cols, out);
     const DType act = activation_type(weight);
     const size_t stride = prepared_row_bytes(weight, cols);
     auto* dst = static_cast<uint8_t*>(out);
@@ -326,14 +326,14 @@ void dot_rows(DType type, const void* w, const void* const* xs, int nt, int64_t 
         case DType::Q4_K:
         case DType::Q5_K:
         case DType::Q6_K:
-            break;  // scalar_only: dot() and matmul() hand them to the scalar table
+            break;  // avx2_only: dot() and matmul() hand them to the scalar table
     }
     for (int t = 0; t < nt; t++) out[t] = 0.0f;
 }
 
 template <QuantRows Q>
 float dot(DType weight, const void* w, const void* x, int64_t cols) {
-    if (scalar_only(weight) || avx2_only(weight)) return kernels_scalar().dot(weight, w, x, cols);
+    if (avx2_only(weight)) return kernels_scalar().dot(weight, w, x, cols);
     float out = 0.0f;
     dot_rows<Q>(weight, w, &x, 1, cols, &out);
     return out;
@@ -341,7 +341,7 @@ float dot(DType weight, const void* w, const void* x, int64_t cols) {
 
 template <QuantRows Q>
 void matmul(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t n, float* y, int64_t ldy) {
-    if (scalar_only(w.type) || avx2_only(w.type)) return kernels_scalar().matmul(w, r0, r1, x, n, y, ldy);
+    if (avx2_only(w.type)) return kernels_scalar().matmul(w, r0, r1, x, n, y, ldy);
     const size_t x_stride = prepared_row_bytes(w.type, w.cols);
     const auto* wbytes = static_cast<const uint8_t*>(w.data);
     const auto* xbytes = static_cast<const uint8_t*>(x);

@@ -46,14 +46,10 @@ struct Kernels {
                         int64_t hd, float* out);
 };
 
-// Weight types without a vector path yet, so every backend runs every type: the K-quants go
-// to the scalar table from every SIMD backend; Q5_0 and Q5_1 have an AVX2 path, which the
-// AVX-512 table uses too, and go to the scalar table on NEON.
-inline bool scalar_only(DType t) {
-    return is_k_quant(t);
-}
+// Weight types with only an AVX2 vector path (Q5_0, Q5_1, the K-quants): the AVX-512 table
+// hands them to the AVX2 one, the NEON table to the scalar one, so every backend runs every type.
 inline bool avx2_only(DType t) {
-    return t == DType::Q5_0 || t == DType::Q5_1;
+    return t == DType::Q5_0 || t == DType::Q5_1 || is_k_quant(t);
 }
 
 const Kernels& kernels_scalar();
