@@ -126,22 +126,13 @@ namespace {
 // found in the samples, less the voice's own pause between two utterances said back to back.
 // Sized: as the text rows, the opener lengthened to cover the wait at the voice's measured rate,
 // its audio growing in proportion to its words.
-void add_audio_rows(const EvalConfig& cfg, const ModelOpeners& m, size_t mi, const std::vector<double>& ttft,
-                    LatencyModelResult& r) {
+void add_audio_rows(const EvalConfig& cfg, const ModelOpeners& m, const std::vector<size_t>& which,
+                    double wait_q, const std::vector<double>& ttft, LatencyModelResult& r) {
     const double wps = spoken_words_per_minute({}) / 60.0;
     const SoundEdges continuation = sound_edges("and the rest of the answer follows");
     std::map<std::string, SoundEdges> said;  // hedge phrases repeat
     for (const OpenerSample& s : m.openers)
         if (!said.count(s.text)) said.emplace(s.text, sound_edges(s.text));
-    std::mt19937_64 pick(cfg.seed + 0x9E3779B97F4A7C15ULL * (mi + 1));  // the same openers as the other rows
-    std::vector<size_t> which(cfg.draws);
-    for (size_t& w : which) w = pick() % m.openers.size();
-    std::vector<double> wait(cfg.draws);
-    for (size_t j = 0; j < cfg.draws; ++j) {
-        const OpenerSample& s = m.openers[which[j]];
-        wait[j] = s.opener_ms / 1000.0 - std::max(0.0, s.first_word_ms / 1000.0) + ttft[j];
-    }
-    const double wait_q = quantile(wait, cfg.sized_quantile);
     for (const bool sized : {false, true}) {
         std::vector<double> stall(cfg.draws);
         for (size_t j = 0; j < cfg.draws; ++j) {
@@ -216,6 +207,7 @@ LatencyResult run_latency_suite(const EvalConfig& cfg, const std::vector<ModelOp
                 wait[j] = s.opener_ms / 1000.0 - std::max(0.0, s.first_word_ms / 1000.0) + ttft[j];
             }
             const double wait_q = quantile(wait, cfg.sized_quantile);
+            if (speech_available()) add_audio_rows(cfg, m, which, wait_q, ttft, r);
             for (const auto& [pace, wps] : res.paces) {
                 for (const bool sized : {false, true}) {
                     std::vector<double> stall(cfg.draws);
@@ -241,7 +233,6 @@ LatencyResult run_latency_suite(const EvalConfig& cfg, const std::vector<ModelOp
                 }
             }
         }
-        if (!m.openers.empty() && speech_available()) add_audio_rows(cfg, m, mi, ttft, r);
         res.models.push_back(std::move(r));
     }
     if (speech_available()) res.paces["speech, audio"] = spoken_words_per_minute({}) / 60.0;

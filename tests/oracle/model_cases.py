@@ -75,6 +75,19 @@ def greedy(llm: Llama, prompt_ids, n, margins=None):
     return out
 
 
+def _random_case(out, t):
+    """llama.cpp's greedy tokens and last logits on <out>/random_<t>.gguf (a random model microlm wrote)."""
+    rl = Llama(model_path=os.path.join(out, f"random_{t}.gguf"), n_ctx=256, logits_all=True, verbose=False,
+               n_threads=2)
+    prompt = [256 + 1, 300, 301, 17, 42, 99, 400, 12]
+    gen = greedy(rl, prompt, 32)
+    np.asarray(rl.scores[rl.n_tokens - 1], dtype=np.float32).tofile(os.path.join(out, f"random_{t}_logits.f32"))
+    print(f"  random {t}: {gen[:8]}...", flush=True)
+    del rl
+    return {"type": t, "file": f"random_{t}.gguf", "prompt": prompt, "greedy": gen,
+            "logits_file": f"random_{t}_logits.f32"}
+
+
 def run(args):
     llm = Llama(model_path=args.smollm2, n_ctx=1024, n_batch=512, logits_all=True,
                 verbose=False, n_threads=2, seed=1)
@@ -126,15 +139,7 @@ def run(args):
         path = os.path.join(args.out, f"random_{t}.gguf")
         subprocess.run([args.microlm, "make-random", "-o", path, "--shape", "tiny", "--type", t,
                         "--seed", "7"], check=True)
-        rl = Llama(model_path=path, n_ctx=256, logits_all=True, verbose=False, n_threads=2)
-        prompt = [256 + 1, 300, 301, 17, 42, 99, 400, 12]
-        gen = greedy(rl, prompt, 32)
-        last = np.asarray(rl.scores[rl.n_tokens - 1], dtype=np.float32)
-        last.tofile(os.path.join(args.out, f"random_{t}_logits.f32"))
-        ref["random"].append({"type": t, "file": f"random_{t}.gguf", "prompt": prompt, "greedy": gen,
-                              "logits_file": f"random_{t}_logits.f32"})
-        print(f"  random {t}: {gen[:8]}...", flush=True)
-        del rl
+        ref["random"].append(_random_case(args.out, t))
 
     # Gemma 3 (architecture gemma3, a base model: plain text, BOS added): logits after each of
     # LOGIT_PROMPTS and greedy continuations with llama.cpp's top-2 margins.
@@ -166,15 +171,7 @@ def run(args):
     for t in QUANTIZE_TARGETS:
         path = os.path.join(args.out, f"random_{t}.gguf")
         subprocess.run([args.microlm, "quantize", base, path, "--type", t], check=True, stdout=subprocess.DEVNULL)
-        rl = Llama(model_path=path, n_ctx=256, logits_all=True, verbose=False, n_threads=2)
-        prompt = [256 + 1, 300, 301, 17, 42, 99, 400, 12]
-        gen = greedy(rl, prompt, 32)
-        last = np.asarray(rl.scores[rl.n_tokens - 1], dtype=np.float32)
-        last.tofile(os.path.join(args.out, f"random_{t}_logits.f32"))
-        ref["random"].append({"type": t, "file": f"random_{t}.gguf", "prompt": prompt, "greedy": gen,
-                              "logits_file": f"random_{t}_logits.f32"})
-        print(f"  random {t} (microlm quantize): {gen[:8]}...", flush=True)
-        del rl
+        ref["random"].append(_random_case(args.out, t))
 
     with open(os.path.join(args.out, "model.json"), "w") as f:
         json.dump(ref, f, indent=1)
