@@ -237,6 +237,9 @@ TEST(Gguf, HostileTensorInfosGiveClearErrors) {
     EXPECT_NE(unsupported.find("supported: F32 F16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K"), std::string::npos)
         << unsupported;
     EXPECT_NE(error_of(tensor(1, {33}, 8, 0), "block").find("not a multiple"), std::string::npos);
+    // A K-quant row must be whole 256-element super-blocks.
+    EXPECT_NE(error_of(tensor(1, {96}, 12, 0), "kblock").find("not a multiple of the Q4_K block size 256"),
+              std::string::npos);
     EXPECT_NE(error_of(tensor(1, {16}, 0, 64), "offset").find("of the data section"), std::string::npos);
     EXPECT_NE(error_of(tensor(1, {32}, 0, 0), "size").find("needs bytes [0, 128)"), std::string::npos);
     EXPECT_NE(error_of(tensor(1, {4}, 0, 8), "misaligned").find("not a multiple of the alignment"), std::string::npos);

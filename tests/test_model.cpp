@@ -99,6 +99,43 @@ TEST(Model, BadTokensAndFullContextAreErrors) {
     std::filesystem::remove(path);
 }
 
+// Hostile Gemma 3 files: a missing head size, and a Llama model relabelled gemma3 (so its
+// QK-norm and post-norm tensors are missing), give errors that name what is wrong.
+TEST(Model, HostileGemma3FilesAreNamed) {
+    const std::string path = (std::filesystem::temp_directory_path() / "microlm_test_gemma3.gguf").string();
+    const std::string tiny = (std::filesystem::temp_directory_path() / "microlm_test_gemma3_src.gguf").string();
+    write_random_llama(tiny, *model_shape_preset("tiny"), DType::Q8_0, 3);
+    const auto src = GgufFile::open(tiny);
+    const auto relabelled = [&](bool with_key_length) {
+        GgufWriter w;
+        for (const auto& [key, value] : src->metadata()) {
+            std::string k = key;
+            if (k.rfind("llama.", 0) == 0) k = "gemma3." + k.substr(6);
+            w.set(k, value);
+        }
+        w.set("general.architecture", GgufValue::str("gemma3"));
+        if (with_key_length) w.set("gemma3.attention.key_length", GgufValue::u32(16));
+        for (const GgufTensor& t : src->tensors()) w.add_tensor(t.name, static_cast<DType>(t.type), t.dims, t.data, t.bytes);
+        w.write(path);
+    };
+    const auto error_of = [&] {
+        try {
+            Model::load(path);
+        } catch (const Error& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    relabelled(false);
+    std::string e = error_of();
+    EXPECT_NE(e.find("gemma3.attention.key_length"), std::string::npos) << e;
+    relabelled(true);
+    e = error_of();
+    EXPECT_NE(e.find("attn_q_norm.weight"), std::string::npos) << e;
+    std::filesystem::remove(path);
+    std::filesystem::remove(tiny);
+}
+
 TEST(Model, NonLlamaArchitectureAndMissingTensorsAreNamed) {
     GgufWriter w;
     w.set("general.architecture", GgufValue::str("mamba"));
