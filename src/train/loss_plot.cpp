@@ -2,6 +2,7 @@
 // and hands the three series to the PNG line chart.
 #include "loss_plot.h"
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -12,6 +13,8 @@
 namespace microlm::train {
 
 void write_loss_png(const std::string& csv_path, const std::string& png_path, const std::string& title) {
+    if (std::filesystem::is_directory(csv_path))
+        throw Error(csv_path + ": a folder; give the run's loss.csv (" + csv_path + "/loss.csv)");
     std::ifstream in(csv_path);
     if (!in) throw Error(csv_path + ": cannot open the loss log");
     plot::Series train{"train loss", {}, {}, {}, false}, val{"val loss", {}, {}, {}, true},
@@ -35,6 +38,7 @@ void write_loss_png(const std::string& csv_path, const std::string& png_path, co
             first.y.push_back(std::stod(f[3]));
         }
     }
+    if (train.x.empty()) throw Error(csv_path + ": no loss rows (expected step,loss,val_loss,... lines after the header)");
     plot::LineChart chart;
     chart.title = title;
     chart.x_label = "optimizer step";
