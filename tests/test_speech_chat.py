@@ -1,11 +1,16 @@
-"""`microlm chat --speak-to out.wav`, end to end: a tiny random model opens, a tiny stand-in cloud
-answers after a delay long enough that the opener's speech runs out first. The WAV is decoded
+"""`microlm chat --speak-to out.wav`, end to end: a tiny random model opens, a fake OpenAI-compatible
+cloud (here, stdlib only) streams a fixed English continuation after a delay long enough that the
+opener's speech runs out first. The WAV is decoded
 here with Python's own `wave` module (not microlm's reader): the opener's sound must start
 within 200 ms of the request, and the longest silence between sounds in the waveform must match
 the wait the chat reported within 50 ms. Offline, loopback only; needs espeak-ng
 (libespeak-ng-dev, installed by scripts/setup.sh)."""
 import argparse
+import http.server
+import json
 import os
+import threading
+import time
 import re
 import struct
 import subprocess
@@ -14,6 +19,32 @@ import tempfile
 import wave
 
 from microlm_process import tiny_model
+
+CONTINUATION = ["you will want water,", " a map", " and a warm jacket."]
+DELAY_S = 4.0
+
+
+class FakeCloud(http.server.BaseHTTPRequestHandler):
+    """Chat completions, streamed: the continuation in three deltas after DELAY_S; 404 otherwise."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if not self.path.endswith("/chat/completions"):
+            self.send_error(404)
+            return
+        time.sleep(DELAY_S)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for piece in CONTINUATION:
+            chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def log_message(self, *args):
+        pass
+
 
 THRESHOLD = 328  # |sample| from which it is sound, as microlm counts it (~1% of full scale)
 
@@ -43,8 +74,11 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         model = tiny_model(args.microlm, d)
         out = os.path.join(d, "reply.wav")
-        cmd = [args.microlm, "chat", "What should I pack for a day hike?", "--local", model, "--stand-in", model,
-               "--cloud-delay-ms", "5000", "-n", "24", "--speak-to", out]
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeCloud)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        cloud = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        cmd = [args.microlm, "chat", "What should I pack for a day hike?", "--local", model, "--cloud", cloud,
+               "--mode", "prefill", "--check", "off", "--first-byte-timeout-ms", "20000", "--speak-to", out]
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         print(p.stdout.strip())
         print(p.stderr.strip())
@@ -60,6 +94,7 @@ def main():
         assert abs(heard - reported_wait) <= 50, \
             f"the WAV's longest silence {heard:.0f} ms differs from the reported wait {reported_wait:.0f} ms by > 50 ms"
         assert not os.path.exists(os.path.join(d, "reply-2.wav"))
+        server.shutdown()
     print("ok")
 
 
