@@ -191,73 +191,9 @@ __m256i unpack_nibbles(const uint8_t* qs) {
     return _mm256_set_m128i(hi, lo);
 }
 
-template <int NT>
-void dot_q8_0(const BlockQ8_0* w, const void* const* xs, int64_t nb, float* out) {
-    const BlockQ8_0* x[NT];
-    __m256 acc[NT];
-    for (int t = 0; t < NT; t++) {
-        x[t] = static_cast<const BlockQ8_0*>(xs[t]);
-        acc[t] = _mm256_setzero_ps();
-    }
-    for (int64_t b = 0; b < nb; b++) {
-        const __m256i qw = load_i8x32(w[b].qs);
-        const float dw = half(w[b].d);
-        for (int t = 0; t < NT; t++) {
-            const __m256i p = dot_i8x32(qw, load_i8x32(x[t][b].qs));
-            const __m256 d = _mm256_set1_ps(dw * half(x[t][b].d));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc[t]);
-        }
-    }
-    for (int t = 0; t < NT; t++) out[t] = hsum(acc[t]);
-}
-
-template <int NT>
-void dot_q4_0(const BlockQ4_0* w, const void* const* xs, int64_t nb, float* out) {
-    const BlockQ8_0* x[NT];
-    __m256 acc[NT];
-    for (int t = 0; t < NT; t++) {
-        x[t] = static_cast<const BlockQ8_0*>(xs[t]);
-        acc[t] = _mm256_setzero_ps();
-    }
-    const __m256i eight = _mm256_set1_epi8(8);
-    for (int64_t b = 0; b < nb; b++) {
-        const __m256i qw = _mm256_sub_epi8(unpack_nibbles(w[b].qs), eight);
-        const float dw = half(w[b].d);
-        for (int t = 0; t < NT; t++) {
-            const __m256i p = dot_i8x32(qw, load_i8x32(x[t][b].qs));
-            const __m256 d = _mm256_set1_ps(dw * half(x[t][b].d));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc[t]);
-        }
-    }
-    for (int t = 0; t < NT; t++) out[t] = hsum(acc[t]);
-}
-
-template <int NT>
-void dot_q4_1(const BlockQ4_1* w, const void* const* xs, int64_t nb, float* out) {
-    const BlockQ8_1* x[NT];
-    __m256 acc[NT];
-    float mins[NT];  // sum over blocks of m_w * s_x
-    for (int t = 0; t < NT; t++) {
-        x[t] = static_cast<const BlockQ8_1*>(xs[t]);
-        acc[t] = _mm256_setzero_ps();
-        mins[t] = 0.0f;
-    }
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (int64_t b = 0; b < nb; b++) {
-        const __m256i qw = unpack_nibbles(w[b].qs);  // 0..15, already unsigned for maddubs
-        const float dw = half(w[b].d);
-        const float mw = half(w[b].m);
-        for (int t = 0; t < NT; t++) {
-            const __m256i p =
-                _mm256_madd_epi16(_mm256_maddubs_epi16(qw, load_i8x32(x[t][b].qs)), ones);
-            const __m256 d = _mm256_set1_ps(dw * half(x[t][b].d));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc[t]);
-            mins[t] += mw * half(x[t][b].s);
-        }
-    }
-    for (int t = 0; t < NT; t++) out[t] = hsum(acc[t]) + mins[t];
-}
-
+// The signed codes of one block of each legacy type, in element order (|w| <= 128).
+__m256i codes(const BlockQ8_0& b) { return load_i8x32(b.qs); }
+__m256i codes(const BlockQ4_0& b) { return _mm256_sub_epi8(unpack_nibbles(b.qs), _mm256_set1_epi8(8)); }
 // The 5th bits of a Q5 block's 32 codes (bit i of the little-endian qh is element i's) as bytes
 // of 0x10 or 0, in element order.
 __m256i q5_high_bits(const uint8_t* qh_bytes) {
@@ -272,18 +208,24 @@ __m256i q5_high_bits(const uint8_t* qh_bytes) {
     return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
 }
 
-template <int NT>
-void dot_q5_0(const BlockQ5_0* w, const void* const* xs, int64_t nb, float* out) {
+__m256i codes(const BlockQ5_0& b) {
+    return _mm256_sub_epi8(_mm256_or_si256(unpack_nibbles(b.qs), q5_high_bits(b.qh)), _mm256_set1_epi8(16));
+}
+// The unsigned codes of the types with a minimum (already unsigned for maddubs).
+__m256i codes(const BlockQ4_1& b) { return unpack_nibbles(b.qs); }                                  // 0..15
+__m256i codes(const BlockQ5_1& b) { return _mm256_or_si256(unpack_nibbles(b.qs), q5_high_bits(b.qh)); }  // 0..31
+
+// Q8_0, Q4_0, Q5_0 against Q8_0 activations: x = d * code.
+template <int NT, typename Block>
+void dot_signed(const Block* w, const void* const* xs, int64_t nb, float* out) {
     const BlockQ8_0* x[NT];
     __m256 acc[NT];
     for (int t = 0; t < NT; t++) {
         x[t] = static_cast<const BlockQ8_0*>(xs[t]);
         acc[t] = _mm256_setzero_ps();
     }
-    const __m256i sixteen = _mm256_set1_epi8(16);
     for (int64_t b = 0; b < nb; b++) {
-        const __m256i qw =
-            _mm256_sub_epi8(_mm256_or_si256(unpack_nibbles(w[b].qs), q5_high_bits(w[b].qh)), sixteen);
+        const __m256i qw = codes(w[b]);
         const float dw = half(w[b].d);
         for (int t = 0; t < NT; t++) {
             const __m256i p = dot_i8x32(qw, load_i8x32(x[t][b].qs));
@@ -294,8 +236,9 @@ void dot_q5_0(const BlockQ5_0* w, const void* const* xs, int64_t nb, float* out)
     for (int t = 0; t < NT; t++) out[t] = hsum(acc[t]);
 }
 
-template <int NT>
-void dot_q5_1(const BlockQ5_1* w, const void* const* xs, int64_t nb, float* out) {
+// Q4_1, Q5_1 against Q8_1 activations: x = d * code + m, the m term through the block sum s.
+template <int NT, typename Block>
+void dot_with_min(const Block* w, const void* const* xs, int64_t nb, float* out) {
     const BlockQ8_1* x[NT];
     __m256 acc[NT];
     float mins[NT];  // sum over blocks of m_w * s_x
@@ -306,7 +249,7 @@ void dot_q5_1(const BlockQ5_1* w, const void* const* xs, int64_t nb, float* out)
     }
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t b = 0; b < nb; b++) {
-        const __m256i qw = _mm256_or_si256(unpack_nibbles(w[b].qs), q5_high_bits(w[b].qh));  // 0..31
+        const __m256i qw = codes(w[b]);
         const float dw = half(w[b].d);
         const float mw = half(w[b].m);
         for (int t = 0; t < NT; t++) {
@@ -326,13 +269,13 @@ void dot_n(DType type, const void* w, const void* const* xs, int64_t cols, float
     switch (type) {
         case DType::F32: return dot_float<NT>(static_cast<const float*>(w), xs, cols, out);
         case DType::F16: return dot_float<NT>(static_cast<const uint16_t*>(w), xs, cols, out);
-        case DType::Q4_0: return dot_q4_0<NT>(static_cast<const BlockQ4_0*>(w), xs, nb, out);
-        case DType::Q4_1: return dot_q4_1<NT>(static_cast<const BlockQ4_1*>(w), xs, nb, out);
-        case DType::Q8_0: return dot_q8_0<NT>(static_cast<const BlockQ8_0*>(w), xs, nb, out);
+        case DType::Q4_0: return dot_signed<NT>(static_cast<const BlockQ4_0*>(w), xs, nb, out);
+        case DType::Q4_1: return dot_with_min<NT>(static_cast<const BlockQ4_1*>(w), xs, nb, out);
+        case DType::Q8_0: return dot_signed<NT>(static_cast<const BlockQ8_0*>(w), xs, nb, out);
         case DType::Q8_1:
         case DType::Q8_K: break;  // activation formats only
-        case DType::Q5_0: return dot_q5_0<NT>(static_cast<const BlockQ5_0*>(w), xs, nb, out);
-        case DType::Q5_1: return dot_q5_1<NT>(static_cast<const BlockQ5_1*>(w), xs, nb, out);
+        case DType::Q5_0: return dot_signed<NT>(static_cast<const BlockQ5_0*>(w), xs, nb, out);
+        case DType::Q5_1: return dot_with_min<NT>(static_cast<const BlockQ5_1*>(w), xs, nb, out);
         case DType::Q2_K:
         case DType::Q3_K:
         case DType::Q4_K:
