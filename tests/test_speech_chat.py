@@ -1,4 +1,4 @@
-"""`microlm chat --speak-to out.wav`, end to end: a tiny random model opens, a fake OpenAI-compatible
+"""`microlm chat --speak-to out.wav` and `microlm serve --speak-to DIR`, end to end: a tiny random model opens, a fake OpenAI-compatible
 cloud (here, stdlib only) streams a fixed English continuation after a delay long enough that the
 opener's speech runs out first. The WAV is decoded
 here with Python's own `wave` module (not microlm's reader): the opener's sound must start
@@ -18,7 +18,9 @@ import sys
 import tempfile
 import wave
 
-from microlm_process import tiny_model
+import urllib.request
+
+from microlm_process import Server, tiny_model
 
 CONTINUATION = ["you will want water,", " a map", " and a warm jacket."]
 DELAY_S = 4.0
@@ -67,6 +69,32 @@ def analyse(path):
     return first * 1000.0 / rate, longest, n * 1000.0 / rate
 
 
+def check_gateway(microlm, model, cloud, d):
+    """`serve --speak-to DIR`: a streamed turn's audio in DIR/<id>.wav, its timings in the last chunk."""
+    gw = Server([microlm, "serve", "-m", model, "--cloud", cloud, "--port", "0", "--mode", "prefill", "--check", "off",
+                 "--first-byte-timeout-ms", "20000", "--speak-to", d])
+    try:
+        body = json.dumps({"model": "m", "stream": True,
+                           "messages": [{"role": "user", "content": "What should I pack for a day hike?"}]}).encode()
+        req = urllib.request.Request(gw.base + "/v1/chat/completions", body, {"Content-Type": "application/json"})
+        last = None
+        with urllib.request.urlopen(req, timeout=60) as r:
+            for line in r:
+                line = line.decode().strip()
+                if line.startswith("data: {"):
+                    last = json.loads(line[6:])
+        timings = last["microlm"]["timings"]
+        wav = os.path.join(d, last["id"] + ".wav")
+        first, heard, total = analyse(wav)
+        print(f"gateway WAV: {total:.0f} ms, first sound {first:.0f} ms, longest silence {heard:.0f} ms; reported: "
+              f"first sound {timings['first_sound_ms']} ms, longest wait {timings['longest_audio_wait_ms']} ms")
+        assert abs(first - timings["first_sound_ms"]) <= 50
+        assert timings["longest_audio_wait_ms"] > 300
+        assert abs(heard - timings["longest_audio_wait_ms"]) <= 50
+    finally:
+        gw.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--microlm", required=True)
@@ -94,6 +122,7 @@ def main():
         assert abs(heard - reported_wait) <= 50, \
             f"the WAV's longest silence {heard:.0f} ms differs from the reported wait {reported_wait:.0f} ms by > 50 ms"
         assert not os.path.exists(os.path.join(d, "reply-2.wav"))
+        check_gateway(args.microlm, model, cloud, d)
         server.shutdown()
     print("ok")
 

@@ -19,6 +19,7 @@
 #include "microlm/opener.h"
 #include "microlm/pacer.h"
 #include "microlm/speech.h"
+#include "microlm/spoken_turn.h"
 #include "microlm/tokenizer.h"
 #include "microlm/turn.h"
 
@@ -51,21 +52,6 @@ void print_event(const TurnEvent& e, const Style& st) {
             break;
     }
     std::fflush(stdout);
-}
-
-// What a listener hears of an event: the words, not the markers. Opener words are whole words;
-// cloud text may stop inside one.
-void say_event(LiveSpeaker& speaker, const TurnEvent& e) {
-    using K = TurnEvent::Kind;
-    switch (e.kind) {
-        case K::kOpener: speaker.say(e.text, true); break;
-        case K::kContinuation:
-        case K::kLocalClose: speaker.say(e.text, false); break;
-        case K::kRetract: speaker.say(" " + e.text, false); break;  // said words cannot be unsaid
-        case K::kHedge:  // its words arrive as opener words
-        case K::kPivot:
-        case K::kError: break;
-    }
 }
 
 // FILE.wav for the first turn, FILE-2.wav for the second...

@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "microlm/error.h"
 #include "microlm/gateway.h"
+#include "microlm/speech.h"
 
 #ifndef MICROLM_WEB_DIR
 #define MICROLM_WEB_DIR ""
@@ -120,6 +121,11 @@ void register_serve(CLI::App& app) {
     cmd->add_option("--temp", g.default_temperature, "Cloud temperature when a request gives none")
         ->capture_default_str()
         ->check(CLI::Range(0.0f, 2.0f));
+    cmd->add_option("--speak-to", g.speak_dir,
+                    "Also say each streamed turn with espeak-ng (on the gateway's own clock, as a speaker beside "
+                    "it would) and write it as DIR/<id>.wav; the last chunk's timings add first_sound_ms and "
+                    "longest_audio_wait_ms")
+        ->check(CLI::ExistingDirectory);
     cmd->add_option("--max-cloud-delay-ms", g.max_cloud_delay_ms,
                     "Largest \"microlm\": {\"cloud_delay_ms\"} a request may ask for")
         ->capture_default_str()
@@ -163,6 +169,7 @@ void register_serve(CLI::App& app) {
         GatewayConfig cfg = o->g;
         cfg.mode = o->mode == "prefill" ? ContinuationMode::kPrefill : ContinuationMode::kInstruct;
         cfg.default_modality = o->modality == "speech" ? Modality::kSpeech : Modality::kText;
+        if (!cfg.speak_dir.empty()) speech_sample_rate();  // fails now, not on the first turn, without espeak-ng
         cfg.opener.hedge = !o->no_hedge;
         cfg.opener.stream_before_confident = o->no_hedge;  // nothing to judge: no reason to hold words
         cfg.send_continue_fields = !o->no_continue_fields;

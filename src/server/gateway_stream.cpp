@@ -10,6 +10,7 @@
 
 #include "microlm/error.h"
 #include "microlm/pacer.h"
+#include "microlm/spoken_turn.h"
 #include "microlm/stopwatch.h"
 #include "gateway_impl.h"
 #include "http_util.h"
@@ -72,6 +73,7 @@ struct Outcome {
     TurnResult r;
     double queue_ms = 0;     // request received to the turn starting (waiting for the local model)
     double visible_stall_ms = -1;  // the longest wait between delivered words beyond the pace; -1: not streamed
+    double first_sound_ms = -1, longest_audio_wait_ms = -1;  // said aloud (GatewayConfig::speak_dir); -1: not
     std::string error_kind;  // "" when the turn had no failure
     std::string error_message;
 };
@@ -88,7 +90,9 @@ ojson timings_json(const Outcome& o) {
         {"stall_ms", opt(t.stall_ms)},
         {"visible_stall_ms", opt(o.visible_stall_ms)},
         {"total_ms", round1(o.queue_ms + t.total_ms)},
-        {"queue_ms", round1(o.queue_ms)}};
+        {"queue_ms", round1(o.queue_ms)},
+        {"first_sound_ms", opt(o.first_sound_ms)},
+        {"longest_audio_wait_ms", opt(o.longest_audio_wait_ms)}};
 }
 
 // The fields the last chunk (and a whole response) adds to its "microlm" object.
@@ -423,8 +427,25 @@ void Gateway::Impl::stream_turn(ChatJob& job, http::BodyWriter& sink) {
         job.turn.opener_length = size_opener(cloud_wait.quantile(cfg.size_opener_quantile), pace, cfg.opener.min_words,
                                              cfg.opener.max_words, cfg.max_opener_words);
     Pacer pacer(pace, [&](const TurnEvent& e) { out.event(e); }, client.stop_token());
+    std::optional<LiveSpeaker> speaker;
+    if (!cfg.speak_dir.empty()) speaker.emplace(cfg.voice);
     Outcome o = run_job(
-        *this, job, [&](const TurnEvent& e) { pacer.push(e); }, client.stop_token());
+        *this, job,
+        [&](const TurnEvent& e) {
+            pacer.push(e);
+            if (speaker) say_event(*speaker, e);
+        },
+        client.stop_token());
+    if (speaker) {
+        const AudioTimeline& audio = speaker->finish();
+        o.first_sound_ms = audio.first_sound_ms();
+        o.longest_audio_wait_ms = audio.longest_wait_ms();
+        try {
+            audio.write_wav(cfg.speak_dir + "/" + job.id + ".wav");
+        } catch (const std::exception& e) {
+            log(std::string("speech: ") + e.what());
+        }
+    }
     pacer.finish();
     o.visible_stall_ms = pacer.visible_stall_ms();
     out.finish(o);

@@ -14,6 +14,7 @@
 #include "microlm/cloud_client.h"
 #include "microlm/handoff.h"
 #include "microlm/opener.h"
+#include "microlm/speech.h"
 #include "microlm/turn.h"
 
 namespace microlm {
@@ -37,6 +38,11 @@ struct GatewayConfig {
     double size_opener_quantile = 0.9;
     int max_opener_words = 12;
     double expected_cloud_wait_ms = 800;
+    // Not empty: each streamed turn is also said with espeak-ng on the gateway's own timeline (as a
+    // speaker beside it would play it) and written as <speak_dir>/<id>.wav; the last chunk's
+    // timings get first_sound_ms and longest_audio_wait_ms.
+    std::string speak_dir;
+    VoiceConfig voice;
     OpenerConfig opener;
 
     // The cloud continuator. Its API key is read from the environment variable NAMED by
