@@ -63,12 +63,13 @@ std::string quantize_target_names() {
     return s;
 }
 
-DType quantized_type(const QuantizeTarget& t, const std::string& tensor, int64_t n_layers, int64_t cols) {
+DType quantized_type(const QuantizeTarget& t, const std::string& tensor, int64_t n_layers, int64_t cols,
+                     bool tied_embedding) {
     DType type = t.base;
     if (t.more_bits) {
         const bool output = tensor == "output.weight";
         // A tied embedding is also the output matrix: llama.cpp gives it the output's type.
-        const bool tied_output = tensor == "token_embd.weight";
+        const bool tied_output = tied_embedding && tensor == "token_embd.weight";
         const int64_t layer = layer_of(tensor);
         const bool v_or_down = ends_with(tensor, ".attn_v.weight") || ends_with(tensor, ".ffn_down.weight");
         if (output || tied_output || (v_or_down && layer >= 0 && more_bits_layer(layer, n_layers))) type = *t.more_bits;
@@ -108,8 +109,7 @@ QuantizeSummary quantize_model(const std::string& in, const std::string& out, co
             ++sum.copied;
         } else {
             const int64_t cols = t.dims[0], rows = t.dims[1];
-            const std::string role = !tied && t.name == "token_embd.weight" ? "token_embd (untied)" : t.name;
-            const DType type = quantized_type(target, role, n_layers, cols);
+            const DType type = quantized_type(target, t.name, n_layers, cols, tied);
             const size_t in_row = dtype_row_bytes(in_type, cols), out_row = dtype_row_bytes(type, cols);
             std::vector<uint8_t> data(out_row * static_cast<size_t>(rows));
             row.resize(static_cast<size_t>(cols));

@@ -81,10 +81,7 @@ double Judge::nll(const std::string& prompt, const std::string& opener) {
 }
 
 bool uses_plain_frame(const std::string& model_path) {
-    const auto file = GgufFile::open(model_path);
-    for (const std::string& t : file->get_str_array("tokenizer.ggml.tokens"))
-        if (t == "<|im_start|>") return false;
-    return true;
+    return chat_frame_of(GgufFile::open(model_path)->get_str_array("tokenizer.ggml.tokens")) == ChatFrame::kPlain;
 }
 
 }  // namespace microlm::eval

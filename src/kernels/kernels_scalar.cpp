@@ -137,56 +137,9 @@ float dot_q5_1(const BlockQ5_1* w, const BlockQ8_1* x, int64_t nb) {
     return sum;
 }
 
-// A K-quant row against Q8_K activations: per run of 16, the integer sum exactly, then
-// sum_i (scale q_i - min) d_x p_i = d_x (scale sumi - min bsum).
-float dot_k(DType type, const void* w, const BlockQ8_K* x, int64_t nb) {
-    const size_t bytes = dtype_block_bytes(type);
-    const auto* p = static_cast<const uint8_t*>(w);
-    UnpackedK u;
-    float sum = 0.0f;
-    for (int64_t b = 0; b < nb; b++, p += bytes) {
-        unpack_k_block(type, p, u);
-        float block = 0.0f;
-        for (int s = 0; s < kQKK / 16; s++) {
-            int sumi = 0;
-            for (int j = 16 * s; j < 16 * s + 16; j++) sumi += u.q[j] * x[b].qs[j];
-            block += u.scale[s] * static_cast<float>(sumi) - u.min[s] * static_cast<float>(x[b].bsums[s]);
-        }
-        sum += x[b].d * block;
-    }
-    return sum;
-}
-
-float dot(DType weight, const void* w, const void* x, int64_t cols) {
-    const int64_t nb = cols / kQK;
-    switch (weight) {
-        case DType::F32:
-            return dot_f32(static_cast<const float*>(w), static_cast<const float*>(x), cols);
-        case DType::F16:
-            return dot_f16(static_cast<const uint16_t*>(w), static_cast<const uint16_t*>(x), cols);
-        case DType::Q4_0:
-            return dot_q4_0(static_cast<const BlockQ4_0*>(w), static_cast<const BlockQ8_0*>(x), nb);
-        case DType::Q4_1:
-            return dot_q4_1(static_cast<const BlockQ4_1*>(w), static_cast<const BlockQ8_1*>(x), nb);
-        case DType::Q8_0:
-            return dot_q8_0(static_cast<const BlockQ8_0*>(w), static_cast<const BlockQ8_0*>(x), nb);
-        case DType::Q5_0:
-            return dot_q5_0(static_cast<const BlockQ5_0*>(w), static_cast<const BlockQ8_0*>(x), nb);
-        case DType::Q5_1:
-            return dot_q5_1(static_cast<const BlockQ5_1*>(w), static_cast<const BlockQ8_1*>(x), nb);
-        case DType::Q2_K:
-        case DType::Q3_K:
-        case DType::Q4_K:
-        case DType::Q5_K:
-        case DType::Q6_K: return dot_k(weight, w, static_cast<const BlockQ8_K*>(x), cols / kQKK);
-        case DType::Q8_1:
-        case DType::Q8_K: break;  // activation formats only
-    }
-    return 0.0f;
-}
-
-// K-quant rows are unpacked once per super-block for up to kKTokens tokens (the unpacking costs
-// more than the multiply), summing in dot_k's order, so matmul still equals dot bit for bit.
+// K-quant rows against Q8_K activations: per run of 16, the integer sum exactly, then
+// sum_i (scale q_i - min) d_x p_i = d_x (scale sumi - min bsum). Each super-block is unpacked
+// once for up to kKTokens tokens (the unpacking costs more than the multiply); dot() is n = 1.
 // No allocation: the forward pass allocates nothing.
 constexpr int64_t kKTokens = 64;
 
@@ -218,6 +171,38 @@ void matmul_k(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t
             for (int64_t t = 0; t < nt; t++) y[(t0 + t) * ldy + r] = sums[t];
         }
     }
+}
+
+float dot(DType weight, const void* w, const void* x, int64_t cols) {
+    const int64_t nb = cols / kQK;
+    switch (weight) {
+        case DType::F32:
+            return dot_f32(static_cast<const float*>(w), static_cast<const float*>(x), cols);
+        case DType::F16:
+            return dot_f16(static_cast<const uint16_t*>(w), static_cast<const uint16_t*>(x), cols);
+        case DType::Q4_0:
+            return dot_q4_0(static_cast<const BlockQ4_0*>(w), static_cast<const BlockQ8_0*>(x), nb);
+        case DType::Q4_1:
+            return dot_q4_1(static_cast<const BlockQ4_1*>(w), static_cast<const BlockQ8_1*>(x), nb);
+        case DType::Q8_0:
+            return dot_q8_0(static_cast<const BlockQ8_0*>(w), static_cast<const BlockQ8_0*>(x), nb);
+        case DType::Q5_0:
+            return dot_q5_0(static_cast<const BlockQ5_0*>(w), static_cast<const BlockQ8_0*>(x), nb);
+        case DType::Q5_1:
+            return dot_q5_1(static_cast<const BlockQ5_1*>(w), static_cast<const BlockQ8_1*>(x), nb);
+        case DType::Q2_K:
+        case DType::Q3_K:
+        case DType::Q4_K:
+        case DType::Q5_K:
+        case DType::Q6_K: {
+            float out = 0.0f;
+            matmul_k(WeightRef{weight, w, 1, cols, dtype_row_bytes(weight, cols)}, 0, 1, x, 1, &out, 1);
+            return out;
+        }
+        case DType::Q8_1:
+        case DType::Q8_K: break;  // activation formats only
+    }
+    return 0.0f;
 }
 
 void matmul(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t n, float* y,

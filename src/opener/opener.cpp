@@ -119,8 +119,9 @@ float threshold(const std::optional<float>& configured, const Model& model, cons
 
 }  // namespace
 
-ChatFrame chat_frame_of(const Tokenizer& tok) {
-    return tok.token_id("<|im_start|>") >= 0 ? ChatFrame::kChatMl : ChatFrame::kPlain;
+ChatFrame chat_frame_of(const std::vector<std::string>& vocabulary) {
+    return std::find(vocabulary.begin(), vocabulary.end(), "<|im_start|>") != vocabulary.end() ? ChatFrame::kChatMl
+                                                                                               : ChatFrame::kPlain;
 }
 
 Opener::Opener(Context& ctx, const Tokenizer& tok, OpenerConfig cfg)

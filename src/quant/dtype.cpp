@@ -42,19 +42,24 @@ Block* blocks_out(void* p) {
 // llama-quantize depends on keeping it.
 int nibble(float v) { return std::min(15, int(static_cast<int8_t>(v))); }
 
+// The value of largest magnitude (the first of equals), sign kept: the quantizers map it to the
+// end of their range with one more step.
+float signed_absmax(const float* x, int n) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < n; j++) {
+        if (amax < std::fabs(x[j])) {
+            amax = std::fabs(x[j]);
+            max = x[j];
+        }
+    }
+    return max;
+}
+
 void quantize_q4_0(const float* x, BlockQ4_0* y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += kQK) {
         // The scale carries the sign of the largest-magnitude value so that value maps to
         // exactly -8, the end of the 4-bit range with one more step.
-        float amax = 0.0f;
-        float max = 0.0f;
-        for (int j = 0; j < kQK; j++) {
-            if (amax < std::fabs(x[j])) {
-                amax = std::fabs(x[j]);
-                max = x[j];
-            }
-        }
-        const float d = max / -8.0f;
+        const float d = signed_absmax(x, kQK) / -8.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = fp32_to_fp16(d);
         for (int j = 0; j < kQK / 2; j++) {
@@ -104,14 +109,7 @@ void put_q5(int j, int lo_code, int hi_code, uint8_t* qs, uint32_t& qh) {
 
 void quantize_q5_0(const float* x, BlockQ5_0* y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += kQK) {
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < kQK; j++) {
-            if (amax < std::fabs(x[j])) {
-                amax = std::fabs(x[j]);
-                max = x[j];
-            }
-        }
-        const float d = max / -16.0f;
+        const float d = signed_absmax(x, kQK) / -16.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = fp32_to_fp16(d);
         uint32_t qh = 0;
@@ -149,14 +147,8 @@ void quantize_q5_1(const float* x, BlockQ5_1* y, int64_t nb) {
 // (its sign folded into d), codes rounded half to even, and the sum of each 16 codes kept.
 void quantize_q8_k(const float* x, BlockQ8_K* y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += kQKK) {
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < kQKK; j++) {
-            if (amax < std::fabs(x[j])) {
-                amax = std::fabs(x[j]);
-                max = x[j];
-            }
-        }
-        if (amax == 0.0f) {
+        const float max = signed_absmax(x, kQKK);
+        if (max == 0.0f) {
             y[i].d = 0.0f;
             std::memset(y[i].qs, 0, sizeof y[i].qs);
             std::memset(y[i].bsums, 0, sizeof y[i].bsums);
@@ -359,14 +351,7 @@ void quantize_q45_k(const float* x, int levels, uint16_t& d16, uint16_t& dmin16,
 void quantize_q6_k(const float* x, BlockQ6_K& b) {
     float sc[16], max_sc = 0, max_abs = 0;
     for (int s = 0; s < 16; s++) {
-        float amax = 0, vmax = 0;
-        for (int i = 0; i < 16; i++) {
-            if (std::fabs(x[16 * s + i]) > amax) {
-                amax = std::fabs(x[16 * s + i]);
-                vmax = x[16 * s + i];
-            }
-        }
-        sc[s] = vmax / -32.0f;
+        sc[s] = signed_absmax(x + 16 * s, 16) / -32.0f;
         if (std::fabs(sc[s]) > max_abs) {
             max_abs = std::fabs(sc[s]);
             max_sc = sc[s];

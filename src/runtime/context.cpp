@@ -8,6 +8,7 @@
 // the one known source of last-bit differences left (see tests/test_parity_model.cpp).
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "microlm/error.h"
 #include "microlm/model.h"
@@ -23,14 +24,21 @@ void rmsnorm(const float* x, const float* w, float* out, int64_t n, float eps) {
 }
 
 // GELU with tanh, as ggml computes it: through a table of every fp16 input (the input rounded to
-// fp16, the result too), 0 below -10 and the identity above 10.
+// fp16, the result too), 0 below -10 and the identity above 10. The table is built once.
 float gelu_tanh(float x) {
     if (x <= -10.0f) return 0.0f;
     if (x >= 10.0f) return x;
-    const float h = fp16_to_fp32(fp32_to_fp16(x));
-    constexpr float kSqrt2OverPi = 0.79788456080286535587989211986876f, kCoefA = 0.044715f;
-    const float g = 0.5f * h * (1.0f + std::tanh(kSqrt2OverPi * h * (1.0f + kCoefA * h * h)));
-    return fp16_to_fp32(fp32_to_fp16(g));
+    static const std::vector<float> table = [] {
+        std::vector<float> t(65536);
+        constexpr float kSqrt2OverPi = 0.79788456080286535587989211986876f, kCoefA = 0.044715f;
+        for (uint32_t i = 0; i < t.size(); ++i) {
+            const float h = fp16_to_fp32(static_cast<uint16_t>(i));
+            const float g = 0.5f * h * (1.0f + std::tanh(kSqrt2OverPi * h * (1.0f + kCoefA * h * h)));
+            t[i] = fp16_to_fp32(fp32_to_fp16(g));
+        }
+        return t;
+    }();
+    return table[fp32_to_fp16(x)];
 }
 
 // cos, sin per position and rotated pair at one RoPE base, theta advanced by repeated

@@ -27,9 +27,11 @@ std::optional<QuantizeTarget> quantize_target(std::string_view name);
 std::string quantize_target_names();  // for help texts and errors
 
 // The type a matrix gets: the mix's rule for `tensor` (blk.N.attn_v.weight ...; n_layers from
-// the file), then the fallback when its rows (cols elements) are not whole blocks of that
-// type: Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, as llama.cpp does.
-DType quantized_type(const QuantizeTarget& t, const std::string& tensor, int64_t n_layers, int64_t cols);
+// the file; a tied token_embd.weight is also the output matrix), then the fallback when its rows
+// (cols elements) are not whole blocks of that type: Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0,
+// as llama.cpp does.
+DType quantized_type(const QuantizeTarget& t, const std::string& tensor, int64_t n_layers, int64_t cols,
+                     bool tied_embedding = true);
 
 struct QuantizeSummary {
     std::map<std::string, int> types;  // type name -> matrices written in it

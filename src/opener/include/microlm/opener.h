@@ -25,7 +25,8 @@ inline constexpr float kDefaultHedgeMinMeanLogprob = -1.1f;
 inline constexpr float kDefaultHedgeMaxEntropy = 4.85f;
 
 // ChatML when the vocabulary has <|im_start|>, else the plain frame (a base model).
-ChatFrame chat_frame_of(const Tokenizer& tok);
+ChatFrame chat_frame_of(const std::vector<std::string>& vocabulary);
+inline ChatFrame chat_frame_of(const Tokenizer& tok) { return chat_frame_of(tok.vocab().tokens); }
 
 // The neutral phrases a hedge picks from: safe whatever the question was.
 std::vector<std::string> default_hedge_phrases();
