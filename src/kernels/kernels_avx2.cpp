@@ -257,7 +257,7 @@ void dot_with_min(const Block* w, const void* const* xs, int64_t nb, float* out)
                 _mm256_madd_epi16(_mm256_maddubs_epi16(qw, load_i8x32(x[t][b].qs)), ones);
             const __m256 d = _mm256_set1_ps(dw * half(x[t][b].d));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc[t]);
-            mins[t] += mw * half(x[t][b].s);
+            mins[t] = std::fma(mw, half(x[t][b].s), mins[t]);
         }
     }
     for (int t = 0; t < NT; t++) out[t] = hsum(acc[t]) + mins[t];
