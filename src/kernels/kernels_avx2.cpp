@@ -1,6 +1,7 @@
 // The AVX2 + FMA + F16C backend: same results as the scalar table up to float summation
 // order (activation preparation is bit-identical). Compiled with -mavx2 -mfma -mf16c; nothing
 // here may run before kernels_avx2() has checked the CPU, so no namespace-scope initialisers.
+#include "k_sum.h"
 #include "microlm/kernels.h"
 
 #if defined(__x86_64__)
@@ -285,57 +286,35 @@ void dot_n(DType type, const void* w, const void* const* xs, int64_t cols, float
     for (int t = 0; t < NT; t++) out[t] = 0.0f;
 }
 
-// K-quants: each super-block is unpacked once (unpack_k_block, the reference decoding) for up to
-// kKTokens tokens; the integer products of 32 codes at a time (two runs of 16, so the eight
-// int32 lanes split 4 + 4 between the runs) are scaled by each run's float scale times the
-// activation's d and summed in eight float lanes; the mins term uses the activations' bsums.
-constexpr int64_t kKTokens = 64;
-
-void k_matmul(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t n, float* y, int64_t ldy) {
-    const size_t x_stride = prepared_row_bytes(w.type, w.cols);
-    const size_t bytes = dtype_block_bytes(w.type);
-    const int64_t nb = w.cols / kQKK;
-    const __m256i ones = _mm256_set1_epi16(1);
-    UnpackedK u;
-    __m256 acc[kKTokens];
-    float mins[kKTokens];
-    for (int64_t r = r0; r < r1; r++) {
-        const auto* row = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(r) * w.row_bytes;
-        for (int64_t t0 = 0; t0 < n; t0 += kKTokens) {
-            const int64_t nt = std::min(kKTokens, n - t0);
-            for (int64_t t = 0; t < nt; t++) {
-                acc[t] = _mm256_setzero_ps();
-                mins[t] = 0.0f;
-            }
-            for (int64_t b = 0; b < nb; b++) {
-                unpack_k_block(w.type, row + static_cast<size_t>(b) * bytes, u);
-                __m256 sc[8];  // per 32 codes: the two runs' scales, four lanes each
-                for (int p = 0; p < 8; p++)
-                    sc[p] = _mm256_setr_ps(u.scale[2 * p], u.scale[2 * p], u.scale[2 * p], u.scale[2 * p],
-                                           u.scale[2 * p + 1], u.scale[2 * p + 1], u.scale[2 * p + 1], u.scale[2 * p + 1]);
-                __m256i qw[8], aw[8];
-                for (int p = 0; p < 8; p++) {
-                    qw[p] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(u.q + 32 * p));
-                    aw[p] = _mm256_sign_epi8(qw[p], qw[p]);  // |w| for maddubs; w's sign moves onto x
-                }
-                for (int64_t t = 0; t < nt; t++) {
-                    const auto& xb = reinterpret_cast<const BlockQ8_K*>(static_cast<const uint8_t*>(x) +
-                                                                        static_cast<size_t>(t0 + t) * x_stride)[b];
-                    __m256 blk = _mm256_setzero_ps();
-                    for (int p = 0; p < 8; p++) {
-                        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.qs + 32 * p));
-                        const __m256i p16 = _mm256_maddubs_epi16(aw[p], _mm256_sign_epi8(xv, qw[p]));
-                        blk = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones)), sc[p], blk);
-                    }
-                    acc[t] = _mm256_fmadd_ps(blk, _mm256_set1_ps(xb.d), acc[t]);
-                    float m = 0.0f;
-                    for (int s = 0; s < kQKK / 16; s++) m += u.min[s] * static_cast<float>(xb.bsums[s]);
-                    mins[t] += xb.d * m;
-                }
-            }
-            for (int64_t t = 0; t < nt; t++) y[(t0 + t) * ldy + r] = hsum(acc[t]) - mins[t];
+// K-quants: k_sum.h's frame and float steps; the integer lanes 32 codes at a time: the 16-bit
+// pair sums of codes times activations (the codes' signs moved onto the activations for
+// maddubs: |code| <= 63 and |activation| <= 127, so no pair saturates), then madd with the two
+// runs' scales (8 + 8 of the 16-bit lanes), so int32 lane l holds the four products 4l..4l+3
+// times their run's scale, as ksum::lanes_reference.
+struct Avx2KBlock {
+    __m256i qw[kQKK / 32], aw[kQKK / 32], sc[kQKK / 32];
+    explicit Avx2KBlock(const UnpackedK& u) {
+        for (int c = 0; c < kQKK / 32; c++) {
+            qw[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(u.q + 32 * c));
+            aw[c] = _mm256_sign_epi8(qw[c], qw[c]);
+            sc[c] = _mm256_setr_m128i(_mm_set1_epi16(u.scale[2 * c]), _mm_set1_epi16(u.scale[2 * c + 1]));
         }
     }
+    void lanes(const BlockQ8_K& x, ksum::Lanes& il) const {
+        for (int q = 0; q < ksum::kQuarters; q++) {
+            __m256i sum = _mm256_setzero_si256();
+            for (int c = 2 * q; c < 2 * q + 2; c++) {
+                const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * c));
+                const __m256i p16 = _mm256_maddubs_epi16(aw[c], _mm256_sign_epi8(xv, qw[c]));
+                sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p16, sc[c]));
+            }
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(il[q]), sum);
+        }
+    }
+};
+
+void k_matmul(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t n, float* y, int64_t ldy) {
+    ksum::matmul<Avx2KBlock>(w, r0, r1, x, n, y, ldy);
 }
 
 float dot(DType weight, const void* w, const void* x, int64_t cols) {

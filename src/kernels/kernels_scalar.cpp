@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "k_sum.h"
 #include "microlm/kernels.h"
 
 namespace microlm {
@@ -169,40 +170,16 @@ float dot_q5_1(const BlockQ5_1* w, const BlockQ8_1* x, int64_t nb) {
     return acc.total();
 }
 
-// K-quant rows against Q8_K activations: per run of 16, the integer sum exactly, then
-// sum_i (scale q_i - min) d_x p_i = d_x (scale sumi - min bsum). Each super-block is unpacked
-// once for up to kKTokens tokens (the unpacking costs more than the multiply); dot() is n = 1.
-// No allocation: the forward pass allocates nothing.
-constexpr int64_t kKTokens = 64;
+// K-quant rows against Q8_K activations: k_sum.h's frame and float steps, the integer lanes
+// taken element by element.
+struct ScalarKBlock {
+    const UnpackedK& u;
+    explicit ScalarKBlock(const UnpackedK& unpacked) : u(unpacked) {}
+    void lanes(const BlockQ8_K& x, ksum::Lanes& il) const { ksum::lanes_reference(u, x, il); }
+};
 
 void matmul_k(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t n, float* y, int64_t ldy) {
-    const size_t x_stride = prepared_row_bytes(w.type, w.cols);
-    const size_t bytes = dtype_block_bytes(w.type);
-    const int64_t nb = w.cols / kQKK;
-    UnpackedK u;
-    float sums[kKTokens];
-    for (int64_t r = r0; r < r1; r++) {
-        const auto* row = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(r) * w.row_bytes;
-        for (int64_t t0 = 0; t0 < n; t0 += kKTokens) {
-            const int64_t nt = std::min(kKTokens, n - t0);
-            std::fill(sums, sums + nt, 0.0f);
-            for (int64_t b = 0; b < nb; b++) {
-                unpack_k_block(w.type, row + static_cast<size_t>(b) * bytes, u);
-                for (int64_t t = 0; t < nt; t++) {
-                    const auto& xb = reinterpret_cast<const BlockQ8_K*>(static_cast<const uint8_t*>(x) +
-                                                                        static_cast<size_t>(t0 + t) * x_stride)[b];
-                    float block = 0.0f;
-                    for (int s = 0; s < kQKK / 16; s++) {
-                        int sumi = 0;
-                        for (int j = 16 * s; j < 16 * s + 16; j++) sumi += u.q[j] * xb.qs[j];
-                        block += u.scale[s] * static_cast<float>(sumi) - u.min[s] * static_cast<float>(xb.bsums[s]);
-                    }
-                    sums[t] += xb.d * block;
-                }
-            }
-            for (int64_t t = 0; t < nt; t++) y[(t0 + t) * ldy + r] = sums[t];
-        }
-    }
+    ksum::matmul<ScalarKBlock>(w, r0, r1, x, n, y, ldy);
 }
 
 float dot(DType weight, const void* w, const void* x, int64_t cols) {

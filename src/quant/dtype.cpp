@@ -180,15 +180,17 @@ void k4_scale_min(int j, const uint8_t* q, int& sc, int& m) {
 }
 
 void unpack_q2_k(const BlockQ2_K& b, UnpackedK& u) {
-    const float d = fp16_to_fp32(b.d), dmin = fp16_to_fp32(b.dmin);
+    u.d = fp16_to_fp32(b.d);
+    u.dmin = fp16_to_fp32(b.dmin);
+    u.offset = 0;
     // Each 32 bytes of qs hold 128 codes: four 2-bit planes, each plane two runs of 16.
     for (int half = 0; half < 2; half++) {
         const uint8_t* q = b.qs + 32 * half;
         for (int plane = 0; plane < 4; plane++) {
             for (int run = 0; run < 2; run++) {
                 const int s = half * 8 + plane * 2 + run;
-                u.scale[s] = d * static_cast<float>(b.scales[s] & 0x0f);
-                u.min[s] = dmin * static_cast<float>(b.scales[s] >> 4);
+                u.scale[s] = static_cast<int16_t>(b.scales[s] & 0x0f);
+                u.min[s] = static_cast<int16_t>(b.scales[s] >> 4);
                 for (int l = 0; l < 16; l++) u.q[16 * s + l] = static_cast<int8_t>((q[l + 16 * run] >> (2 * plane)) & 3);
             }
         }
@@ -196,7 +198,9 @@ void unpack_q2_k(const BlockQ2_K& b, UnpackedK& u) {
 }
 
 void unpack_q3_k(const BlockQ3_K& b, UnpackedK& u) {
-    const float d = fp16_to_fp32(b.d);
+    u.d = fp16_to_fp32(b.d);
+    u.dmin = 0.0f;
+    u.offset = 0;
     // Sixteen 6-bit scales: low 4 bits from bytes 0-7 (nibbles), high 2 bits from bytes 8-11.
     int sc[16];
     for (int s = 0; s < 16; s++) {
@@ -210,8 +214,8 @@ void unpack_q3_k(const BlockQ3_K& b, UnpackedK& u) {
             const uint8_t bit = static_cast<uint8_t>(1u << (half * 4 + plane));
             for (int run = 0; run < 2; run++) {
                 const int s = half * 8 + plane * 2 + run;
-                u.scale[s] = d * static_cast<float>(sc[s]);
-                u.min[s] = 0.0f;
+                u.scale[s] = static_cast<int16_t>(sc[s]);
+                u.min[s] = 0;
                 for (int l = 0; l < 16; l++) {
                     const int code = (q[l + 16 * run] >> (2 * plane)) & 3;
                     u.q[16 * s + l] = static_cast<int8_t>(code - ((b.hmask[l + 16 * run] & bit) ? 0 : 4));
@@ -224,15 +228,17 @@ void unpack_q3_k(const BlockQ3_K& b, UnpackedK& u) {
 // Q4_K (qh == nullptr) and Q5_K: four 64-element chunks, low nibbles then high nibbles.
 void unpack_q45_k(uint16_t d16, uint16_t dmin16, const uint8_t* scales, const uint8_t* qh, const uint8_t* qs,
                   UnpackedK& u) {
-    const float d = fp16_to_fp32(d16), dmin = fp16_to_fp32(dmin16);
+    u.d = fp16_to_fp32(d16);
+    u.dmin = fp16_to_fp32(dmin16);
+    u.offset = 0;
     for (int chunk = 0; chunk < 4; chunk++) {
         const uint8_t* q = qs + 32 * chunk;
         for (int nib = 0; nib < 2; nib++) {
             const int sub = 2 * chunk + nib;  // sub-block of 32
             int sc = 0, m = 0;
             k4_scale_min(sub, scales, sc, m);
-            u.scale[2 * sub] = u.scale[2 * sub + 1] = d * static_cast<float>(sc);
-            u.min[2 * sub] = u.min[2 * sub + 1] = dmin * static_cast<float>(m);
+            u.scale[2 * sub] = u.scale[2 * sub + 1] = static_cast<int16_t>(sc);
+            u.min[2 * sub] = u.min[2 * sub + 1] = static_cast<int16_t>(m);
             const uint8_t bit = static_cast<uint8_t>(1u << sub);
             for (int l = 0; l < 32; l++) {
                 int code = nib == 0 ? (q[l] & 0x0f) : (q[l] >> 4);
@@ -244,21 +250,23 @@ void unpack_q45_k(uint16_t d16, uint16_t dmin16, const uint8_t* scales, const ui
 }
 
 void unpack_q6_k(const BlockQ6_K& b, UnpackedK& u) {
-    const float d = fp16_to_fp32(b.d);
+    u.d = fp16_to_fp32(b.d);
+    u.dmin = 0.0f;
+    u.offset = 32;
     for (int half = 0; half < 2; half++) {
         const uint8_t* ql = b.ql + 64 * half;
         const uint8_t* qh = b.qh + 32 * half;
         for (int l = 0; l < 32; l++) {
             const int base = 128 * half + l;
-            u.q[base] = static_cast<int8_t>(((ql[l] & 0x0f) | (((qh[l] >> 0) & 3) << 4)) - 32);
-            u.q[base + 32] = static_cast<int8_t>(((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32);
-            u.q[base + 64] = static_cast<int8_t>(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
-            u.q[base + 96] = static_cast<int8_t>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+            u.q[base] = static_cast<int8_t>((ql[l] & 0x0f) | (((qh[l] >> 0) & 3) << 4));
+            u.q[base + 32] = static_cast<int8_t>((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4));
+            u.q[base + 64] = static_cast<int8_t>((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
+            u.q[base + 96] = static_cast<int8_t>((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
         }
     }
     for (int s = 0; s < 16; s++) {
-        u.scale[s] = d * static_cast<float>(b.scales[s]);
-        u.min[s] = 0.0f;
+        u.scale[s] = static_cast<int16_t>(b.scales[s]);
+        u.min[s] = 0;
     }
 }
 
@@ -683,7 +691,7 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
             UnpackedK u;
             for (int64_t i = 0; i < n / kQKK; i++, dst += kQKK, p += bytes) {
                 unpack_k_block(t, p, u);
-                for (int j = 0; j < kQKK; j++) dst[j] = u.scale[j / 16] * static_cast<float>(u.q[j]) - u.min[j / 16];
+                for (int j = 0; j < kQKK; j++) dst[j] = u.value(j);
             }
             return;
         }

@@ -107,13 +107,22 @@ static_assert(sizeof(BlockQ5_0) == 22 && sizeof(BlockQ5_1) == 24);
 static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144);
 static_assert(sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(BlockQ8_K) == 292);
 
-// A K-quant super-block unpacked: the integer code of each element and the float scale and min
-// of each run of 16, so that x[i] = scale[i / 16] * q[i] - min[i / 16]. One decoding for the
-// reference dequantizer and the reference dot product.
+// A K-quant super-block unpacked: the integer code of each element, the integer scale and min of
+// each run of 16 (Q4_K/Q5_K: their sub-block's of 32, twice), the codes' offset (Q6_K's 32) and
+// the super-block's float scales, so that x[i] = (d * scale[i / 16]) * (q[i] - offset) -
+// dmin * min[i / 16] (value(), ggml's rounding). Integer scales let the dot products sum a
+// super-block exactly before any float step, as llama.cpp's do. One decoding for the reference
+// dequantizer and every backend's dot product.
 struct UnpackedK {
     int8_t q[kQKK];
-    float scale[kQKK / 16];
-    float min[kQKK / 16];
+    int16_t scale[kQKK / 16];
+    int16_t min[kQKK / 16];  // 0 where the type has no minimum (Q3_K, Q6_K)
+    int offset = 0;          // Q6_K: 32 (its codes are 0..63); Q2_K-Q5_K: 0 (Q3_K's codes are signed)
+    float d = 0.0f, dmin = 0.0f;
+    float value(int i) const {
+        return d * static_cast<float>(scale[i / 16]) * static_cast<float>(q[i] - offset) -
+               dmin * static_cast<float>(min[i / 16]);
+    }
 };
 // Requires a K-quant weight type (Q2_K ... Q6_K).
 void unpack_k_block(DType t, const void* block, UnpackedK& out);
