@@ -118,6 +118,8 @@ ordered_json handoff_json(const HandoffMetrics& m) {
     j["bad_pmi"] = num(m.bad_pmi);
     j["check_errors"] = m.check_errors;
     j["cost_ratio"] = num(m.cost_ratio);
+    j["cost_ratio_own"] = num(m.cost_ratio_own);
+    j["cost_ratio_bad"] = num(m.cost_ratio_bad);
     j["added_delay_p50_ms"] = num(m.added_delay_p50_ms);
     return j;
 }
@@ -388,10 +390,11 @@ void handoff_section(const HandoffResult& h, const EvalConfig& cfg, const std::s
     md << "\n";
     md << "Each signal alone at the configured thresholds (detection on bad openers / false alarms on own "
           "openers), the mean scores (nats per token), the turn's cloud tokens with the check against "
-          "without (estimated with the stand-in's tokenizer), and the median delay the check added before "
+          "without (estimated with the stand-in's tokenizer) on own openers, on bad ones (the check and "
+          "the recovery) and on all (half of them bad here), and the median delay the check added before "
           "the first continuation word of kept openers (shown minus the cloud's first token):\n\n";
     md << "| model | mode | tag | likelihood | pmi | any | all | log p own / bad | pmi own / bad | check errors | "
-          "tokens × | added delay ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+          "tokens × own / bad / all | added delay ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for (const std::string& model : h.models) {
         for (const std::string& mode : h.modes) {
             const auto mit = h.metrics.find(model);
@@ -403,7 +406,8 @@ void handoff_section(const HandoffResult& h, const EvalConfig& cfg, const std::s
                 md << " | " << (it == m.by_signal.end() ? "—" : pct(it->second.first) + " / " + pct(it->second.second));
             }
             md << " | " << fmt(m.own_logprob, 2) << " / " << fmt(m.bad_logprob, 2) << " | " << fmt(m.own_pmi, 2)
-               << " / " << fmt(m.bad_pmi, 2) << " | " << m.check_errors << " | " << fmt(m.cost_ratio, 2) << " | "
+               << " / " << fmt(m.bad_pmi, 2) << " | " << m.check_errors << " | " << fmt(m.cost_ratio_own, 2) << " / "
+               << fmt(m.cost_ratio_bad, 2) << " / " << fmt(m.cost_ratio, 2) << " | "
                << fmt(m.added_delay_p50_ms, 0) << " |\n";
         }
     }

@@ -99,7 +99,12 @@ struct Counts {
     // Means of the scores had: a likelihood-only check has log p but no pmi.
     double own_lp = 0, bad_lp = 0, own_pmi = 0, bad_pmi = 0;
     size_t own_lp_n = 0, bad_lp_n = 0, own_pmi_n = 0, bad_pmi_n = 0;
-    double base_tokens = 0, extra_tokens = 0;
+    // Estimated cloud tokens of the turns, without the check (base) and what it added (extra),
+    // on own openers (a turn as it mostly goes) and on bad ones (the check, then a recovery).
+    struct Tokens {
+        double base = 0, extra = 0;
+        double ratio() const { return base > 0 ? (base + extra) / base : kNaN; }
+    } own_tokens, bad_tokens;
     std::vector<double> added_delay_ms;
 };
 
@@ -164,7 +169,9 @@ HandoffMetrics to_metrics(const Counts& c) {
     m.own_pmi = mean_of(c.own_pmi, c.own_pmi_n);
     m.bad_pmi = mean_of(c.bad_pmi, c.bad_pmi_n);
     m.check_errors = c.check_errors;
-    if (c.base_tokens > 0) m.cost_ratio = (c.base_tokens + c.extra_tokens) / c.base_tokens;
+    m.cost_ratio_own = c.own_tokens.ratio();
+    m.cost_ratio_bad = c.bad_tokens.ratio();
+    m.cost_ratio = Counts::Tokens{c.own_tokens.base + c.bad_tokens.base, c.own_tokens.extra + c.bad_tokens.extra}.ratio();
     m.added_delay_p50_ms = median(c.added_delay_ms);
     return m;
 }
@@ -269,8 +276,9 @@ HandoffResult run_handoff_suite(const EvalConfig& cfg, const std::vector<EvalPro
                         res.checks.push_back({m.name, instruct ? "instruct" : "prefill", own_opener ? "own" : "bad",
                                               prompts[i].set + "/" + prompts[i].id,
                                               o.check->scores.given_conversation, o.check->scores.pmi()});
-                    c->base_tokens += static_cast<double>(o.base_tokens);
-                    c->extra_tokens += static_cast<double>(o.extra_tokens);
+                    Counts::Tokens& tokens = own_opener ? c->own_tokens : c->bad_tokens;
+                    tokens.base += static_cast<double>(o.base_tokens);
+                    tokens.extra += static_cast<double>(o.extra_tokens);
                     if (own_opener) {
                         ++c->own;
                         c->keep += o.verdict == Verdict::kKeep;

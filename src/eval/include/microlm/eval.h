@@ -304,6 +304,8 @@ struct HandoffMetrics {
     double own_logprob = kNaN, bad_logprob = kNaN, own_pmi = kNaN, bad_pmi = kNaN;
     size_t check_errors = 0;           // turns whose check could not score
     double cost_ratio = kNaN;          // cloud tokens of the turns with the check / without (estimated)
+    double cost_ratio_own = kNaN;      // the same over the turns with the model's own opener
+    double cost_ratio_bad = kNaN;      // ... and with a bad opener (the check, then a recovery)
     double added_delay_p50_ms = kNaN;  // own kept openers: first shown continuation minus cloud first token
 };
 
