@@ -2,7 +2,9 @@
 // the oracle (tests/oracle/quant_cases.py) dequantized with the PyPI gguf package's numpy code.
 // Our reference dequantizer must give the same floats (both round each product to float32;
 // the tolerance allows one rounding of the largest value), and the reference dot product must
-// equal a double-precision dot of those floats with the dequantized activations.
+// equal a double-precision dot of those floats with the dequantized activations. The K-quant
+// dots are also held to llama.cpp's own (its libggml-cpu, called by the oracle) bit for bit
+// where llama.cpp multiplies with them on x86.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -82,5 +84,45 @@ TEST(ParityQuant, DequantizeMatchesGgufPackage) {
         std::printf("%s: scalar dot vs double dot of the dequantized rows, max error %.3g of sum |w x|\n", c.name,
                     worst_rel);
         EXPECT_LE(worst_rel, 1e-5) << c.name;
+    }
+}
+
+// Each K-quant block against activations that ggml quantized, dotted by ggml_vec_dot_<type>_q8_K.
+// Q2_K, Q3_K and Q6_K must agree bit for bit with every backend: that is the order llama.cpp's
+// x86 backend multiplies them in. Q4_K and Q5_K matrices llama.cpp repacks (their order is
+// checked at the model level, test_parity_model's random K-quant files), so their plain dot
+// product only has to agree to rounding.
+TEST(ParityQuant, KQuantDotsSumAsLlamaCpp) {
+    const Kernels* backends[] = {&kernels_scalar(), kernels_avx2(), kernels_avx512(), kernels_neon()};
+    for (const Case& c : kCases) {
+        if (!is_k_quant(c.type)) continue;
+        const std::string base = std::string(MICROLM_ORACLE_DIR) + "/quant_" + c.name;
+        const std::vector<uint8_t> raw = read_bytes(base + ".bin");
+        const std::vector<uint8_t> q8k = read_bytes(base + ".q8k");
+        const std::vector<uint8_t> dots = read_bytes(base + ".dot");
+        ASSERT_FALSE(q8k.empty()) << "missing " << base << ".q8k: the oracle predates the ggml dot cases; rerun it";
+        ASSERT_EQ(q8k.size(), sizeof(BlockQ8_K));
+        const size_t bytes = dtype_block_bytes(c.type), blocks = raw.size() / bytes;
+        ASSERT_EQ(dots.size(), blocks * sizeof(float)) << c.name;
+        const bool exact = c.type == DType::Q2_K || c.type == DType::Q3_K || c.type == DType::Q6_K;
+        for (const Kernels* k : backends) {
+            if (k == nullptr) continue;
+            size_t differ = 0;
+            double worst = 0;
+            for (size_t b = 0; b < blocks; b++) {
+                float want;
+                std::memcpy(&want, dots.data() + b * sizeof(float), sizeof want);
+                const float got = k->dot(c.type, raw.data() + b * bytes, q8k.data(), kQKK);
+                differ += got != want;
+                worst = std::max(worst, static_cast<double>(std::fabs(got - want)) / (1.0 + std::fabs(want)));
+            }
+            std::printf("%-6s %s: %zu of %zu dots differ from ggml_vec_dot (max rel %.2g)%s\n", k->name, c.name,
+                        differ, blocks, worst, exact ? "" : ", repacked in llama.cpp: rounding allowed");
+            if (exact) {
+                EXPECT_EQ(differ, 0u) << k->name << " " << c.name;
+            } else {
+                EXPECT_LE(worst, 1e-5) << k->name << " " << c.name;
+            }
+        }
     }
 }

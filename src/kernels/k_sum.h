@@ -62,12 +62,13 @@ inline int32_t min_sum(const UnpackedK& u, const BlockQ8_K& x, int g0 = 0, int g
 //   through the activations' run sums: lane l loses 32 (scale_2l bsum_2l + scale_2l+1
 //   bsum_2l+1), runs that are not the elements the lane summed (taking the offset per element
 //   differed from ggml_vec_dot_q6_K_q8_K on 3,087 of 4,096 dots; this way on none).
-// - Q2_K: as Q6_K, plus the minimum's term -(d_x dmin_w) * min_sum summed apart (fused) and
-//   added last. Q2_K's and Q3_K's orders were not checked against llama.cpp.
+// - Q2_K: as Q6_K, the minimum's term first: lane l += -(d_x dmin_w) * (min_2l bsum_2l +
+//   min_2l+1 bsum_2l+1), fused, before the scale part of the same super-block.
+// Q2_K, Q3_K and Q6_K are held to ggml_vec_dot_<type>_q8_K bit for bit (test_parity_quant).
 struct Accum {
     float lanes[kLanes] = {};
     float scaled = 0.0f;  // Q4_K, Q5_K: the scale part
-    float mins = 0.0f;    // Q2_K, Q4_K, Q5_K: the minimum's part
+    float mins = 0.0f;    // Q4_K, Q5_K: the minimum's part
 
     void add(DType t, const UnpackedK& u, const BlockQ8_K& x, const Lanes& il, bool grouped) {
         if (t == DType::Q4_K || t == DType::Q5_K) {
@@ -88,6 +89,13 @@ struct Accum {
             }
             return;
         }
+        if (t == DType::Q2_K) {
+            const float dmin = -x.d * u.dmin;
+            for (int l = 0; l < kLanes; l++) {
+                const int32_t m = u.min[2 * l] * x.bsums[2 * l] + u.min[2 * l + 1] * x.bsums[2 * l + 1];
+                lanes[l] = std::fma(dmin, static_cast<float>(m), lanes[l]);
+            }
+        }
         const float d = x.d * u.d;
         for (int l = 0; l < kLanes; l++) {
             int32_t lane = 0;
@@ -95,7 +103,6 @@ struct Accum {
             lane -= u.offset * (u.scale[2 * l] * x.bsums[2 * l] + u.scale[2 * l + 1] * x.bsums[2 * l + 1]);
             lanes[l] = std::fma(d, static_cast<float>(lane), lanes[l]);
         }
-        if (t == DType::Q2_K) mins = std::fma(-x.d * u.dmin, static_cast<float>(min_sum(u, x)), mins);
     }
 
     float result(DType t) {
@@ -103,7 +110,7 @@ struct Accum {
         for (int width = kLanes / 2; width >= 1; width /= 2) {
             for (int l = 0; l < width; l++) lanes[l] += lanes[l + width];
         }
-        return lanes[0] + mins;
+        return lanes[0];
     }
 };
 
