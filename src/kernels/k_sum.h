@@ -114,9 +114,9 @@ struct Accum {
     }
 };
 
-// y[t * ldy + r] for rows [r0, r1) and n tokens of Q8_K activations. `Block` prepares one
-// unpacked super-block for the tile's tokens (Block b(u)); b.lanes(x, il) writes the integer
-// lanes against one token's block x.
+// y[t * ldy + r] for rows [r0, r1) and n tokens of Q8_K activations. `Block` decodes one
+// super-block for the tile's tokens (Block b(type, raw, u): it fills u, the codes included or
+// not, as its lanes need); b.lanes(x, il) writes the integer lanes against one token's block x.
 template <typename Block>
 void matmul(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t n, float* y, int64_t ldy) {
     const size_t x_stride = prepared_row_bytes(w.type, w.cols);
@@ -132,8 +132,7 @@ void matmul(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t n
             const int64_t nt = std::min(kTokens, n - t0);
             std::fill(acc, acc + nt, Accum{});
             for (int64_t b = 0; b < nb; b++) {
-                unpack_k_block(w.type, row + static_cast<size_t>(b) * bytes, u);
-                const Block blk(u);
+                const Block blk(w.type, row + static_cast<size_t>(b) * bytes, u);
                 for (int64_t t = 0; t < nt; t++) {
                     const auto& xb = reinterpret_cast<const BlockQ8_K*>(static_cast<const uint8_t*>(x) +
                                                                         static_cast<size_t>(t0 + t) * x_stride)[b];

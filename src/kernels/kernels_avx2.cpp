@@ -293,9 +293,51 @@ void dot_n(DType type, const void* w, const void* const* xs, int64_t cols, float
 // times their run's scale, as ksum::lanes_reference.
 struct Avx2KBlock {
     __m256i qw[kQKK / 32], aw[kQKK / 32], sc[kQKK / 32];
-    explicit Avx2KBlock(const UnpackedK& u) {
+    // Q4_K, Q5_K and Q6_K decode their codes here, 32 at a time (as unpack_k_block lays them
+    // out: test_kernels holds every backend to the scalar table bit for bit); Q2_K and Q3_K
+    // take the reference unpacking.
+    Avx2KBlock(DType t, const uint8_t* raw, UnpackedK& u) {
+        const __m256i low4 = _mm256_set1_epi8(0x0f);
+        if (t == DType::Q4_K || t == DType::Q5_K) {
+            unpack_k_scales(t, raw, u);
+            const uint8_t* qs = t == DType::Q4_K ? reinterpret_cast<const BlockQ4_K*>(raw)->qs
+                                                 : reinterpret_cast<const BlockQ5_K*>(raw)->qs;
+            for (int chunk = 0; chunk < 4; chunk++) {  // 32 bytes: sub-block 2 chunk low, 2 chunk + 1 high
+                const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * chunk));
+                qw[2 * chunk] = _mm256_and_si256(b, low4);
+                qw[2 * chunk + 1] = _mm256_and_si256(_mm256_srli_epi16(b, 4), low4);
+            }
+            if (t == DType::Q5_K) {  // bit `sub` of qh[l] is the 5th bit of element l of sub-block sub
+                const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const BlockQ5_K*>(raw)->qh));
+                for (int sub = 0; sub < 8; sub++) {
+                    const __m256i bit = _mm256_set1_epi8(static_cast<char>(1u << sub));
+                    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit);
+                    qw[sub] = _mm256_or_si256(qw[sub], _mm256_and_si256(set, _mm256_set1_epi8(16)));
+                }
+            }
+        } else if (t == DType::Q6_K) {
+            unpack_k_scales(t, raw, u);
+            const auto& b = *reinterpret_cast<const BlockQ6_K*>(raw);
+            const __m256i two = _mm256_set1_epi8(3);
+            for (int half = 0; half < 2; half++) {
+                const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * half));
+                const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * half + 32));
+                const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * half));
+                // The 2 high bits at shift 2k of qh, moved to bits 4-5 (16-bit shifts, then masked per byte).
+                const auto high = [&](int k) {
+                    const __m256i bits = _mm256_and_si256(_mm256_srli_epi16(h, 2 * k), two);
+                    return _mm256_slli_epi16(bits, 4);
+                };
+                qw[4 * half + 0] = _mm256_or_si256(_mm256_and_si256(l0, low4), high(0));
+                qw[4 * half + 1] = _mm256_or_si256(_mm256_and_si256(l1, low4), high(1));
+                qw[4 * half + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4), high(2));
+                qw[4 * half + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4), high(3));
+            }
+        } else {
+            unpack_k_block(t, raw, u);
+            for (int c = 0; c < kQKK / 32; c++) qw[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(u.q + 32 * c));
+        }
         for (int c = 0; c < kQKK / 32; c++) {
-            qw[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(u.q + 32 * c));
             aw[c] = _mm256_sign_epi8(qw[c], qw[c]);
             sc[c] = _mm256_setr_m128i(_mm_set1_epi16(u.scale[2 * c]), _mm_set1_epi16(u.scale[2 * c + 1]));
         }

@@ -174,7 +174,7 @@ float dot_q5_1(const BlockQ5_1* w, const BlockQ8_1* x, int64_t nb) {
 // taken element by element.
 struct ScalarKBlock {
     const UnpackedK& u;
-    explicit ScalarKBlock(const UnpackedK& unpacked) : u(unpacked) {}
+    ScalarKBlock(DType t, const uint8_t* raw, UnpackedK& unpacked) : u(unpacked) { unpack_k_block(t, raw, unpacked); }
     void lanes(const BlockQ8_K& x, ksum::Lanes& il) const { ksum::lanes_reference(u, x, il); }
 };
 

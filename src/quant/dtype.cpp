@@ -225,20 +225,27 @@ void unpack_q3_k(const BlockQ3_K& b, UnpackedK& u) {
     }
 }
 
-// Q4_K (qh == nullptr) and Q5_K: four 64-element chunks, low nibbles then high nibbles.
-void unpack_q45_k(uint16_t d16, uint16_t dmin16, const uint8_t* scales, const uint8_t* qh, const uint8_t* qs,
-                  UnpackedK& u) {
+// Q4_K and Q5_K's scales: d, dmin and the eight sub-blocks' scale and min, each twice (runs of 16).
+void unpack_q45_k_scales(uint16_t d16, uint16_t dmin16, const uint8_t* scales, UnpackedK& u) {
     u.d = fp16_to_fp32(d16);
     u.dmin = fp16_to_fp32(dmin16);
     u.offset = 0;
+    for (int sub = 0; sub < 8; sub++) {
+        int sc = 0, m = 0;
+        k4_scale_min(sub, scales, sc, m);
+        u.scale[2 * sub] = u.scale[2 * sub + 1] = static_cast<int16_t>(sc);
+        u.min[2 * sub] = u.min[2 * sub + 1] = static_cast<int16_t>(m);
+    }
+}
+
+// Q4_K (qh == nullptr) and Q5_K: four 64-element chunks, low nibbles then high nibbles.
+void unpack_q45_k(uint16_t d16, uint16_t dmin16, const uint8_t* scales, const uint8_t* qh, const uint8_t* qs,
+                  UnpackedK& u) {
+    unpack_q45_k_scales(d16, dmin16, scales, u);
     for (int chunk = 0; chunk < 4; chunk++) {
         const uint8_t* q = qs + 32 * chunk;
         for (int nib = 0; nib < 2; nib++) {
             const int sub = 2 * chunk + nib;  // sub-block of 32
-            int sc = 0, m = 0;
-            k4_scale_min(sub, scales, sc, m);
-            u.scale[2 * sub] = u.scale[2 * sub + 1] = static_cast<int16_t>(sc);
-            u.min[2 * sub] = u.min[2 * sub + 1] = static_cast<int16_t>(m);
             const uint8_t bit = static_cast<uint8_t>(1u << sub);
             for (int l = 0; l < 32; l++) {
                 int code = nib == 0 ? (q[l] & 0x0f) : (q[l] >> 4);
@@ -249,10 +256,18 @@ void unpack_q45_k(uint16_t d16, uint16_t dmin16, const uint8_t* scales, const ui
     }
 }
 
-void unpack_q6_k(const BlockQ6_K& b, UnpackedK& u) {
+void unpack_q6_k_scales(const BlockQ6_K& b, UnpackedK& u) {
     u.d = fp16_to_fp32(b.d);
     u.dmin = 0.0f;
     u.offset = 32;
+    for (int s = 0; s < 16; s++) {
+        u.scale[s] = static_cast<int16_t>(b.scales[s]);
+        u.min[s] = 0;
+    }
+}
+
+void unpack_q6_k(const BlockQ6_K& b, UnpackedK& u) {
+    unpack_q6_k_scales(b, u);
     for (int half = 0; half < 2; half++) {
         const uint8_t* ql = b.ql + 64 * half;
         const uint8_t* qh = b.qh + 32 * half;
@@ -263,10 +278,6 @@ void unpack_q6_k(const BlockQ6_K& b, UnpackedK& u) {
             u.q[base + 64] = static_cast<int8_t>((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
             u.q[base + 96] = static_cast<int8_t>((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
         }
-    }
-    for (int s = 0; s < 16; s++) {
-        u.scale[s] = static_cast<int16_t>(b.scales[s]);
-        u.min[s] = 0;
     }
 }
 
@@ -427,6 +438,23 @@ bool dtype_supported(uint32_t type) {
 
 bool is_k_quant(DType t) {
     return t == DType::Q2_K || t == DType::Q3_K || t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K;
+}
+
+void unpack_k_scales(DType t, const void* block, UnpackedK& out) {
+    switch (t) {
+        case DType::Q4_K: {
+            const auto& b = *static_cast<const BlockQ4_K*>(block);
+            unpack_q45_k_scales(b.d, b.dmin, b.scales, out);
+            return;
+        }
+        case DType::Q5_K: {
+            const auto& b = *static_cast<const BlockQ5_K*>(block);
+            unpack_q45_k_scales(b.d, b.dmin, b.scales, out);
+            return;
+        }
+        case DType::Q6_K: unpack_q6_k_scales(*static_cast<const BlockQ6_K*>(block), out); return;
+        default: unpack_k_block(t, block, out); return;
+    }
 }
 
 void unpack_k_block(DType t, const void* block, UnpackedK& out) {

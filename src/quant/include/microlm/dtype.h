@@ -126,6 +126,9 @@ struct UnpackedK {
 };
 // Requires a K-quant weight type (Q2_K ... Q6_K).
 void unpack_k_block(DType t, const void* block, UnpackedK& out);
+// Everything but the codes q (for SIMD paths that decode the codes themselves): Q4_K, Q5_K and
+// Q6_K; the other K-quants get the whole block.
+void unpack_k_scales(DType t, const void* block, UnpackedK& out);
 bool is_k_quant(DType t);  // Q2_K ... Q6_K (not Q8_K)
 
 // Name as ggml spells it ("F32", "Q4_1", ...); "?" for unknown values.
