@@ -1,7 +1,8 @@
 """What the Python end-to-end tests share: a microlm server process (`serve`, `serve-model`)
 started with --port 0, its address read from its first stdout line, its output kept, its peak
-memory sampled; a tiny random model; and a port nothing listens on. Imported by test_gateway.py, test_hostile.py and
-test_llama_server.py (they sit beside it)."""
+memory sampled; a tiny random model; a port nothing listens on; and the streamed answer of a
+fake OpenAI-compatible cloud. Imported by the Python tests beside it."""
+import json
 import os
 import re
 import socket
@@ -81,3 +82,17 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def send_chat_stream(handler, pieces, pause_s=0.0):
+    """Answers `handler`'s request (a BaseHTTPRequestHandler) as a streamed chat completion:
+    one content delta per piece, `pause_s` after each, then [DONE]."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/event-stream")
+    handler.end_headers()
+    for piece in pieces:
+        chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+        handler.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        handler.wfile.flush()
+        time.sleep(pause_s)
+    handler.wfile.write(b"data: [DONE]\n\n")

@@ -20,7 +20,7 @@ import wave
 
 import urllib.request
 
-from microlm_process import Server, tiny_model
+from microlm_process import Server, send_chat_stream, tiny_model
 
 CONTINUATION = ["you will want water,", " a map", " and a warm jacket."]
 DELAY_S = 4.0
@@ -35,14 +35,7 @@ class FakeCloud(http.server.BaseHTTPRequestHandler):
             self.send_error(404)
             return
         time.sleep(DELAY_S)
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        for piece in CONTINUATION:
-            chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            self.wfile.flush()
-        self.wfile.write(b"data: [DONE]\n\n")
+        send_chat_stream(self, CONTINUATION)
 
     def log_message(self, *args):
         pass

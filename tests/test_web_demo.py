@@ -11,8 +11,9 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from microlm_process import send_chat_stream
 
 try:
     from selenium import webdriver
@@ -41,15 +42,7 @@ class FakeCloud(BaseHTTPRequestHandler):
             pieces = ["[retract] ", "The capital ", "of Australia ", "is Canberra."]
         else:
             pieces = ["[keep] ", "water, ", "snacks, ", "a map ", "and a warm layer."]
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        for p in pieces:
-            chunk = {"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]}
-            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            self.wfile.flush()
-            time.sleep(0.05)
-        self.wfile.write(b"data: [DONE]\n\n")
+        send_chat_stream(self, pieces, pause_s=0.05)
 
     def log_message(self, *args):
         pass

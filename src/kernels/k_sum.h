@@ -100,7 +100,7 @@ struct Accum {
         for (int l = 0; l < kLanes; l++) {
             int32_t lane = 0;
             for (int q = 0; q < kQuarters; q++) lane += il[q][l];
-            lane -= u.offset * (u.scale[2 * l] * x.bsums[2 * l] + u.scale[2 * l + 1] * x.bsums[2 * l + 1]);
+            if (u.offset != 0) lane -= u.offset * (u.scale[2 * l] * x.bsums[2 * l] + u.scale[2 * l + 1] * x.bsums[2 * l + 1]);
             lanes[l] = std::fma(d, static_cast<float>(lane), lanes[l]);
         }
     }
