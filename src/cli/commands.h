@@ -79,6 +79,7 @@ void register_serve_model(CLI::App& app);
 void register_chat(CLI::App& app);
 void register_convert(CLI::App& app);
 void register_quantize(CLI::App& app);
+void register_prune(CLI::App& app);
 // train, export, plot-loss: listed in --help, run by the microlm-train binary.
 void register_trainer_commands(CLI::App& app);
 bool is_trainer_command(const char* arg);

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
     microlm::cli::register_data(app);
     microlm::cli::register_convert(app);
     microlm::cli::register_quantize(app);
+    microlm::cli::register_prune(app);
     microlm::cli::register_trainer_commands(app);
     microlm::cli::register_eval(app);
     microlm::cli::register_calibrate_hedge(app);

@@ -49,6 +49,9 @@ VocabData vocab_from_gguf(const GgufFile& file);
 void set_vocab_keys(GgufWriter& writer, const VocabData& vocab);
 // A GGUF holding only tokenizer.* keys (no tensors), written atomically.
 void write_vocab_gguf(const std::string& path, const VocabData& vocab);
+// The first n tokens of a byte-level BPE vocabulary and the merges among them (a pruned model's
+// vocabulary); throws if a special token or a kept token's merge lies past n.
+VocabData keep_first_tokens(const VocabData& vocab, int32_t n);
 
 class Tokenizer {
 public:
