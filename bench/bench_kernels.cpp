@@ -68,7 +68,7 @@ void bench_matmul(benchmark::State& state, const Kernels* k, DType type, Shape s
 
 int main(int argc, char** argv) {
     std::vector<const Kernels*> tables = {&kernels_scalar()};
-    for (const Kernels* k : {kernels_avx2(), kernels_avx512(), kernels_neon()}) {
+    for (const Kernels* k : {kernels_avx2(), kernels_avx512(), kernels_amx(), kernels_neon()}) {
         if (k != nullptr) tables.push_back(k);
     }
     for (DType type : kTypes) {

@@ -249,7 +249,7 @@ TEST(Kernels, BestHonoursOverride) {
     const char* saved = std::getenv("MICROLM_KERNELS");
     const std::string restore = saved ? saved : "";
     const Kernels* fastest = nullptr;  // kernels_best()'s order of preference
-    for (const Kernels* k : {kernels_avx512(), kernels_avx2(), kernels_neon()}) {
+    for (const Kernels* k : {kernels_amx(), kernels_avx512(), kernels_avx2(), kernels_neon()}) {
         if (fastest == nullptr) fastest = k;
     }
     const char* best = fastest != nullptr ? fastest->name : kernels_scalar().name;

@@ -35,7 +35,7 @@ size_t prepared_row_bytes(DType weight, int64_t cols) {
 // An unknown or unavailable MICROLM_KERNELS value falls back to the best backend, because a
 // typo in a tuning knob should not stop inference.
 const Kernels& kernels_best() {
-    const Kernels* candidates[] = {kernels_avx512(), kernels_avx2(), kernels_neon()};
+    const Kernels* candidates[] = {kernels_amx(), kernels_avx512(), kernels_avx2(), kernels_neon()};
     if (const char* env = std::getenv("MICROLM_KERNELS")) {
         if (std::string_view(env) == "scalar") return kernels_scalar();
         for (const Kernels* k : candidates) {

@@ -57,7 +57,12 @@ const Kernels& kernels_scalar();
 const Kernels* kernels_avx2();
 const Kernels* kernels_avx512();  // AVX-512 F/BW/VL (+ VNNI when present)
 const Kernels* kernels_neon();    // aarch64 NEON (+ dotprod when present)
-// The fastest backend this CPU supports; MICROLM_KERNELS=scalar|avx2|avx512|neon overrides.
+// AVX-512 plus Intel AMX tiles for Q8_0 products of 16 tokens or more (prefill), where the CPU
+// has AMX-INT8 and Linux grants the tile state. Its Q8_0 prefill sums differ from llama.cpp's
+// order in the last bits (kernels_amx.cpp); MICROLM_KERNELS=avx512 gives the bit-exact table.
+const Kernels* kernels_amx();
+// The fastest backend this CPU supports (amx, avx512, avx2, neon, scalar);
+// MICROLM_KERNELS=scalar|avx2|avx512|amx|neon overrides.
 const Kernels& kernels_best();
 
 }  // namespace microlm

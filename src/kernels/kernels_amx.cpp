@@ -1,0 +1,276 @@
+// The AMX backend: Q8_0 matrix x matrix products (prefill, 16 tokens or more) on Intel AMX
+// tiles, everything else handed to the AVX-512 table. TDPBSSD multiplies 16 weight rows by 16
+// tokens over one 32-element block in one instruction: the weight tile is loaded straight from
+// the GGUF blocks (rows row_bytes apart, no repacked copy, no extra memory), the activations
+// are rearranged once per call into the tile's 4-byte-interleaved layout. Each block's exact
+// int32 products are scaled by d_w * d_x and summed over blocks in float, in order.
+//
+// Not bit-identical to the other tables: llama.cpp (and our AVX2/AVX-512 tables) sum each
+// block's products in eight integer lanes that are scaled and accumulated separately, AMX gives
+// one int32 per block, so the float roundings differ in the last bits (test_kernels_amx bounds
+// them; MICROLM_KERNELS=avx512 keeps llama.cpp's order). Decode (one token) is unchanged.
+//
+// Compiled with AMX and AVX-512 flags: nothing here runs before kernels_amx() has checked the
+// CPU and asked the kernel for the tile state (arch_prctl), and there are no namespace-scope
+// initialisers or shared inline templates (see kernels_avx512.cpp).
+#include "microlm/kernels.h"
+
+#if defined(__x86_64__) && defined(__linux__)
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
+
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+namespace microlm {
+
+namespace {
+
+constexpr int kTile = 16;                 // weight rows and tokens per tile
+constexpr int64_t kBBytes = 8 * 64;       // one block of 16 tokens in the B tile layout
+// Tile registers: C 0 and 1, A 2 and 3, B 4 and 5 (GCC's tile intrinsics stringize their
+// operands, so the numbers are written out below).
+constexpr int kC0 = 0, kC1 = 1, kA0 = 2, kA1 = 3, kB0 = 4, kB1 = 5;
+
+// LDTILECFG's 64-byte operand (palette 1).
+struct alignas(64) TileConfig {
+    uint8_t palette = 0;
+    uint8_t start_row = 0;
+    uint8_t reserved[14] = {};
+    uint16_t colsb[16] = {};
+    uint8_t rows[16] = {};
+};
+static_assert(sizeof(TileConfig) == 64);
+
+// C tiles 16 rows x 16 int32, A tiles 16 weight rows x 32 bytes (one block), B tiles 8 rows
+// of 16 tokens x 4 bytes. A thread's tile configuration survives context switches (XSAVE),
+// so each thread loads it once.
+void configure_tiles() {
+    thread_local bool configured = false;
+    if (configured) return;
+    TileConfig c;
+    c.palette = 1;
+    for (int t : {kC0, kC1}) c.colsb[t] = 64, c.rows[t] = 16;
+    for (int t : {kA0, kA1}) c.colsb[t] = 32, c.rows[t] = 16;
+    for (int t : {kB0, kB1}) c.colsb[t] = 64, c.rows[t] = 8;
+    _tile_loadconfig(&c);
+    configured = true;
+}
+
+struct Scratch {
+    void* p = nullptr;
+    size_t cap = 0;
+    Scratch() = default;
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+    ~Scratch() { std::free(p); }
+    void* get(size_t bytes) {
+        if (bytes > cap) {
+            std::free(p);
+            cap = (bytes + 4095) & ~size_t{4095};
+            p = std::aligned_alloc(64, cap);
+            if (p == nullptr) cap = 0;
+        }
+        return p;
+    }
+};
+
+// Tokens [g * 16, g * 16 + 16) of Q8_0-prepared activations in the B tile layout: for block b,
+// 512 bytes whose row j holds bytes 4j..4j+3 of tokens 0..15; their scales as floats. One
+// gather per row: dword j of the block from each of the 16 tokens.
+void pack_activations(const uint8_t* x, size_t x_stride, int64_t groups, int64_t nb, uint8_t* xb, float* xd) {
+    alignas(64) int32_t rows[kTile];
+    for (int t = 0; t < kTile; t++) rows[t] = static_cast<int32_t>(static_cast<size_t>(t) * x_stride);
+    const __m512i offsets = _mm512_load_si512(rows);
+    for (int64_t g = 0; g < groups; g++) {
+        const uint8_t* base = x + static_cast<size_t>(g * kTile) * x_stride;
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t* blk = base + static_cast<size_t>(b) * sizeof(BlockQ8_0);
+            auto* dst = reinterpret_cast<__m512i*>(xb + static_cast<size_t>(g * nb + b) * kBBytes);
+            for (int j = 0; j < 8; j++) _mm512_store_si512(dst + j, _mm512_i32gather_epi32(offsets, blk + 2 + 4 * j, 1));
+            // d is the block's first two bytes: the low half of the dword there.
+            const __m512i d = _mm512_i32gather_epi32(offsets, blk, 1);
+            _mm512_storeu_ps(xd + (g * nb + b) * kTile, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d)));
+        }
+    }
+}
+
+// acc[i] (tokens 0..15 of row i) += float(C[i]) * d_w[i] * d_x, for one block's C tile.
+inline __attribute__((always_inline)) void scale_into(const int32_t* c, const float* dw, __m512 dx, __m512* acc) {
+    for (int i = 0; i < kTile; i++) {
+        const __m512 s = _mm512_mul_ps(dx, _mm512_set1_ps(dw[i]));
+        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + i * kTile)), s, acc[i]);
+    }
+}
+
+// The 16 rows' scales of every block, as floats: dw[b * 16 + i] for row i (once per row tile,
+// shared by its token groups).
+void row_scales(const uint8_t* wrow, size_t rb, int64_t nb, float* dw) {
+    for (int i = 0; i < kTile; i++) {
+        const auto* blocks = reinterpret_cast<const BlockQ8_0*>(wrow + i * rb);
+        for (int64_t b = 0; b < nb; b++) dw[b * kTile + i] = _cvtsh_ss(blocks[b].d);
+    }
+}
+
+// Rows [r, r + 16) x tokens [g * 16, g * 16 + 16), two blocks per step on two C tiles. The C
+// tiles of a step are read back one step later (two buffers), so that their stores have landed
+// in L1 by then instead of stalling the loads.
+void q8_0_tile(const uint8_t* wrow, size_t rb, int64_t nb, const float* dw, const uint8_t* xb, const float* xd,
+               float* y, int64_t ldy) {
+    alignas(64) int32_t c[2][2][kTile * kTile];
+    __m512 acc[kTile];
+    for (__m512& a : acc) a = _mm512_setzero_ps();
+    int64_t b = 0;
+    int buf = 0;
+    int64_t pending = -1;  // the first block of the step whose C tiles sit in c[buf ^ 1]
+    for (; b + 2 <= nb; b += 2) {
+        const uint8_t* w0 = wrow + static_cast<size_t>(b) * sizeof(BlockQ8_0) + 2;
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_loadd(2, w0, rb);
+        _tile_loadd(4, xb + static_cast<size_t>(b) * kBBytes, 64);
+        _tile_loadd(3, w0 + sizeof(BlockQ8_0), rb);
+        _tile_loadd(5, xb + static_cast<size_t>(b + 1) * kBBytes, 64);
+        _tile_dpbssd(0, 2, 4);
+        _tile_dpbssd(1, 3, 5);
+        if (pending >= 0) {
+            scale_into(c[buf ^ 1][0], dw + pending * kTile, _mm512_loadu_ps(xd + pending * kTile), acc);
+            scale_into(c[buf ^ 1][1], dw + (pending + 1) * kTile, _mm512_loadu_ps(xd + (pending + 1) * kTile), acc);
+        }
+        _tile_stored(0, c[buf][0], 64);
+        _tile_stored(1, c[buf][1], 64);
+        pending = b;
+        buf ^= 1;
+    }
+    if (pending >= 0) {
+        scale_into(c[buf ^ 1][0], dw + pending * kTile, _mm512_loadu_ps(xd + pending * kTile), acc);
+        scale_into(c[buf ^ 1][1], dw + (pending + 1) * kTile, _mm512_loadu_ps(xd + (pending + 1) * kTile), acc);
+    }
+    if (b < nb) {
+        _tile_zero(0);
+        _tile_loadd(2, wrow + static_cast<size_t>(b) * sizeof(BlockQ8_0) + 2, rb);
+        _tile_loadd(4, xb + static_cast<size_t>(b) * kBBytes, 64);
+        _tile_dpbssd(0, 2, 4);
+        _tile_stored(0, c[0][0], 64);
+        scale_into(c[0][0], dw + b * kTile, _mm512_loadu_ps(xd + b * kTile), acc);
+    }
+    // acc[i] lane t is y[t][i]: written through a 16 x 16 buffer.
+    alignas(64) float out[kTile][kTile];
+    for (int i = 0; i < kTile; i++) _mm512_store_ps(out[i], acc[i]);
+    for (int t = 0; t < kTile; t++) {
+        for (int i = 0; i < kTile; i++) y[t * ldy + i] = out[i][t];
+    }
+}
+
+// The whole 16-row tiles and 16-token groups on AMX; returns the rows it did (from r0).
+// Tokens past the last whole group and rows past the last whole tile are the caller's.
+bool q8_0_matmul(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t n, float* y, int64_t ldy,
+                 int64_t* rows_done, int64_t* tokens_done) {
+    const int64_t nb = w.cols / 32;
+    const int64_t groups = n / kTile;
+    const int64_t tiles = (r1 - r0) / kTile;
+    *rows_done = *tokens_done = 0;
+    if (nb == 0 || groups == 0 || tiles == 0) return true;
+    // The gathers take 32-bit offsets: 16 tokens' rows must lie within 2 GiB.
+    if (prepared_row_bytes(w.type, w.cols) * kTile > (size_t{1} << 30)) return false;
+    thread_local Scratch scratch;
+    const size_t xb_bytes = static_cast<size_t>(groups * nb) * kBBytes;
+    void* mem = scratch.get(xb_bytes + static_cast<size_t>((groups + 1) * nb * kTile) * sizeof(float));
+    if (mem == nullptr) return false;
+    auto* xb = static_cast<uint8_t*>(mem);
+    auto* xd = reinterpret_cast<float*>(xb + xb_bytes);
+    float* dw = xd + groups * nb * kTile;
+    pack_activations(static_cast<const uint8_t*>(x), prepared_row_bytes(w.type, w.cols), groups, nb, xb, xd);
+    configure_tiles();
+    const auto* wbytes = static_cast<const uint8_t*>(w.data);
+    for (int64_t tile = 0; tile < tiles; tile++) {
+        const int64_t r = r0 + tile * kTile;
+        const uint8_t* wrow = wbytes + static_cast<size_t>(r) * w.row_bytes;
+        row_scales(wrow, w.row_bytes, nb, dw);
+        for (int64_t g = 0; g < groups; g++) {
+            q8_0_tile(wrow, w.row_bytes, nb, dw, xb + static_cast<size_t>(g * nb) * kBBytes, xd + g * nb * kTile,
+                      y + g * kTile * ldy + r, ldy);
+        }
+    }
+    *rows_done = tiles * kTile;
+    *tokens_done = groups * kTile;
+    return true;
+}
+
+void matmul(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t n, float* y, int64_t ldy) {
+    const Kernels& base = *kernels_avx512();
+    int64_t rows = 0, tokens = 0;
+    if (w.type != DType::Q8_0 || n < kTile || r1 - r0 < kTile || w.row_bytes > (size_t{1} << 20) ||
+        !q8_0_matmul(w, r0, r1, x, n, y, ldy, &rows, &tokens)) {
+        return base.matmul(w, r0, r1, x, n, y, ldy);
+    }
+    // What the tiles left: the last rows for the tokens done, then every row for the rest.
+    if (r0 + rows < r1) base.matmul(w, r0 + rows, r1, x, tokens, y, ldy);
+    if (tokens < n) {
+        const size_t x_stride = prepared_row_bytes(w.type, w.cols);
+        base.matmul(w, r0, r1, static_cast<const uint8_t*>(x) + static_cast<size_t>(tokens) * x_stride, n - tokens,
+                    y + tokens * ldy, ldy);
+    }
+}
+
+void prepare(DType weight, const float* x, int64_t n, int64_t cols, void* out) {
+    kernels_avx512()->prepare(weight, x, n, cols, out);
+}
+float dot(DType weight, const void* w_row, const void* x_prepared, int64_t cols) {
+    return kernels_avx512()->dot(weight, w_row, x_prepared, cols);
+}
+void attn_scores(const uint16_t* q16, const uint16_t* k, int64_t stride, int64_t n_keys, int64_t hd, float scale,
+                 float* scores) {
+    kernels_avx512()->attn_scores(q16, k, stride, n_keys, hd, scale, scores);
+}
+void attn_values(const float* p, const uint16_t* v, int64_t stride, int64_t n_keys, int64_t hd, float* out) {
+    kernels_avx512()->attn_values(p, v, stride, n_keys, hd, out);
+}
+
+constexpr Kernels kAmx = {"amx", prepare, dot, matmul, attn_scores, attn_values};
+
+// CPUID leaf 7: EDX bit 24 AMX-TILE, bit 25 AMX-INT8. Linux hands out the tile data state
+// only to processes that ask (ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, kernel 5.16+).
+bool amx_usable() {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    if (((d >> 24) & 1) == 0 || ((d >> 25) & 1) == 0) return false;
+    constexpr long kArchReqXcompPerm = 0x1023;
+    constexpr long kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+}
+
+}  // namespace
+
+const Kernels* kernels_amx() {
+    static const Kernels* const table = [] {
+        return kernels_avx512() != nullptr && amx_usable() ? &kAmx : nullptr;
+    }();
+    return table;
+}
+
+}  // namespace microlm
+
+#else  // not x86-64 Linux: no such backend in this build
+
+namespace microlm {
+const Kernels* kernels_amx() {
+    return nullptr;
+}
+}  // namespace microlm
+
+#endif
