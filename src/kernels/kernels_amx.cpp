@@ -17,15 +17,7 @@
 
 #if defined(__x86_64__) && defined(__linux__)
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#else
-#include <immintrin.h>
-#endif
+#include "x86_simd.h"
 
 #include <cpuid.h>
 #include <sys/syscall.h>
@@ -70,24 +62,6 @@ void configure_tiles() {
     _tile_loadconfig(&c);
     configured = true;
 }
-
-struct Scratch {
-    void* p = nullptr;
-    size_t cap = 0;
-    Scratch() = default;
-    Scratch(const Scratch&) = delete;
-    Scratch& operator=(const Scratch&) = delete;
-    ~Scratch() { std::free(p); }
-    void* get(size_t bytes) {
-        if (bytes > cap) {
-            std::free(p);
-            cap = (bytes + 4095) & ~size_t{4095};
-            p = std::aligned_alloc(64, cap);
-            if (p == nullptr) cap = 0;
-        }
-        return p;
-    }
-};
 
 // Tokens [g * 16, g * 16 + 16) of Q8_0-prepared activations in the B tile layout: for block b,
 // 512 bytes whose row j holds bytes 4j..4j+3 of tokens 0..15; their scales as floats. One
@@ -187,7 +161,7 @@ bool q8_0_matmul(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int6
     if (nb == 0 || groups == 0 || tiles == 0) return true;
     // The gathers take 32-bit offsets: 16 tokens' rows must lie within 2 GiB.
     if (prepared_row_bytes(w.type, w.cols) * kTile > (size_t{1} << 30)) return false;
-    thread_local Scratch scratch;
+    thread_local simd::Scratch scratch;
     const size_t xb_bytes = static_cast<size_t>(groups * nb) * kBBytes;
     void* mem = scratch.get(xb_bytes + static_cast<size_t>((groups + 1) * nb * kTile) * sizeof(float));
     if (mem == nullptr) return false;

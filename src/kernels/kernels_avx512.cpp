@@ -9,18 +9,7 @@
 
 #if defined(__x86_64__)
 
-// GCC 12 flags the intrinsics' own deliberately undefined vectors (`__m512 __Y = __Y;` in
-// avx512fintrin.h) as uninitialised once inlined: a false positive, silenced for the header's
-// lines only.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#else
-#include <immintrin.h>
-#endif
+#include "x86_simd.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -179,28 +168,9 @@ struct alignas(64) WBlock {
     __m512 m;  // Q4_1 row minimums
 };
 
-// Per-thread scratch for the panel and unpacked activations, grown on demand. A raw malloc'd
-// buffer, not a std::vector (see the top of the file).
-struct Scratch {
-    void* p = nullptr;
-    size_t cap = 0;
-    Scratch() = default;
-    Scratch(const Scratch&) = delete;
-    Scratch& operator=(const Scratch&) = delete;
-    ~Scratch() { std::free(p); }
-    void* get(size_t bytes) {
-        if (bytes > cap) {
-            std::free(p);
-            cap = (bytes + 4095) & ~size_t{4095};
-            p = std::aligned_alloc(64, cap);
-            if (p == nullptr) cap = 0;
-        }
-        return p;
-    }
-};
-
+// Per-thread scratch for the panel and unpacked activations (x86_simd.h).
 void* scratch(size_t bytes) {
-    thread_local Scratch s;
+    thread_local simd::Scratch s;
     return s.get(bytes);
 }
 
