@@ -4,6 +4,8 @@
 // vocabulary and tokenizer keys replaced.
 #include "microlm/prune.h"
 
+#include "gguf_layer_name.h"
+
 #include <algorithm>
 #include <filesystem>
 #include <sstream>
@@ -16,18 +18,7 @@
 namespace microlm {
 namespace {
 
-// "blk.N.rest" -> (N, "rest"); (-1, name) for any other tensor.
-std::pair<int64_t, std::string> split_layer(const std::string& name) {
-    if (name.rfind("blk.", 0) != 0) return {-1, name};
-    const size_t dot = name.find('.', 4);
-    if (dot == std::string::npos) return {-1, name};
-    try {
-        return {std::stoll(name.substr(4, dot - 4)), name.substr(dot + 1)};
-    } catch (const std::exception&) {
-        return {-1, name};
-    }
-}
-
+// The first `elements` values of a tensor (whole rows: a row is whole blocks) as floats.
 std::vector<float> dequantized(const GgufTensor& t, int64_t elements) {
     std::vector<float> f(static_cast<size_t>(elements));
     dequantize_row(static_cast<DType>(t.type), t.data, f.data(), elements);
@@ -112,7 +103,7 @@ PruneSummary prune_model(const std::string& in, const std::string& out, const Pr
     set_vocab_keys(w, vocab);
 
     for (const GgufTensor& t : src->tensors()) {
-        const auto [layer, rest] = split_layer(t.name);
+        const auto [layer, rest] = gguf_layer_of(t.name);
         std::string new_name = t.name;
         if (layer >= 0) {
             const auto it = std::find(opts.layers.begin(), opts.layers.end(), layer);
@@ -122,8 +113,7 @@ PruneSummary prune_model(const std::string& in, const std::string& out, const Pr
         const bool vocab_rows = t.name == "token_embd.weight" || t.name == "output.weight";
         const int64_t cols = t.dims[0];
         const int64_t rows = t.dims.size() >= 2 ? (vocab_rows ? n_vocab : t.elements() / cols) : 1;
-        std::vector<float> f = dequantized(t, vocab_rows ? cols * hp.n_vocab : t.elements());
-        f.resize(static_cast<size_t>(cols * rows));
+        const std::vector<float> f = dequantized(t, cols * rows);
         if (t.dims.size() == 1) {
             w.add_tensor(new_name, DType::F32, {cols}, f.data(), f.size() * sizeof(float));
         } else {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "microlm/error.h"
+#include "gguf_layer_name.h"
 #include "microlm/gguf.h"
 
 namespace microlm {
@@ -29,18 +30,6 @@ constexpr Named kTargets[] = {
 // llama.cpp's use_more_bits: the first and last eighth of the layers and every third between.
 bool more_bits_layer(int64_t i, int64_t n) {
     return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
-}
-
-// N of "blk.N.<rest>", or -1.
-int64_t layer_of(const std::string& name) {
-    if (name.rfind("blk.", 0) != 0) return -1;
-    const size_t dot = name.find('.', 4);
-    if (dot == std::string::npos) return -1;
-    try {
-        return std::stoll(name.substr(4, dot - 4));
-    } catch (const std::exception&) {
-        return -1;
-    }
 }
 
 bool ends_with(const std::string& s, std::string_view suffix) {
@@ -70,7 +59,7 @@ DType quantized_type(const QuantizeTarget& t, const std::string& tensor, int64_t
         const bool output = tensor == "output.weight";
         // A tied embedding is also the output matrix: llama.cpp gives it the output's type.
         const bool tied_output = tied_embedding && tensor == "token_embd.weight";
-        const int64_t layer = layer_of(tensor);
+        const int64_t layer = gguf_layer_of(tensor).first;
         const bool v_or_down = ends_with(tensor, ".attn_v.weight") || ends_with(tensor, ".ffn_down.weight");
         if (output || tied_output || (v_or_down && layer >= 0 && more_bits_layer(layer, n_layers))) type = *t.more_bits;
     }

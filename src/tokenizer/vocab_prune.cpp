@@ -32,19 +32,18 @@ VocabData keep_first_tokens(const VocabData& v, int32_t n) {
     if (!v.token_types.empty()) out.token_types.assign(v.token_types.begin(), v.token_types.begin() + n);
     const std::unordered_set<std::string> kept(out.tokens.begin(), out.tokens.end());
     out.merges.clear();
+    std::unordered_set<std::string> made;  // what the kept merges make
     for (const std::string& m : v.merges) {
         const size_t space = m.find(' ');
         if (space == std::string::npos) throw Error("keep_first_tokens: merge '" + m + "' has no space");
         const std::string left = m.substr(0, space), right = m.substr(space + 1);
-        if (kept.count(left) && kept.count(right) && kept.count(left + right)) out.merges.push_back(m);
+        if (kept.count(left) && kept.count(right) && kept.count(left + right)) {
+            out.merges.push_back(m);
+            made.insert(left + right);
+        }
     }
     // Every kept piece longer than one byte-character must still be reachable, or the cut
     // vocabulary would hold tokens no text encodes to.
-    std::unordered_set<std::string> made;
-    for (const std::string& m : out.merges) {
-        const size_t space = m.find(' ');
-        made.insert(m.substr(0, space) + m.substr(space + 1));
-    }
     int32_t unreachable = 0;
     for (int32_t i = 0; i < n; ++i) {
         const bool plain = out.token_types.empty() || out.token_types[i] == static_cast<int32_t>(TokenType::NORMAL);
