@@ -593,6 +593,10 @@ TEST(RefusalPrefixes, CaseApostrophesAndWordBoundaries) {
     EXPECT_TRUE(starts_like("  as an AI language model,", p));
     EXPECT_TRUE(starts_like("I cannot", p));
     EXPECT_FALSE(starts_like("I cannotate", p));
+    EXPECT_TRUE(starts_like("I don't know, but I'm not sure what you mean by", p));
+    EXPECT_TRUE(starts_like("I\xE2\x80\x99m not sure what you mean by", p));
+    EXPECT_FALSE(starts_like("I don't knowingly", p));
+    EXPECT_FALSE(starts_like("I'm not surprised", p));
     EXPECT_FALSE(starts_like("I can help with that", p));
     EXPECT_FALSE(starts_like("Sorrento is a town", p));
     EXPECT_FALSE(starts_like("The capital of France is", p));

@@ -78,7 +78,10 @@ std::vector<std::string> default_hedge_phrases() {
 std::vector<std::string> default_refusal_prefixes() {
     return {"I'm sorry",   "I am sorry",   "Sorry,",         "I apologize",  "I apologise", "As an AI",
             "As a language model", "I cannot", "I can't",    "I'm unable",   "I am unable", "I'm not able",
-            "I am not able", "I don't have", "I do not have", "Unfortunately, I"};
+            "I am not able", "I don't have", "I do not have", "Unfortunately, I",
+            // Non-answers: "I don't know, but I'm not sure what you mean by" says nothing a
+            // cloud can continue into an answer (the 28M's opener for the README's question).
+            "I don't know", "I do not know", "I'm not sure", "I am not sure"};
 }
 
 bool starts_like(std::string_view text, const std::vector<std::string>& prefixes) {

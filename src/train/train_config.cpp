@@ -55,6 +55,9 @@ const std::vector<std::pair<std::string, Field>>& fields() {
         {"norm_eps", shape_num(&LlamaHparams::norm_eps)},
         {"data", text(&TrainConfig::data)},             {"tokenizer", text(&TrainConfig::tokenizer)},
         {"out", text(&TrainConfig::out)},               {"init_from", text(&TrainConfig::init_from)},
+        {"teacher", text(&TrainConfig::teacher)},
+        {"distill_weight", num(&TrainConfig::distill_weight)},
+        {"distill_temperature", num(&TrainConfig::distill_temperature)},
         {"device", text(&TrainConfig::device)},         {"precision", text(&TrainConfig::precision)},
         {"threads", num(&TrainConfig::threads)},
         {"seed", num(&TrainConfig::seed)},              {"steps", num(&TrainConfig::steps)},
@@ -102,6 +105,8 @@ void TrainConfig::validate() const {
          "warmup >= 0; eval_every, ckpt_every, log_every, eval_batches >= 1");
     need(grad_clip >= 0 && weight_decay >= 0 && first_token_weight > 0 && first_tokens >= 0,
          "grad_clip, weight_decay, first_tokens >= 0 and first_token_weight > 0");
+    need(distill_weight >= 0 && distill_weight <= 1 && distill_temperature > 0,
+         "distill_weight must be in [0, 1] and distill_temperature > 0");
 }
 
 std::string TrainConfig::to_text() const {

@@ -18,6 +18,13 @@ struct TrainConfig {
     std::string tokenizer;        // GGUF whose tokenizer.* keys the export copies
     std::string out = "runs/run";  // checkpoint.pt, loss.csv, loss.png, config.txt
     std::string init_from;        // a checkpoint or an F32/F16/Q8_0 GGUF whose weights start this run
+    // Logit distillation: an F32/F16/Q8_0 GGUF Llama with the student's vocabulary (its shape is
+    // read from the file). Its next-token distributions at `distill_temperature` are a soft
+    // target: objective = (1 - distill_weight) * CE + distill_weight * T^2 * KL(teacher || student),
+    // both per counted target and weighted as the CE is. Empty: plain training.
+    std::string teacher;
+    double distill_weight = 0.5;
+    double distill_temperature = 1.0;
     std::string device = "cpu";   // cpu | cuda
     // auto: bf16 autocast on CUDA and on CPUs with bf16 matmul units (AMX or AVX512-BF16),
     // else fp32. The weights and AdamW's state are fp32 either way.

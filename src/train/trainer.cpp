@@ -24,6 +24,7 @@
 #include "microlm/dtype.h"
 #include "microlm/error.h"
 #include "microlm/gguf.h"
+#include "microlm/llama_gguf.h"
 #include "microlm/stopwatch.h"
 #include "batches.h"
 #include "loss_plot.h"
@@ -94,14 +95,27 @@ torch::Tensor forward_logits(LlamaModule& model, const Batch& b, const torch::De
     return model->forward(b.inputs.to(dev));
 }
 
-Losses batch_loss(LlamaModule& model, const Batch& b, const torch::Device& dev, bool bf16) {
+// The step's objective: weighted CE, or with a teacher the mix of CE and the distillation KL
+// per target (cfg.distill_weight); `reported` is the plain CE either way, so curves compare.
+Losses batch_loss(LlamaModule& model, LlamaModule* teacher, const TrainConfig& cfg, const Batch& b,
+                  const torch::Device& dev, bool bf16) {
     auto logits = forward_logits(model, b, dev, bf16);
     const int64_t V = logits.size(-1);
     auto ce = F::cross_entropy(logits.reshape({-1, V}).to(torch::kFloat32), b.targets.to(dev).reshape(-1),
                                F::CrossEntropyFuncOptions().reduction(torch::kNone));
     auto w = b.weights.to(dev).reshape(-1), c = b.counted.to(dev).reshape(-1);
+    torch::Tensor per_target = ce;
+    if (teacher) {
+        torch::Tensor soft;
+        {
+            torch::NoGradGuard no_grad;
+            soft = forward_logits(*teacher, b, dev, bf16).to(torch::kFloat32);
+        }
+        const auto kl = distill_kl(logits.reshape({-1, V}), soft.reshape({-1, V}), cfg.distill_temperature);
+        per_target = (1.0 - cfg.distill_weight) * ce + cfg.distill_weight * kl;
+    }
     Losses l;
-    l.objective = (ce * w).sum() / w.sum().clamp_min(1e-6);
+    l.objective = (per_target * w).sum() / w.sum().clamp_min(1e-6);
     const double n = c.sum().item<double>();
     l.counted = n;
     l.reported = n > 0 ? (ce.detach() * c).sum().item<double>() / n : 0.0;
@@ -243,6 +257,30 @@ int64_t init_weights_from(const std::string& path, LlamaModule& model) {
     return init.tokens_seen;
 }
 
+LlamaModule load_teacher(const std::string& path, int64_t n_vocab) {
+    LlamaHparams shape;
+    {
+        const auto file = GgufFile::open(path);
+        shape = read_llama_hparams(*file);
+    }
+    if (shape.arch != "llama") throw Error(path + ": teacher is a " + shape.arch + " model; distillation takes a llama");
+    if (shape.n_vocab != n_vocab) {
+        throw Error(path + ": teacher has " + std::to_string(shape.n_vocab) + " tokens, the student " +
+                    std::to_string(n_vocab) + " (cut it with `microlm prune --vocab`)");
+    }
+    LlamaModule teacher(shape);
+    load_gguf_weights(path, teacher);
+    teacher->eval();
+    for (auto& p : teacher->parameters()) p.set_requires_grad(false);
+    return teacher;
+}
+
+torch::Tensor distill_kl(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits, double temperature) {
+    const auto s = torch::log_softmax(student_logits.to(torch::kFloat32) / temperature, -1);
+    const auto t = torch::log_softmax(teacher_logits.to(torch::kFloat32) / temperature, -1);
+    return (t.exp() * (t - s)).sum(-1) * (temperature * temperature);
+}
+
 double learning_rate(const TrainConfig& cfg, int64_t step) {
     if (step < cfg.warmup) return cfg.lr * static_cast<double>(step + 1) / static_cast<double>(cfg.warmup);
     const double span = std::max<double>(1.0, static_cast<double>(cfg.steps - cfg.warmup));
@@ -298,6 +336,11 @@ TrainSummary run_training(const TrainConfig& config, const std::function<void(co
     double prior_wall = 0;
     if (!fs::exists(ckpt) && !cfg.init_from.empty()) sum.tokens_seen = init_weights_from(cfg.init_from, model);
     model->to(dev);
+    LlamaModule teacher{nullptr};
+    if (!cfg.teacher.empty()) {
+        teacher = load_teacher(cfg.teacher, cfg.shape.n_vocab);
+        teacher->to(dev);
+    }
 
     std::vector<torch::Tensor> decay, no_decay;
     for (auto& [name, p] : model->named_weights()) (p.dim() >= 2 ? decay : no_decay).push_back(p);
@@ -345,7 +388,7 @@ TrainSummary run_training(const TrainConfig& config, const std::function<void(co
         double loss = 0;
         for (int64_t m = 0; m < cfg.grad_accum; ++m) {
             const Batch b = train_set.sample(bopt, cfg.seed, step, m);
-            Losses l = batch_loss(model, b, dev, bf16);
+            Losses l = batch_loss(model, teacher ? &teacher : nullptr, cfg, b, dev, bf16);
             (l.objective / static_cast<double>(cfg.grad_accum)).backward();
             loss += l.reported / static_cast<double>(cfg.grad_accum);
         }

@@ -62,4 +62,12 @@ LoadedCheckpoint load_checkpoint(const std::string& path);
 // source had seen (0 for a GGUF). Throws naming the file and the first mismatch.
 int64_t init_weights_from(const std::string& path, LlamaModule& model);
 
+// A distillation teacher: the Llama in an F32/F16/Q8_0 GGUF, shape from the file, in eval mode.
+// Throws when its vocabulary is not `n_vocab` (the student's) or it is not a llama.
+LlamaModule load_teacher(const std::string& path, int64_t n_vocab);
+
+// Per position of (..., V) logits: T^2 * KL(softmax(teacher / T) || softmax(student / T)), in
+// float32, shape (...). The T^2 keeps its gradient's scale independent of T (Hinton et al.).
+torch::Tensor distill_kl(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits, double temperature);
+
 }  // namespace microlm::train

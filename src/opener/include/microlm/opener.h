@@ -30,7 +30,7 @@ inline ChatFrame chat_frame_of(const Tokenizer& tok) { return chat_frame_of(tok.
 
 // The neutral phrases a hedge picks from: safe whatever the question was.
 std::vector<std::string> default_hedge_phrases();
-// Starts of a refusal or a disclaimer ("I'm sorry", "As an AI", "I don't have"...).
+// Starts of a refusal, a disclaimer or a non-answer ("I'm sorry", "As an AI", "I don't know"...).
 std::vector<std::string> default_refusal_prefixes();
 // Whether `text` starts with one of `prefixes`: case-insensitive, ’ read as ', and the prefix
 // must end at a word boundary ("I cannot" matches "I cannot say", not "I cannotate").
