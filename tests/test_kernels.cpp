@@ -49,7 +49,7 @@ constexpr TypeCase kTypes[] = {
     {DType::F32, kF32RefTol, kF32Avx2Tol},    {DType::F16, kF16RefTol, kF16Avx2Tol},
     {DType::Q4_0, kQ4_0RefTol, kQuantAvx2Tol}, {DType::Q4_1, kQ4_1RefTol, kQuantAvx2Tol},
     {DType::Q8_0, kQ8_0RefTol, kQuantAvx2Tol},
-    // An AVX2 path (the AVX-512 table uses it too); NEON hands them to the scalar table.
+    // An AVX2 path (the AVX-512 table uses it too); NEON's is tested in test_kernels_neon.cpp.
     {DType::Q5_0, kQ4_0RefTol, kQuantAvx2Tol}, {DType::Q5_1, kQ4_1RefTol, kQuantAvx2Tol},
 };
 
@@ -272,8 +272,7 @@ TEST(Kernels, BestHonoursOverride) {
 
 // K-quant rows (random super-blocks: any bytes are valid codes; the fp16 scales are set to
 // moderate values) against a double dot of the dequantized weights with the float activations,
-// through every backend of this CPU (AVX2's own path, used by AVX-512 too; NEON hands them to the
-// scalar table).
+// through every backend of this CPU (AVX2's own path, used by AVX-512 too; NEON's own lanes).
 TEST(Kernels, KQuantsMatchDoubleReferenceOnEveryBackend) {
     const Kernels* backends[] = {&kernels_scalar(), kernels_avx2(), kernels_avx512(), kernels_neon()};
     for (DType type : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {

@@ -1,5 +1,6 @@
 // Tests for the NEON Kernels table against the scalar oracle: prepare byte for byte (rounding
-// ties, every fp16 value, NaN and infinity patterns), matmul within a named per-type tolerance,
+// ties, every fp16 value, NaN and infinity patterns), matmul within a named per-type tolerance
+// (0 for the quantized types; the K-quants are held to it in test_kernels.cpp),
 // dot == matmul bit for bit up to 64 tokens, and the int16 headroom of the non-dotprod path.
 // Skipped where the build has no NEON (x86); scripts/test_aarch64.sh runs it on both NEON paths.
 #include <gtest/gtest.h>
@@ -21,23 +22,20 @@ using namespace microlm::test;
 namespace {
 
 // NEON vs scalar, as a fraction of sum_i |w_i x_i| over the dequantized row and prepared
-// activations. Same prepared inputs and exact integer block sums; only float summation order
-// differs: 4 lanes x 4 accumulators for F32/F16 (the scalar table sums in double), per-lane
-// block scaling for the quantized types: about cols/16 + 4 roundings (2^-24 each). Q4_1's
-// second term m_w * s_x can be several times that sum, so it gets more room.
+// activations. F32/F16 differ in float summation order: 4 lanes x 4 accumulators (the scalar
+// table sums in double), about cols/16 + 4 roundings (2^-24 each). The quantized types sum in
+// one order on both (llama.cpp's x86 lanes, neon_rows.h): bit-identical.
 constexpr double kF32Tol = 2e-6;
 constexpr double kF16Tol = 2e-6;
-constexpr double kQ4_0Tol = 2e-6;
-constexpr double kQ8_0Tol = 2e-6;
-constexpr double kQ4_1Tol = 1e-5;
+constexpr double kQuantTol = 0.0;
 
 struct TypeCase {
     DType type;
     double tol;
 };
 constexpr TypeCase kTypes[] = {
-    {DType::F32, kF32Tol},   {DType::F16, kF16Tol},   {DType::Q4_0, kQ4_0Tol},
-    {DType::Q4_1, kQ4_1Tol}, {DType::Q8_0, kQ8_0Tol},
+    {DType::F32, kF32Tol},    {DType::F16, kF16Tol},    {DType::Q4_0, kQuantTol}, {DType::Q4_1, kQuantTol},
+    {DType::Q5_0, kQuantTol}, {DType::Q5_1, kQuantTol}, {DType::Q8_0, kQuantTol},
 };
 
 }  // namespace
@@ -188,8 +186,8 @@ TEST(KernelsNeon, MatmulEqualsDotAndWritesOnlyItsRange) {
     }
 }
 
-// Without SDOT two int8 products share an int16 lane: Q8_0 weights may hold -128 (a file is not
-// bound to ggml's quantizer) against activations of +-127; all sums here are exact in float.
+// Without SDOT each int8 product is widened to int16 before any sum: Q8_0 weights may hold -128 (a
+// file is not bound to ggml's quantizer) against activations of +-127; all sums here are exact in float.
 TEST(KernelsNeon, Q8_0ExtremesAreExact) {
     const Kernels* neon = kernels_neon();
     if (neon == nullptr) GTEST_SKIP() << "no NEON backend in this build";

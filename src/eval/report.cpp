@@ -350,7 +350,7 @@ void handoff_section(const HandoffResult& h, const EvalConfig& cfg, const std::s
     ordered_json cj = ordered_json::array();
     for (const auto& c : h.checks)
         cj.push_back({{"model", c.model}, {"mode", c.mode}, {"kind", c.kind}, {"prompt", c.prompt_id},
-                      {"logprob", num(c.logprob)}, {"pmi", num(c.pmi)}});
+                      {"opener", c.opener}, {"logprob", num(c.logprob)}, {"pmi", num(c.pmi)}});
     j["check_scores"] = cj;
     js["handoff"] = j;
 

@@ -274,7 +274,7 @@ HandoffResult run_handoff_suite(const EvalConfig& cfg, const std::vector<EvalPro
                     count_check(o, cfg.check, own_opener, instruct, *c);
                     if (o.check && o.check->error.empty())
                         res.checks.push_back({m.name, instruct ? "instruct" : "prefill", own_opener ? "own" : "bad",
-                                              prompts[i].set + "/" + prompts[i].id,
+                                              prompts[i].set + "/" + prompts[i].id, opener,
                                               o.check->scores.given_conversation, o.check->scores.pmi()});
                     Counts::Tokens& tokens = own_opener ? c->own_tokens : c->bad_tokens;
                     tokens.base += static_cast<double>(o.base_tokens);

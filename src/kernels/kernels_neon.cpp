@@ -1,6 +1,7 @@
-// The aarch64 NEON backend: baseline ARMv8 NEON (every aarch64 CPU has it), with activation
-// preparation and attention bit-identical to the scalar table and the dot products equal to it
-// up to float summation order. The int8 dot-product kernels live in kernels_neon_dotprod.cpp.
+// The aarch64 NEON backend: baseline ARMv8 NEON (every aarch64 CPU has it), every weight type.
+// Activation preparation, attention and the quantized dots (legacy types: neon_rows.h; K-quants:
+// k_sum.h's frame) are bit-identical to the scalar table; F32/F16 dots differ from it in float
+// summation order. The SDOT variants of the quantized dots live in kernels_neon_dotprod.cpp.
 #include "microlm/kernels.h"
 
 #if defined(__aarch64__)
@@ -9,6 +10,9 @@
 
 #include <cmath>
 #include <cstring>
+
+#include "k_sum.h"
+#include "neon_rows.h"
 
 #if defined(__linux__)
 #include <sys/auxv.h>
@@ -19,11 +23,13 @@
 
 namespace microlm {
 
-// Quantized weight rows against prepared activations with SDOT, from kernels_neon_dotprod.cpp:
-// out[t] = dot(w, xs[t]) for t in [0, nt), 1 <= nt <= 4, w a Q4_0/Q4_1/Q8_0 row of nb blocks.
-// Compiled with +dotprod, so it may only run once kernels_neon() has seen HWCAP_ASIMDDP.
+// The quantized dots with SDOT, from kernels_neon_dotprod.cpp (neon_rows.h's, instantiated
+// there): out[t] = dot(w, xs[t]) for t in [0, nt), 1 <= nt <= 4, w a legacy-type row of nb
+// blocks; and a K-quant super-block's integer lanes. Compiled with +dotprod, so they may only
+// run once kernels_neon() has seen HWCAP_ASIMDDP.
 namespace neon_dotprod {
 void quant_rows(DType type, const void* w, const void* const* xs, int nt, int64_t nb, float* out);
+void k_lanes(const UnpackedK& u, const BlockQ8_K& x, int32_t (&il)[kQKK / 64][8]);
 }
 
 namespace {
@@ -116,12 +122,12 @@ void prepare_row(DType act, const float* x, int64_t cols, void* out) {
         case DType::Q6_K:
             return;  // never an activation type
         case DType::Q8_K:
-            return;  // only for avx2_only weights, prepared by the scalar table
+            return;  // K-quant activations: the scalar table prepares them
     }
 }
 
 void prepare(DType weight, const float* x, int64_t n, int64_t cols, void* out) {
-    if (avx2_only(weight)) return kernels_scalar().prepare(weight, x, n, cols, out);
+    if (is_k_quant(weight)) return kernels_scalar().prepare(weight, x, n, cols, out);  // Q8_K: as llama.cpp
     const DType act = activation_type(weight);
     const size_t stride = prepared_row_bytes(weight, cols);
     auto* dst = static_cast<uint8_t*>(out);
@@ -171,121 +177,33 @@ void float_rows(const T* w, const void* const* xs, int64_t cols, float* out) {
     }
 }
 
-// Sum of the products of 16 int8 pairs, added into four int32 lanes. Without SDOT the products
-// are widened to int16 and pairs of them added there before widening again: |w| <= 128 and
-// |x| <= 127 (the activation quantizer never gives -128), so a pair is at most 32512.
-int32x4_t dot_i8x16(int32x4_t acc, int8x16_t w, int8x16_t x) {
-    const int16x8_t p = vmlal_high_s8(vmull_s8(vget_low_s8(w), vget_low_s8(x)), w, x);
-    return vpadalq_s16(acc, p);
-}
-
-// 16 bytes of packed nibbles to 32 values 0..15 in element order: low nibbles are elements
-// 0..15, high nibbles 16..31 (ggml's layout).
-void unpack_nibbles(const uint8_t* qs, int8x16_t* lo, int8x16_t* hi) {
-    const uint8x16_t b = vld1q_u8(qs);
-    *lo = vreinterpretq_s8_u8(vandq_u8(b, vdupq_n_u8(0x0f)));
-    *hi = vreinterpretq_s8_u8(vshrq_n_u8(b, 4));
-}
-
-// The integer block sums are exact; each block's four partial sums are scaled in float and
-// accumulated per lane (lane grouping differs from the scalar table, hence "summation order").
-template <int NT>
-void q8_0_rows(const BlockQ8_0* w, const void* const* xs, int64_t nb, float* out) {
-    const BlockQ8_0* x[NT];
-    float32x4_t acc[NT];
-    for (int t = 0; t < NT; t++) {
-        x[t] = static_cast<const BlockQ8_0*>(xs[t]);
-        acc[t] = vdupq_n_f32(0.0f);
+// Four int32 lanes of four consecutive int8 products (lane l: elements 4l..4l+3) without SDOT:
+// widened to int16 (|w x| <= 128 * 128 fits), then pairs added twice. Exact for any int8 inputs.
+struct WideningLanes {
+    static int32x4_t of(int8x16_t w, int8x16_t x) {
+        return vpaddq_s32(vpaddlq_s16(vmull_s8(vget_low_s8(w), vget_low_s8(x))), vpaddlq_s16(vmull_high_s8(w, x)));
     }
-    for (int64_t b = 0; b < nb; b++) {
-        const int8x16_t w0 = vld1q_s8(w[b].qs);
-        const int8x16_t w1 = vld1q_s8(w[b].qs + 16);
-        const float dw = half(w[b].d);
-        for (int t = 0; t < NT; t++) {
-            const int32x4_t p =
-                dot_i8x16(dot_i8x16(vdupq_n_s32(0), w0, vld1q_s8(x[t][b].qs)), w1, vld1q_s8(x[t][b].qs + 16));
-            acc[t] = vfmaq_n_f32(acc[t], vcvtq_f32_s32(p), dw * half(x[t][b].d));
-        }
-    }
-    for (int t = 0; t < NT; t++) out[t] = vaddvq_f32(acc[t]);
-}
-
-template <int NT>
-void q4_0_rows(const BlockQ4_0* w, const void* const* xs, int64_t nb, float* out) {
-    const BlockQ8_0* x[NT];
-    float32x4_t acc[NT];
-    for (int t = 0; t < NT; t++) {
-        x[t] = static_cast<const BlockQ8_0*>(xs[t]);
-        acc[t] = vdupq_n_f32(0.0f);
-    }
-    const int8x16_t eight = vdupq_n_s8(8);
-    for (int64_t b = 0; b < nb; b++) {
-        int8x16_t w0, w1;
-        unpack_nibbles(w[b].qs, &w0, &w1);
-        w0 = vsubq_s8(w0, eight);
-        w1 = vsubq_s8(w1, eight);
-        const float dw = half(w[b].d);
-        for (int t = 0; t < NT; t++) {
-            const int32x4_t p =
-                dot_i8x16(dot_i8x16(vdupq_n_s32(0), w0, vld1q_s8(x[t][b].qs)), w1, vld1q_s8(x[t][b].qs + 16));
-            acc[t] = vfmaq_n_f32(acc[t], vcvtq_f32_s32(p), dw * half(x[t][b].d));
-        }
-    }
-    for (int t = 0; t < NT; t++) out[t] = vaddvq_f32(acc[t]);
-}
-
-template <int NT>
-void q4_1_rows(const BlockQ4_1* w, const void* const* xs, int64_t nb, float* out) {
-    const BlockQ8_1* x[NT];
-    float32x4_t acc[NT];
-    float mins[NT];  // sum over blocks of m_w * s_x
-    for (int t = 0; t < NT; t++) {
-        x[t] = static_cast<const BlockQ8_1*>(xs[t]);
-        acc[t] = vdupq_n_f32(0.0f);
-        mins[t] = 0.0f;
-    }
-    for (int64_t b = 0; b < nb; b++) {
-        int8x16_t w0, w1;  // 0..15: fits int8 as is
-        unpack_nibbles(w[b].qs, &w0, &w1);
-        const float dw = half(w[b].d);
-        const float mw = half(w[b].m);
-        for (int t = 0; t < NT; t++) {
-            const int32x4_t p =
-                dot_i8x16(dot_i8x16(vdupq_n_s32(0), w0, vld1q_s8(x[t][b].qs)), w1, vld1q_s8(x[t][b].qs + 16));
-            acc[t] = vfmaq_n_f32(acc[t], vcvtq_f32_s32(p), dw * half(x[t][b].d));
-            mins[t] = std::fma(mw, half(x[t][b].s), mins[t]);
-        }
-    }
-    for (int t = 0; t < NT; t++) out[t] = vaddvq_f32(acc[t]) + mins[t];
-}
-
-template <int NT>
-void quant_rows_nt(DType type, const void* w, const void* const* xs, int64_t nb, float* out) {
-    switch (type) {
-        case DType::Q4_0:
-            return q4_0_rows<NT>(static_cast<const BlockQ4_0*>(w), xs, nb, out);
-        case DType::Q4_1:
-            return q4_1_rows<NT>(static_cast<const BlockQ4_1*>(w), xs, nb, out);
-        case DType::Q8_0:
-            return q8_0_rows<NT>(static_cast<const BlockQ8_0*>(w), xs, nb, out);
-        default:
-            break;
-    }
-    for (int t = 0; t < NT; t++) out[t] = 0.0f;
-}
+};
 
 void quant_rows_baseline(DType type, const void* w, const void* const* xs, int nt, int64_t nb, float* out) {
-    switch (nt) {
-        case 1:
-            return quant_rows_nt<1>(type, w, xs, nb, out);
-        case 2:
-            return quant_rows_nt<2>(type, w, xs, nb, out);
-        case 3:
-            return quant_rows_nt<3>(type, w, xs, nb, out);
-        default:
-            return quant_rows_nt<kTokenBlock>(type, w, xs, nb, out);
-    }
+    neon_legacy_rows_any<WideningLanes>(type, w, xs, nt, nb, out);
 }
+
+void k_lanes_baseline(const UnpackedK& u, const BlockQ8_K& x, NeonKLanes& il) {
+    neon_k_lanes<WideningLanes>(u, x, il);
+}
+
+// K-quants: k_sum.h's frame and float steps, the reference unpacking of each super-block, the
+// integer lanes 16 codes at a time.
+using KLanesFn = void (*)(const UnpackedK&, const BlockQ8_K&, NeonKLanes&);
+static_assert(sizeof(NeonKLanes) == sizeof(ksum::Lanes), "neon_rows.h's lanes are ksum::Lanes");
+
+template <KLanesFn Lanes>
+struct NeonKBlock {
+    const UnpackedK& u;
+    NeonKBlock(DType t, const uint8_t* raw, UnpackedK& unpacked) : u(unpacked) { unpack_k_block(t, raw, unpacked); }
+    void lanes(const BlockQ8_K& x, ksum::Lanes& il) const { Lanes(u, x, il); }
+};
 
 template <typename T>
 void float_rows_any(const void* w, const void* const* xs, int nt, int64_t cols, float* out) {
@@ -302,7 +220,7 @@ void float_rows_any(const void* w, const void* const* xs, int nt, int64_t cols, 
     }
 }
 
-// The two tables differ only in the quantized dot: baseline widening multiplies or SDOT.
+// The two tables differ only in the quantized dots: baseline widening multiplies or SDOT.
 using QuantRows = void (*)(DType, const void*, const void* const*, int, int64_t, float*);
 
 template <QuantRows Q>
@@ -314,34 +232,41 @@ void dot_rows(DType type, const void* w, const void* const* xs, int nt, int64_t 
             return float_rows_any<uint16_t>(w, xs, nt, cols, out);
         case DType::Q4_0:
         case DType::Q4_1:
+        case DType::Q5_0:
+        case DType::Q5_1:
         case DType::Q8_0:
             return Q(type, w, xs, nt, cols / kQK, out);
         case DType::Q8_1:
         case DType::Q8_K:
             break;  // activation formats only
-        case DType::Q5_0:
-        case DType::Q5_1:
         case DType::Q2_K:
         case DType::Q3_K:
         case DType::Q4_K:
         case DType::Q5_K:
         case DType::Q6_K:
-            break;  // avx2_only: dot() and matmul() hand them to the scalar table
+            break;  // dot() and matmul() take them through k_sum.h's frame
     }
     for (int t = 0; t < nt; t++) out[t] = 0.0f;
 }
 
-template <QuantRows Q>
+template <QuantRows Q, KLanesFn K>
+void matmul(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t n, float* y, int64_t ldy);
+
+template <QuantRows Q, KLanesFn K>
 float dot(DType weight, const void* w, const void* x, int64_t cols) {
-    if (avx2_only(weight)) return kernels_scalar().dot(weight, w, x, cols);
+    if (is_k_quant(weight)) {
+        float out = 0.0f;
+        matmul<Q, K>(WeightRef{weight, w, 1, cols, dtype_row_bytes(weight, cols)}, 0, 1, x, 1, &out, 1);
+        return out;
+    }
     float out = 0.0f;
     dot_rows<Q>(weight, w, &x, 1, cols, &out);
     return out;
 }
 
-template <QuantRows Q>
+template <QuantRows Q, KLanesFn K>
 void matmul(const WeightRef& w, int64_t r0, int64_t r1, const void* x, int64_t n, float* y, int64_t ldy) {
-    if (avx2_only(w.type)) return kernels_scalar().matmul(w, r0, r1, x, n, y, ldy);
+    if (is_k_quant(w.type)) return ksum::matmul<NeonKBlock<K>>(w, r0, r1, x, n, y, ldy);
     const size_t x_stride = prepared_row_bytes(w.type, w.cols);
     const auto* wbytes = static_cast<const uint8_t*>(w.data);
     const auto* xbytes = static_cast<const uint8_t*>(x);
@@ -422,14 +347,14 @@ void attn_values(const float* p, const uint16_t* v, int64_t stride, int64_t n_ke
 
 constexpr Kernels kNeon = {.name = "neon",
                            .prepare = prepare,
-                           .dot = dot<quant_rows_baseline>,
-                           .matmul = matmul<quant_rows_baseline>,
+                           .dot = dot<quant_rows_baseline, k_lanes_baseline>,
+                           .matmul = matmul<quant_rows_baseline, k_lanes_baseline>,
                            .attn_scores = attn_scores,
                            .attn_values = attn_values};
 constexpr Kernels kNeonDotprod = {.name = "neon",
                                   .prepare = prepare,
-                                  .dot = dot<neon_dotprod::quant_rows>,
-                                  .matmul = matmul<neon_dotprod::quant_rows>,
+                                  .dot = dot<neon_dotprod::quant_rows, neon_dotprod::k_lanes>,
+                                  .matmul = matmul<neon_dotprod::quant_rows, neon_dotprod::k_lanes>,
                                   .attn_scores = attn_scores,
                                   .attn_values = attn_values};
 

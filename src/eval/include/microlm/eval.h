@@ -330,6 +330,7 @@ struct HandoffResult {
     // Every opener check's scores, to choose thresholds from (results.json only).
     struct CheckRecord {
         std::string model, mode, kind, prompt_id;  // kind: "own" or "bad"
+        std::string opener;                         // what was checked
         double logprob = kNaN, pmi = kNaN;
     };
     std::vector<CheckRecord> checks;

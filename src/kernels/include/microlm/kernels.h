@@ -46,8 +46,8 @@ struct Kernels {
                         int64_t hd, float* out);
 };
 
-// Weight types with only an AVX2 vector path (Q5_0, Q5_1, the K-quants): the AVX-512 table
-// hands them to the AVX2 one, the NEON table to the scalar one, so every backend runs every type.
+// Weight types whose x86 vector path is the AVX2 table's (Q5_0, Q5_1, the K-quants): the
+// AVX-512 and AMX tables hand them to it, so every backend runs every type.
 inline bool avx2_only(DType t) {
     return t == DType::Q5_0 || t == DType::Q5_1 || is_k_quant(t);
 }
