@@ -46,6 +46,10 @@ void register_train(CLI::App& app) {
         std::fprintf(stderr, "microlm-train: %lld parameters, %s, %s, out %s\n",
                      static_cast<long long>(cfg.shape.parameters()), cfg.device.c_str(),
                      uses_bf16(cfg) ? "bf16 autocast (fp32 weights)" : "fp32", cfg.out.c_str());
+        if (!cfg.teacher.empty()) {
+            std::fprintf(stderr, "microlm-train: distilling from %s (weight %.2g, temperature %.2g)\n",
+                         cfg.teacher.c_str(), cfg.distill_weight, cfg.distill_temperature);
+        }
         const TrainSummary s = run_training(cfg, [](const StepReport& r) {
             std::fprintf(stderr, "step %6lld/%lld  loss %.4f%s  lr %.2e  %6.0f tok/s  seen %.2fM  ETA %s\n",
                          static_cast<long long>(r.step), static_cast<long long>(r.steps), r.loss,

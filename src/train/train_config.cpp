@@ -107,6 +107,7 @@ void TrainConfig::validate() const {
          "grad_clip, weight_decay, first_tokens >= 0 and first_token_weight > 0");
     need(distill_weight >= 0 && distill_weight <= 1 && distill_temperature > 0,
          "distill_weight must be in [0, 1] and distill_temperature > 0");
+    need(teacher.empty() || distill_weight > 0, "a teacher needs distill_weight > 0 (0 would run it for nothing)");
 }
 
 std::string TrainConfig::to_text() const {

@@ -257,16 +257,25 @@ int64_t init_weights_from(const std::string& path, LlamaModule& model) {
     return init.tokens_seen;
 }
 
-LlamaModule load_teacher(const std::string& path, int64_t n_vocab) {
+LlamaModule load_teacher(const std::string& path, int64_t n_vocab, const std::vector<std::string>& student_tokens) {
     LlamaHparams shape;
     {
         const auto file = GgufFile::open(path);
         shape = read_llama_hparams(*file);
-    }
-    if (shape.arch != "llama") throw Error(path + ": teacher is a " + shape.arch + " model; distillation takes a llama");
-    if (shape.n_vocab != n_vocab) {
-        throw Error(path + ": teacher has " + std::to_string(shape.n_vocab) + " tokens, the student " +
-                    std::to_string(n_vocab) + " (cut it with `microlm prune --vocab`)");
+        if (shape.arch != "llama") throw Error(path + ": teacher is a " + shape.arch + " model; distillation takes a llama");
+        if (shape.n_vocab != n_vocab) {
+            throw Error(path + ": teacher has " + std::to_string(shape.n_vocab) + " tokens, the student " +
+                        std::to_string(n_vocab) + " (cut it with `microlm prune --vocab`)");
+        }
+        if (!student_tokens.empty()) {
+            const auto tokens = file->get_str_array("tokenizer.ggml.tokens");
+            for (size_t i = 0; i < tokens.size() && i < student_tokens.size(); ++i) {
+                if (tokens[i] != student_tokens[i]) {
+                    throw Error(path + ": teacher's token " + std::to_string(i) + " is '" + tokens[i] +
+                                "', the student's '" + student_tokens[i] + "': distillation needs the same tokenizer");
+                }
+            }
+        }
     }
     LlamaModule teacher(shape);
     load_gguf_weights(path, teacher);
@@ -338,7 +347,10 @@ TrainSummary run_training(const TrainConfig& config, const std::function<void(co
     model->to(dev);
     LlamaModule teacher{nullptr};
     if (!cfg.teacher.empty()) {
-        teacher = load_teacher(cfg.teacher, cfg.shape.n_vocab);
+        std::vector<std::string> tokens;  // the student's, where its tokenizer file is known
+        if (!cfg.tokenizer.empty() && fs::exists(cfg.tokenizer))
+            tokens = GgufFile::open(cfg.tokenizer)->get_str_array("tokenizer.ggml.tokens");
+        teacher = load_teacher(cfg.teacher, cfg.shape.n_vocab, tokens);
         teacher->to(dev);
     }
 

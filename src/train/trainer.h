@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "llama_module.h"
 #include "train_config.h"
@@ -63,8 +64,10 @@ LoadedCheckpoint load_checkpoint(const std::string& path);
 int64_t init_weights_from(const std::string& path, LlamaModule& model);
 
 // A distillation teacher: the Llama in an F32/F16/Q8_0 GGUF, shape from the file, in eval mode.
-// Throws when its vocabulary is not `n_vocab` (the student's) or it is not a llama.
-LlamaModule load_teacher(const std::string& path, int64_t n_vocab);
+// Throws when it is not a llama, its vocabulary is not `n_vocab` tokens, or (where the student's
+// token strings are given) its tokens are not the student's, in order: a KL between two
+// vocabularies of the same size but other tokens would train nonsense.
+LlamaModule load_teacher(const std::string& path, int64_t n_vocab, const std::vector<std::string>& student_tokens = {});
 
 // Per position of (..., V) logits: T^2 * KL(softmax(teacher / T) || softmax(student / T)), in
 // float32, shape (...). The T^2 keeps its gradient's scale independent of T (Hinton et al.).

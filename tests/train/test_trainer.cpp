@@ -352,7 +352,7 @@ TEST(Trainer, DistillKlMatchesTheDefinitionInFloat64) {
 // Pure distillation (weight 1: the labels never enter the objective) from a teacher trained
 // on the fixture teaches a fresh student the fixture: in the same 40 steps its label CE falls
 // from ln 512 to below 1.0 (plain training's threshold is 2.5; the teacher reaches ~0.3).
-// A teacher of another vocabulary is refused by name.
+// A teacher of another vocabulary (size or tokens) is refused by name.
 TEST(Trainer, DistillationFromATrainedTeacherTeachesTheFixture) {
     const fs::path dir = scratch("distill");
     fs::create_directories(dir / "data");
@@ -376,6 +376,9 @@ TEST(Trainer, DistillationFromATrainedTeacherTeachesTheFixture) {
     EXPECT_GT(ls.front(), 5.5);
     EXPECT_LT(r.last_val_loss, 1.0);
 
+    // The same size but other tokens: refused too, where the student's tokens are known.
+    std::vector<std::string> other_tokens(512, "x");
+    EXPECT_THROW(load_teacher((dir / "teacher.gguf").string(), 512, other_tokens), Error);
     ms.n_vocab = 600;
     write_random_llama((dir / "other.gguf").string(), ms, DType::F32, 1);
     EXPECT_THROW(load_teacher((dir / "other.gguf").string(), 512), Error);
