@@ -67,23 +67,23 @@ inline NeonCodes neon_codes(const BlockQ4_1& b) {
     c.m = neon_half(b.m);
     return c;
 }
-inline NeonCodes neon_codes(const BlockQ5_0& b) {
+// Q5_0 / Q5_1: the nibbles with their 5th bits, less `offset` (16 for Q5_0's signed codes, 0).
+inline NeonCodes neon_q5_codes(const uint8_t* qs, const uint8_t* qh, int8_t offset) {
     NeonCodes c{};
-    neon_nibbles(b.qs, &c.c0, &c.c1);
+    neon_nibbles(qs, &c.c0, &c.c1);
     uint8x16_t h0, h1;
-    neon_q5_high(b.qh, &h0, &h1);
-    c.c0 = vsubq_s8(vorrq_s8(c.c0, vreinterpretq_s8_u8(h0)), vdupq_n_s8(16));
-    c.c1 = vsubq_s8(vorrq_s8(c.c1, vreinterpretq_s8_u8(h1)), vdupq_n_s8(16));
+    neon_q5_high(qh, &h0, &h1);
+    c.c0 = vsubq_s8(vorrq_s8(c.c0, vreinterpretq_s8_u8(h0)), vdupq_n_s8(offset));
+    c.c1 = vsubq_s8(vorrq_s8(c.c1, vreinterpretq_s8_u8(h1)), vdupq_n_s8(offset));
+    return c;
+}
+inline NeonCodes neon_codes(const BlockQ5_0& b) {
+    NeonCodes c = neon_q5_codes(b.qs, b.qh, 16);
     c.d = neon_half(b.d);
     return c;
 }
 inline NeonCodes neon_codes(const BlockQ5_1& b) {
-    NeonCodes c{};
-    neon_nibbles(b.qs, &c.c0, &c.c1);
-    uint8x16_t h0, h1;
-    neon_q5_high(b.qh, &h0, &h1);
-    c.c0 = vorrq_s8(c.c0, vreinterpretq_s8_u8(h0));
-    c.c1 = vorrq_s8(c.c1, vreinterpretq_s8_u8(h1));
+    NeonCodes c = neon_q5_codes(b.qs, b.qh, 0);
     c.d = neon_half(b.d);
     c.m = neon_half(b.m);
     return c;
