@@ -39,12 +39,6 @@ namespace {
 // four per token, the quantized types one).
 constexpr int kTokenBlock = 4;
 
-float half(uint16_t h) {
-    __fp16 f;
-    std::memcpy(&f, &h, sizeof f);
-    return f;  // FCVT, in base ARMv8: no +fp16 needed for conversions
-}
-
 float32x4_t load_half4(const uint16_t* p) {
     return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
 }
@@ -152,7 +146,7 @@ float scalar1(float v) {
     return v;
 }
 float scalar1(uint16_t h) {
-    return half(h);
+    return neon_half(h);
 }
 
 template <int NT, typename T>
@@ -312,7 +306,7 @@ void attn_scores(const uint16_t* q16, const uint16_t* k, int64_t stride, int64_t
             float lanes[16];
             for (int g = 0; g < 4; g++) vst1q_f32(lanes + 4 * g, a[g]);
             for (int64_t d = hd - hd % 4; d < hd; d++)
-                lanes[d % 16] = std::fma(half(q16[d]), half(kj[d]), lanes[d % 16]);
+                lanes[d % 16] = std::fma(neon_half(q16[d]), neon_half(kj[d]), lanes[d % 16]);
             for (int g = 0; g < 4; g++) a[g] = vld1q_f32(lanes + 4 * g);
         }
         scores[j] = lane_tree_sum(a) * scale;

@@ -215,11 +215,11 @@ void copy_weights(LlamaModule& dst_model, LlamaModule& src_model) {
 }
 
 // A GGUF's tensors into the model, by name: the export writes the module's own names.
-void load_gguf_weights(const std::string& path, LlamaModule& model) {
-    const auto file = GgufFile::open(path);
+void load_gguf_weights(const GgufFile& file, LlamaModule& model) {
+    const std::string& path = file.path();
     torch::NoGradGuard g;
     for (auto& [name, p] : model->named_weights()) {
-        const GgufTensor* t = file->find_tensor(name);
+        const GgufTensor* t = file.find_tensor(name);
         if (!t) throw Error(path + ": has no tensor " + name + " (is it a model of this shape?)");
         if (t->elements() != p.numel()) {
             throw Error(path + ": tensor " + name + " has " + std::to_string(t->elements()) +
@@ -228,7 +228,7 @@ void load_gguf_weights(const std::string& path, LlamaModule& model) {
         const auto type = static_cast<DType>(t->type);
         if (type != DType::F32 && type != DType::F16 && type != DType::Q8_0) {
             throw Error(path + ": tensor " + name + " is " + std::string(dtype_name(t->type)) +
-                        "; init_from takes F32, F16 or Q8_0 GGUF files");
+                        "; init_from and teacher take F32, F16 or Q8_0 GGUF files");
         }
         auto buf = torch::empty({p.numel()}, torch::kFloat32);
         dequantize_row(type, t->data, buf.data_ptr<float>(), p.numel());
@@ -246,7 +246,7 @@ bool uses_bf16(const TrainConfig& cfg) {
 
 int64_t init_weights_from(const std::string& path, LlamaModule& model) {
     if (fs::path(path).extension() == ".gguf") {
-        load_gguf_weights(path, model);
+        load_gguf_weights(*GgufFile::open(path), model);
         return 0;
     }
     LoadedCheckpoint init = load_checkpoint(path);
@@ -258,27 +258,24 @@ int64_t init_weights_from(const std::string& path, LlamaModule& model) {
 }
 
 LlamaModule load_teacher(const std::string& path, int64_t n_vocab, const std::vector<std::string>& student_tokens) {
-    LlamaHparams shape;
-    {
-        const auto file = GgufFile::open(path);
-        shape = read_llama_hparams(*file);
-        if (shape.arch != "llama") throw Error(path + ": teacher is a " + shape.arch + " model; distillation takes a llama");
-        if (shape.n_vocab != n_vocab) {
-            throw Error(path + ": teacher has " + std::to_string(shape.n_vocab) + " tokens, the student " +
-                        std::to_string(n_vocab) + " (cut it with `microlm prune --vocab`)");
-        }
-        if (!student_tokens.empty()) {
-            const auto tokens = file->get_str_array("tokenizer.ggml.tokens");
-            for (size_t i = 0; i < tokens.size() && i < student_tokens.size(); ++i) {
-                if (tokens[i] != student_tokens[i]) {
-                    throw Error(path + ": teacher's token " + std::to_string(i) + " is '" + tokens[i] +
-                                "', the student's '" + student_tokens[i] + "': distillation needs the same tokenizer");
-                }
+    const auto file = GgufFile::open(path);
+    const LlamaHparams shape = read_llama_hparams(*file);
+    if (shape.arch != "llama") throw Error(path + ": teacher is a " + shape.arch + " model; distillation takes a llama");
+    if (shape.n_vocab != n_vocab) {
+        throw Error(path + ": teacher has " + std::to_string(shape.n_vocab) + " tokens, the student " +
+                    std::to_string(n_vocab) + " (cut it with `microlm prune --vocab`)");
+    }
+    if (!student_tokens.empty()) {
+        const auto tokens = file->get_str_array("tokenizer.ggml.tokens");
+        for (size_t i = 0; i < tokens.size() && i < student_tokens.size(); ++i) {
+            if (tokens[i] != student_tokens[i]) {
+                throw Error(path + ": teacher's token " + std::to_string(i) + " is '" + tokens[i] +
+                            "', the student's '" + student_tokens[i] + "': distillation needs the same tokenizer");
             }
         }
     }
     LlamaModule teacher(shape);
-    load_gguf_weights(path, teacher);
+    load_gguf_weights(*file, teacher);
     teacher->eval();
     for (auto& p : teacher->parameters()) p.set_requires_grad(false);
     return teacher;
