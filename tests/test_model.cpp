@@ -1,5 +1,6 @@
 // The forward pass on random-weight models microlm writes itself: batched prefill equals
-// token-by-token decoding, threads do not change results, truncate() reuses a prefix
+// token-by-token decoding, several sequences in one pass equal each one alone (and batched
+// generation equals generate()), threads do not change results, truncate() reuses a prefix
 // exactly, every weight type runs, and bad inputs are errors. (Agreement with llama.cpp is
 // test_parity_model.cpp.)
 #include <gtest/gtest.h>
@@ -14,6 +15,7 @@
 #include "microlm/model.h"
 #include "microlm/random_model.h"
 #include "microlm/sampler.h"
+#include "microlm/tokenizer.h"
 
 using namespace microlm;
 
@@ -223,5 +225,137 @@ TEST(Model, ScoreTokensEqualsLogSoftmaxOfTokenByTokenDecoding) {
     // The context holds the scored tokens: a request that continues them reuses the KV state.
     EXPECT_EQ(scorer.n_past(), static_cast<int64_t>(kPrompt.size()));
     EXPECT_EQ(scorer.reuse_prefix(kPrompt), static_cast<int64_t>(kPrompt.size()) - 1);
+    std::filesystem::remove(path);
+}
+
+TEST(Model, SequencesInOnePassEqualEachSequenceAlone) {
+    for (DType t : {DType::F32, DType::Q8_0, DType::Q4_1}) {
+        const std::string path = random_model(t);
+        auto m = Model::load(path);
+        Context multi(*m, 64, 2, 16, nullptr, 3);
+        std::vector<std::unique_ptr<Context>> alone;
+        for (int s = 0; s < 3; ++s) alone.push_back(std::make_unique<Context>(*m, 64, 1));
+        // Prompts of different lengths, interleaved in one pass; logits for each one's last row.
+        const std::vector<std::vector<int32_t>> prompts = {
+            {kPrompt.begin(), kPrompt.begin() + 5}, {7, 8, 9}, {kPrompt.begin() + 4, kPrompt.end() - 6}};
+        std::vector<Context::SeqToken> rows;
+        for (size_t i = 0; i < 11; ++i)
+            for (int32_t s = 0; s < 3; ++s)
+                if (i < prompts[s].size()) rows.push_back({prompts[s][i], s, i + 1 == prompts[s].size()});
+        ASSERT_LE(rows.size(), 16u);
+        std::vector<float> got;
+        {
+            const auto l = multi.eval_seqs(rows);
+            got.assign(l.begin(), l.end());
+        }
+        ASSERT_EQ(got.size(), 3u * 512);
+        // Rows asking for logits came in the order seq 1 (3 tokens), seq 0 (5), seq 2 (7).
+        const int order[3] = {1, 0, 2};
+        for (int j = 0; j < 3; ++j) {
+            const int s = order[j];
+            const auto l = alone[s]->eval(prompts[s]);
+            EXPECT_LE(max_diff(l, std::span<const float>(got).subspan(j * 512, 512)), 1e-4f)
+                << dtype_name(uint32_t(t)) << " sequence " << s;
+            EXPECT_EQ(multi.n_past(s), static_cast<int64_t>(prompts[s].size()));
+        }
+        // Decode steps: one row per sequence, every pass.
+        for (int step = 0; step < 4; ++step) {
+            std::vector<Context::SeqToken> dec;
+            for (int32_t s = 0; s < 3; ++s) dec.push_back({100 + step * 3 + s, s, true});
+            const auto l = multi.eval_seqs(dec);
+            std::vector<float> lv(l.begin(), l.end());
+            for (int32_t s = 0; s < 3; ++s) {
+                const int32_t id = dec[s].token;
+                const auto a = alone[s]->eval(std::span<const int32_t>(&id, 1));
+                EXPECT_LE(max_diff(a, std::span<const float>(lv).subspan(s * 512, 512)), 1e-4f)
+                    << dtype_name(uint32_t(t)) << " step " << step << " sequence " << s;
+            }
+        }
+        // A cleared sequence starts again from position 0, beside the others.
+        multi.clear_seq(1);
+        EXPECT_EQ(multi.n_past(1), 0);
+        Context fresh(*m, 64, 1);
+        const std::vector<Context::SeqToken> again = {{5, 1, false}, {6, 1, true}, {1, 0, true}};
+        const auto l = multi.eval_seqs(again);
+        EXPECT_LE(max_diff(fresh.eval(std::vector<int32_t>{5, 6}), l.subspan(0, 512)), 1e-4f) << dtype_name(uint32_t(t));
+        std::filesystem::remove(path);
+    }
+}
+
+TEST(Model, BadSequenceRowsAreErrors) {
+    const std::string path = random_model(DType::Q8_0);
+    auto m = Model::load(path);
+    EXPECT_THROW(Context(*m, 8, 1, 4, nullptr, 0), Error);
+    Context ctx(*m, 8, 1, 4, nullptr, 2);
+    using Row = Context::SeqToken;
+    EXPECT_THROW(ctx.eval_seqs(std::vector<Row>{}), Error);
+    EXPECT_THROW(ctx.eval_seqs(std::vector<Row>{{1, 2, true}}), Error);   // no sequence 2
+    EXPECT_THROW(ctx.eval_seqs(std::vector<Row>{{512, 0, true}}), Error);  // outside the vocabulary
+    EXPECT_THROW(ctx.eval_seqs(std::vector<Row>(5, Row{1, 0, true})), Error);  // 5 rows > batch of 4
+    EXPECT_THROW(ctx.n_past(-1), Error);
+    EXPECT_EQ(ctx.n_past(0), 0);
+    for (int i = 0; i < 2; ++i) ctx.eval_seqs(std::vector<Row>(4, Row{1, 1, false}));
+    EXPECT_EQ(ctx.n_past(1), 8);
+    EXPECT_THROW(ctx.eval_seqs(std::vector<Row>{{1, 0, false}, {1, 1, true}}), Error);  // sequence 1 is full
+    EXPECT_EQ(ctx.n_past(0), 0);  // a refused pass changes nothing
+    std::filesystem::remove(path);
+}
+
+TEST(Model, GenerateBatchEqualsGenerateForEachPrompt) {
+    const std::string path = random_model(DType::Q8_0);
+    auto m = Model::load(path);
+    const Tokenizer tok(vocab_from_gguf(m->file()));
+    std::vector<std::vector<int32_t>> prompts;
+    for (size_t i = 0; i < 7; ++i) prompts.emplace_back(kPrompt.begin() + static_cast<long>(i), kPrompt.end() - static_cast<long>(i % 3));
+    const auto one_by_one = [&](const SamplerParams& sp, size_t i, int64_t n) {
+        Context ctx(*m, 64, 1);
+        SamplerParams p = sp;
+        p.seed = sp.seed + i;
+        Sampler sampler(p);
+        std::vector<int32_t> out;
+        generate(ctx, sampler, tok, prompts[i], n, [&](int32_t id) {
+            out.push_back(id);
+            return true;
+        });
+        return out;
+    };
+    SamplerParams greedy;
+    greedy.temperature = 0.0f;
+    SamplerParams sampled;  // the defaults: temperature 0.8, top-k 40, top-p 0.95, min-p 0.05
+    for (const SamplerParams& sp : {greedy, sampled}) {
+        // Three slots for seven prompts (slots are reused) and a batch of 5 rows (prefill is
+        // split across passes and shares them with decode rows), then one slot per prompt.
+        for (const auto& [seqs, batch] : {std::pair{3, 5}, std::pair{7, 64}}) {
+            Context ctx(*m, 64, 2, batch, nullptr, seqs);
+            BatchStats st;
+            std::vector<size_t> finished;
+            const auto got = generate_batch(ctx, tok, prompts, 12, sp, &st,
+                                            [&](size_t i, const std::vector<int32_t>&) { finished.push_back(i); });
+            ASSERT_EQ(got.size(), prompts.size());
+            EXPECT_EQ(finished.size(), prompts.size());
+            int64_t gen = 0, prompt_tokens = 0;
+            for (size_t i = 0; i < prompts.size(); ++i) {
+                EXPECT_EQ(got[i], one_by_one(sp, i, 12)) << "prompt " << i << " seqs " << seqs << " temperature "
+                                                         << sp.temperature;
+                gen += static_cast<int64_t>(got[i].size());
+                prompt_tokens += static_cast<int64_t>(prompts[i].size());
+            }
+            EXPECT_EQ(st.gen_tokens, gen);
+            EXPECT_GT(gen, static_cast<int64_t>(prompts.size()) * 6);  // the comparison is not of empty outputs
+            EXPECT_EQ(st.prompt_tokens, prompt_tokens);
+            EXPECT_GT(st.passes, 0);
+        }
+    }
+    // A prompt that leaves no room is named; budgets are cut to what a sequence holds.
+    Context small(*m, 16, 1, 8, nullptr, 2);
+    const std::vector<std::vector<int32_t>> too_long = {{1, 2}, kPrompt};
+    try {
+        generate_batch(small, tok, too_long, 4, greedy);
+        ADD_FAILURE() << "a 17-token prompt fit a 16-position sequence";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("prompt 1"), std::string::npos) << e.what();
+    }
+    const std::vector<std::vector<int32_t>> near_full = {std::vector<int32_t>(kPrompt.begin(), kPrompt.begin() + 14)};
+    EXPECT_LE(generate_batch(small, tok, near_full, 10, greedy)[0].size(), 2u);
     std::filesystem::remove(path);
 }

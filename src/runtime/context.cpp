@@ -1,4 +1,6 @@
-// Context: the Llama forward pass over a batch of tokens with a fp16 KV cache; Gemma 3's
+// Context: the Llama forward pass over a batch of tokens with a fp16 KV cache, for one
+// sequence or for several at once (batched generation: each row carries its sequence and
+// position, the matrix products run over all rows, attention per row in its own cache); Gemma 3's
 // differences (LlamaHparams: embedding scale, QK and post norms, GELU, NeoX RoPE, local layers)
 // are switched by the model's hyper-parameters, not by architecture name.
 // Numerics follow llama.cpp's CPU path where it matters for agreement: RMSNorm summed in
@@ -60,17 +62,20 @@ void rope_table(float base, int64_t rotated, int64_t pos0, int64_t n, const std:
 
 }  // namespace
 
-Context::Context(const Model& model, int64_t n_ctx, int n_threads, int64_t n_batch, const Kernels* kernels)
+Context::Context(const Model& model, int64_t n_ctx, int n_threads, int64_t n_batch, const Kernels* kernels,
+                 int32_t n_seqs)
     : model_(model),
       kernels_(kernels ? kernels : &kernels_best()),
       pool_(n_threads),
       n_ctx_(std::clamp<int64_t>(n_ctx, 1, model.config().n_ctx)),
       n_batch_(std::max<int64_t>(1, n_batch)) {
+    if (n_seqs < 1) throw Error("context: n_seqs must be at least 1, got " + std::to_string(n_seqs));
     const LlamaHparams& c = model.config();
     const int64_t q_dim = c.n_heads * c.head_dim(), kv_dim = c.n_kv_heads * c.head_dim();
     const auto sz = [](int64_t a, int64_t b) { return static_cast<size_t>(a * b); };
-    k_cache_.assign(sz(c.n_layers * n_ctx_, kv_dim), 0);
-    v_cache_.assign(sz(c.n_layers * n_ctx_, kv_dim), 0);
+    past_.assign(static_cast<size_t>(n_seqs), 0);
+    k_cache_.assign(sz(c.n_layers * n_seqs * n_ctx_, kv_dim), 0);
+    v_cache_.assign(sz(c.n_layers * n_seqs * n_ctx_, kv_dim), 0);
     x_.assign(sz(n_batch_, c.dim), 0.0f);
     xn_.assign(sz(n_batch_, std::max(c.dim, q_dim)), 0.0f);
     q_.assign(sz(n_batch_, q_dim), 0.0f);
@@ -91,50 +96,114 @@ Context::Context(const Model& model, int64_t n_ctx, int n_threads, int64_t n_bat
     }
     prepared_.assign(prep * static_cast<size_t>(n_batch_), 0);
     logits_.assign(static_cast<size_t>(c.n_vocab), 0.0f);
-    tokens_.assign(static_cast<size_t>(n_ctx_), 0);
+    tokens_.assign(sz(n_seqs, n_ctx_), 0);
+    row_seq_.assign(static_cast<size_t>(n_batch_), 0);
+    row_pos_.assign(static_cast<size_t>(n_batch_), 0);
+    out_rows_.assign(static_cast<size_t>(n_batch_), 0);
 }
 
 Context::~Context() = default;
 
 void Context::truncate(int64_t n) {
-    if (n < 0 || n > n_past_) {
-        throw Error("truncate(" + std::to_string(n) + "): the cache holds " + std::to_string(n_past_) + " positions");
+    if (n < 0 || n > past_[0]) {
+        throw Error("truncate(" + std::to_string(n) + "): the cache holds " + std::to_string(past_[0]) + " positions");
     }
-    n_past_ = n;
+    past_[0] = n;
 }
 
 int64_t Context::reuse_prefix(std::span<const int32_t> tokens) {
-    const int64_t limit = std::min<int64_t>(n_past_, static_cast<int64_t>(tokens.size()) - 1);
+    const int64_t limit = std::min<int64_t>(past_[0], static_cast<int64_t>(tokens.size()) - 1);
     int64_t n = 0;
     while (n < limit && tokens_[static_cast<size_t>(n)] == tokens[static_cast<size_t>(n)]) ++n;
-    n_past_ = n;
+    past_[0] = n;
     return n;
+}
+
+int64_t Context::n_past(int32_t seq) const {
+    if (seq < 0 || seq >= n_seqs())
+        throw Error("sequence " + std::to_string(seq) + " is outside [0, " + std::to_string(n_seqs()) + ")");
+    return past_[static_cast<size_t>(seq)];
+}
+
+void Context::clear_seq(int32_t seq) {
+    n_past(seq);  // range check
+    past_[static_cast<size_t>(seq)] = 0;
+}
+
+void Context::check_token(int32_t id) const {
+    if (id < 0 || id >= n_vocab()) {
+        throw Error("token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(n_vocab()) +
+                    ")");
+    }
+}
+
+uint16_t* Context::cache_row(std::vector<uint16_t>& cache, int64_t layer, int64_t seq, int64_t pos) {
+    const LlamaHparams& c = model_.config();
+    return cache.data() + ((layer * n_seqs() + seq) * n_ctx_ + pos) * c.n_kv_heads * c.head_dim();
 }
 
 std::span<const float> Context::eval(std::span<const int32_t> tokens, bool all_logits) {
     const int64_t n = static_cast<int64_t>(tokens.size());
     if (n == 0) throw Error("eval: no tokens");
-    if (n_past_ + n > n_ctx_) {
-        throw Error("context full: " + std::to_string(n_past_) + " positions used + " + std::to_string(n) +
+    int64_t& past = past_[0];
+    if (past + n > n_ctx_) {
+        throw Error("context full: " + std::to_string(past) + " positions used + " + std::to_string(n) +
                     " new tokens > context size " + std::to_string(n_ctx_) + " (raise --ctx-size)");
     }
-    for (int32_t id : tokens) {
-        if (id < 0 || id >= n_vocab()) {
-            throw Error("token id " + std::to_string(id) + " is outside the vocabulary [0, " +
-                        std::to_string(n_vocab()) + ")");
-        }
-    }
+    for (int32_t id : tokens) check_token(id);
     logits_rows_ = all_logits ? n : 1;
     if (logits_.size() < static_cast<size_t>(logits_rows_ * n_vocab())) {
         logits_.resize(static_cast<size_t>(logits_rows_ * n_vocab()));
     }
-    std::copy(tokens.begin(), tokens.end(), tokens_.begin() + n_past_);
+    std::copy(tokens.begin(), tokens.end(), tokens_.begin() + past);
     for (int64_t i = 0; i < n; i += n_batch_) {
         const int64_t m = std::min(n_batch_, n - i);
-        const bool want = all_logits || i + m == n;
-        eval_batch(tokens.data() + i, m, want, all_logits ? i : 0);
+        for (int64_t t = 0; t < m; ++t) {
+            row_seq_[static_cast<size_t>(t)] = 0;
+            row_pos_[static_cast<size_t>(t)] = past + t;
+            out_rows_[static_cast<size_t>(t)] = t;
+        }
+        if (all_logits) {
+            eval_batch(tokens.data() + i, m, out_rows_.data(), m, logits_.data() + i * n_vocab());
+        } else {
+            const int64_t last = m - 1;
+            eval_batch(tokens.data() + i, m, &last, i + m == n ? 1 : 0, logits_.data());
+        }
+        past += m;
     }
     return {logits_.data() + (all_logits ? (n - 1) * n_vocab() : 0), static_cast<size_t>(n_vocab())};
+}
+
+std::span<const float> Context::eval_seqs(std::span<const SeqToken> rows) {
+    const int64_t n = static_cast<int64_t>(rows.size());
+    if (n == 0) throw Error("eval_seqs: no rows");
+    if (n > n_batch_)
+        throw Error("eval_seqs: " + std::to_string(n) + " rows > the context's batch of " + std::to_string(n_batch_));
+    std::vector<int64_t> next(past_);  // each sequence's next position as rows are placed
+    std::vector<int32_t> ids(static_cast<size_t>(n));
+    int64_t n_out = 0;
+    for (int64_t t = 0; t < n; ++t) {
+        const SeqToken& r = rows[static_cast<size_t>(t)];
+        check_token(r.token);
+        n_past(r.seq);  // range check
+        int64_t& pos = next[static_cast<size_t>(r.seq)];
+        if (pos >= n_ctx_) {
+            throw Error("context full: sequence " + std::to_string(r.seq) + " holds " + std::to_string(n_ctx_) +
+                        " positions (raise --ctx-size)");
+        }
+        ids[static_cast<size_t>(t)] = r.token;
+        row_seq_[static_cast<size_t>(t)] = r.seq;
+        row_pos_[static_cast<size_t>(t)] = pos++;
+        if (r.logits) out_rows_[static_cast<size_t>(n_out++)] = t;
+    }
+    logits_rows_ = n_out;
+    if (logits_.size() < static_cast<size_t>(n_out * n_vocab())) logits_.resize(static_cast<size_t>(n_out * n_vocab()));
+    for (int64_t t = 0; t < n; ++t)
+        tokens_[static_cast<size_t>(row_seq_[static_cast<size_t>(t)] * n_ctx_ + row_pos_[static_cast<size_t>(t)])] =
+            ids[static_cast<size_t>(t)];
+    eval_batch(ids.data(), n, out_rows_.data(), n_out, logits_.data());
+    past_ = std::move(next);
+    return {logits_.data(), static_cast<size_t>(n_out * n_vocab())};
 }
 
 void Context::matmul(const WeightRef& w, const float* x, int64_t n, float* y, bool reuse_prepared) {
@@ -168,8 +237,6 @@ void Context::rope(float* x, int64_t n, int64_t n_heads, const std::vector<float
 void Context::attention(int64_t layer, int64_t n) {
     const LlamaHparams& c = model_.config();
     const int64_t hd = c.head_dim(), kv_dim = c.n_kv_heads * hd, group = c.n_heads / c.n_kv_heads;
-    const uint16_t* kc = k_cache_.data() + layer * n_ctx_ * kv_dim;
-    const uint16_t* vc = v_cache_.data() + layer * n_ctx_ * kv_dim;
     const float scale = c.attention_scale();
     // A local (sliding-window) layer sees only the last sliding_window positions.
     const int64_t window = c.is_local(layer) ? c.sliding_window : 0;
@@ -182,7 +249,10 @@ void Context::attention(int64_t layer, int64_t n) {
         float* s = scores_.data() + part * n_ctx_;
         for (int64_t task = tasks * part / parts; task < tasks * (part + 1) / parts; ++task) {
             const int64_t t = task / c.n_heads, h = task % c.n_heads, kvh = h / group;
-            const int64_t n_visible = n_past_ + t + 1;  // causal: this token and all before it
+            const int64_t seq = row_seq_[static_cast<size_t>(t)];
+            const uint16_t* kc = cache_row(k_cache_, layer, seq, 0);
+            const uint16_t* vc = cache_row(v_cache_, layer, seq, 0);
+            const int64_t n_visible = row_pos_[static_cast<size_t>(t)] + 1;  // causal: this token and all before it
             const int64_t first = window > 0 ? std::max<int64_t>(0, n_visible - window) : 0;
             const int64_t n_keys = n_visible - first;
             const uint16_t* q = q16_.data() + (t * c.n_heads + h) * hd;
@@ -202,7 +272,7 @@ void Context::attention(int64_t layer, int64_t n) {
     });
 }
 
-void Context::eval_batch(const int32_t* tokens, int64_t n, bool want_logits, int64_t logits_row) {
+void Context::eval_batch(const int32_t* tokens, int64_t n, const int64_t* out_rows, int64_t n_out, float* out) {
     const LlamaHparams& c = model_.config();
     const int64_t dim = c.dim, kv_dim = c.n_kv_heads * c.head_dim();
     const WeightRef& emb = model_.token_embd;
@@ -213,9 +283,13 @@ void Context::eval_batch(const int32_t* tokens, int64_t n, bool want_logits, int
         if (c.embed_scale != 1.0f)
             for (int64_t i = 0; i < dim; ++i) xt[i] *= c.embed_scale;
     }
-    rope_table(c.rope_base, c.rotated_dims(), n_past_, n, model_.rope_freq_factors, rope_cs_.data());
-    if (!rope_cs_local_.empty())
-        rope_table(c.rope_base_local, c.rotated_dims(), n_past_, n, model_.rope_freq_factors, rope_cs_local_.data());
+    // Each row at its own position (rows of a pass need not be consecutive, nor one sequence's).
+    for (int64_t t = 0; t < n; ++t) {
+        const int64_t pos = row_pos_[static_cast<size_t>(t)], at = t * c.rotated_dims();
+        rope_table(c.rope_base, c.rotated_dims(), pos, 1, model_.rope_freq_factors, rope_cs_.data() + at);
+        if (!rope_cs_local_.empty())
+            rope_table(c.rope_base_local, c.rotated_dims(), pos, 1, model_.rope_freq_factors, rope_cs_local_.data() + at);
+    }
     const int64_t hd = c.head_dim();
     // Per-head RMSNorm of n rows of `heads` heads (Gemma's QK norm).
     const auto head_norm = [&](float* v, int64_t heads, const std::vector<float>& w) {
@@ -235,10 +309,11 @@ void Context::eval_batch(const int32_t* tokens, int64_t n, bool want_logits, int
         }
         rope(q_.data(), n, c.n_heads, cs);
         rope(k_.data(), n, c.n_kv_heads, cs);
-        uint16_t* kc = k_cache_.data() + (l * n_ctx_ + n_past_) * kv_dim;
-        uint16_t* vc = v_cache_.data() + (l * n_ctx_ + n_past_) * kv_dim;
-        kernels_->prepare(DType::F16, k_.data(), 1, n * kv_dim, kc);
-        kernels_->prepare(DType::F16, v_.data(), 1, n * kv_dim, vc);
+        for (int64_t t = 0; t < n; ++t) {
+            const int64_t seq = row_seq_[static_cast<size_t>(t)], pos = row_pos_[static_cast<size_t>(t)];
+            kernels_->prepare(DType::F16, k_.data() + t * kv_dim, 1, kv_dim, cache_row(k_cache_, l, seq, pos));
+            kernels_->prepare(DType::F16, v_.data() + t * kv_dim, 1, kv_dim, cache_row(v_cache_, l, seq, pos));
+        }
         attention(l, n);
         matmul(w.wo, att_out_.data(), n, xn_.data());
         if (c.post_norms)
@@ -263,15 +338,11 @@ void Context::eval_batch(const int32_t* tokens, int64_t n, bool want_logits, int
                 rmsnorm(xn_.data() + t * dim, w.post_ffn_norm.data(), xn_.data() + t * dim, dim, c.norm_eps);
         for (int64_t i = 0; i < n * dim; ++i) x_[i] += xn_[i];
     }
-    n_past_ += n;
 
-    if (!want_logits) return;
-    const int64_t first = logits_rows_ > 1 ? 0 : n - 1;
-    const int64_t rows = n - first;
-    for (int64_t t = first; t < n; ++t) {
-        rmsnorm(x_.data() + t * dim, model_.output_norm.data(), xn_.data() + (t - first) * dim, dim, c.norm_eps);
-    }
-    matmul(model_.output, xn_.data(), rows, logits_.data() + logits_row * n_vocab());
+    if (n_out == 0) return;
+    for (int64_t j = 0; j < n_out; ++j)
+        rmsnorm(x_.data() + out_rows[j] * dim, model_.output_norm.data(), xn_.data() + j * dim, dim, c.norm_eps);
+    matmul(model_.output, xn_.data(), n_out, out);
 }
 
 }  // namespace microlm

@@ -1,5 +1,6 @@
 // The decode loop shared by `run` and the tests: prefill a prompt, then sample and feed back
-// one token at a time until a token limit or an end-of-generation token.
+// one token at a time until a token limit or an end-of-generation token; and the same for many
+// prompts at once (generate_batch), whose sequences share every forward pass.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +31,27 @@ struct GenerateStats {
 GenerateStats generate(Context& ctx, Sampler& sampler, const Tokenizer& tok, std::span<const int32_t> prompt,
                        int64_t max_tokens, const std::function<bool(int32_t)>& on_token,
                        std::vector<double>* logprobs = nullptr);
+
+struct BatchStats {
+    int64_t prompt_tokens = 0;  // prompt tokens evaluated, all prompts
+    int64_t gen_tokens = 0;     // tokens generated, all prompts (end-of-generation not counted)
+    int64_t passes = 0;         // forward passes (Context::eval_seqs calls)
+    double ms = 0.0;            // wall time of the whole batch
+};
+
+// Generates up to max_tokens tokens for every prompt with sequences decoded together: each
+// forward pass carries one decode row per running sequence and fills the rest of the context's
+// batch with prompt tokens of sequences still in prefill; a sequence that ends frees its slot
+// for the next prompt (continuous batching). Uses every sequence of ctx (Context's n_seqs) and
+// clears them. Prompt i is sampled by its own Sampler seeded params.seed + i, so what it gets
+// depends neither on the batch size nor on the other prompts; with greedy params each result
+// equals generate()'s for that prompt alone, up to the kernels' rounding. A prompt's budget is
+// cut to what its cache holds; a prompt that does not fit at all is an error naming it.
+// on_done(i, tokens), if given, is called as each prompt finishes (in completion order).
+std::vector<std::vector<int32_t>> generate_batch(
+    Context& ctx, const Tokenizer& tok, std::span<const std::vector<int32_t>> prompts, int64_t max_tokens,
+    const SamplerParams& params, BatchStats* stats = nullptr,
+    const std::function<void(size_t, const std::vector<int32_t>&)>& on_done = {});
 
 // log p(id) under softmax(logits).
 double token_logprob(std::span<const float> logits, int32_t id);
