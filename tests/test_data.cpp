@@ -775,6 +775,23 @@ TEST(DataShards, PromptReplyPairsKeepTheHoldOuts) {
     EXPECT_EQ(s.train.docs + s.val.docs, 162u + 4u + 5u + 2u + 1u + 1u + 2u + 1u);
 }
 
+// A teacher's replies (microlm generate-batch's output, plain or compressed) are pairs like the
+// others, and an eval question among them is held out as everywhere.
+TEST(DataShards, TeacherRepliesKeepTheHoldOuts) {
+    const Tree t = make_tree("teacher");
+    const fs::path file = t.root / "chat" / "teacher-smollm2.jsonl";
+    write_file(file, jl({{"prompt", "Tell me about the river."}, {"reply", "The river runs by the castle."}, {"id", "sharegpt:1"}}) +
+                         jl({{"prompt", "how can i improve my time management skills?"}, {"reply", "SECRET teacher"},
+                             {"id", "sharegpt:2"}}));
+    EXPECT_EQ(data::source_of_path(file.string()), data::Source::kTeacher);
+    const data::HoldOut h = data::HoldOut::from_eval_dir(t.eval);
+    data::ReadStats st;
+    const auto docs = read_all(file.string(), h, &st);
+    ASSERT_EQ(docs.size(), 1u);
+    EXPECT_EQ(st.held_out_eval, 1u);
+    EXPECT_EQ(docs[0].messages.at(1).content, "The river runs by the castle.");
+}
+
 // Opener examples: the first question and the reply's first N tokens, no end of turn when the
 // reply was cut; long prompts keep their head and tail around " [...] ".
 TEST(DataEncoding, OpenerExamplesCutTheReplyAndShortenThePrompt) {

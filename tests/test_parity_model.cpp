@@ -5,11 +5,16 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "microlm/chat.h"
 #include "microlm/dtype.h"
@@ -277,4 +282,63 @@ TEST(ParityModel, CliRunPrintsTheGreedyAnswer) {
         return;
     }
     FAIL() << "the oracle has no 'capital of France' case";
+}
+
+// `microlm generate-batch` on a small corpus: every question not held out gets exactly the
+// greedy reply the library gives one prompt at a time; an eval question is kept out; a second
+// run resumes (an interrupted last line is dropped, done ids are not redone).
+TEST(ParityModel, CliGenerateBatchWritesGreedyRepliesAndResumes) {
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::temp_directory_path() / ("microlm_generate_batch_" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir / "chat");
+    fs::create_directories(dir / "eval");
+    const std::string out = (dir / "teacher.jsonl").string();
+    const std::vector<std::string> questions = {"What is the capital of France?", "Name three colours.",
+                                                "How can I improve my time management skills?",
+                                                "Write a haiku about rain.", "Why is the sky blue?"};
+    {
+        std::ofstream c(dir / "chat" / "sharegpt.jsonl");
+        for (size_t i = 0; i < questions.size(); ++i) {
+            nlohmann::json rec = {{"prompt", questions[i]}, {"reply", "x"}, {"en_like", true}};
+            rec["id"] = std::to_string(i);
+            c << rec.dump() << "\n";
+        }
+        std::ofstream e(dir / "eval" / "vicuna_questions.jsonl");
+        e << nlohmann::json{{"question_id", 1}, {"turns", {questions[2]}}}.dump() << "\n";
+    }
+    const auto run = [&](int limit, int seqs) {
+        // Appended piece by piece: GCC 12's -Wrestrict misfires on a long chain of operator+.
+        std::string cmd = MICROLM_BINARY;
+        for (const std::string& part : {std::string(" generate-batch -m "), std::string(MICROLM_SMOLLM2),
+                                        std::string(" --chat "), (dir / "chat" / "sharegpt.jsonl").string(),
+                                        std::string(" -o "), out, std::string(" -n 8 --limit "), std::to_string(limit),
+                                        std::string(" --seqs "), std::to_string(seqs), std::string(" -t 2 2>/dev/null")})
+            cmd += part;
+        ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    };
+    const auto records = [&] {
+        std::vector<nlohmann::json> r;
+        std::ifstream f(out);
+        for (std::string line; std::getline(f, line);) r.push_back(nlohmann::json::parse(line));
+        return r;
+    };
+    run(2, 2);
+    ASSERT_EQ(records().size(), 2u);
+    std::ofstream(out, std::ios::app) << R"({"id":"c9","prompt":"cut sho)";  // a crash mid-line
+    run(0, 3);
+    const auto recs = records();
+    ASSERT_EQ(recs.size(), 4u);  // five questions, one held out, none twice
+    auto model = Model::load(MICROLM_SMOLLM2);
+    Tokenizer tok(vocab_from_gguf(model->file()));
+    const auto system = chat_template_default_system(tok.vocab().chat_template);
+    std::set<std::string> seen;
+    for (const auto& r : recs) {
+        const std::string q = r["prompt"];
+        EXPECT_NE(q, questions[2]);
+        EXPECT_TRUE(seen.insert(r["id"].get<std::string>()).second) << r["id"];
+        const auto ids = tok.encode(format_chatml({{"user", q}}, true, system), true, true);
+        EXPECT_EQ(r["reply"].get<std::string>(), tok.decode(greedy(*model, tok, ids, 8), false)) << q;
+    }
+    fs::remove_all(dir);
 }

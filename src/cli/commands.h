@@ -75,6 +75,7 @@ void register_make_random(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_tokenizer_train(CLI::App& app);
 void register_data(CLI::App& app);
+void register_generate_batch(CLI::App& app);
 void register_serve_model(CLI::App& app);
 void register_chat(CLI::App& app);
 void register_convert(CLI::App& app);

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
     microlm::cli::register_bench(app);
     microlm::cli::register_tokenizer_train(app);
     microlm::cli::register_data(app);
+    microlm::cli::register_generate_batch(app);
     microlm::cli::register_convert(app);
     microlm::cli::register_quantize(app);
     microlm::cli::register_prune(app);

@@ -465,7 +465,8 @@ ShardSummary build_shards(const Tokenizer& tok, const HoldOut& hold_out, const S
         bool found = false;
         for (const Source k : {Source::kBooks, Source::kAlpacaEval, Source::kSgd, Source::kArenaHard, Source::kGpteacher,
                                Source::kHhRlhf, Source::kShareGpt, Source::kChitchat, Source::kGsm8k,
-                               Source::kInstructLab, Source::kGpteacherCodegen, Source::kAlpacaSubsets}) {
+                               Source::kInstructLab, Source::kGpteacherCodegen, Source::kAlpacaSubsets,
+                               Source::kTeacher}) {
             found = found || source_name(k) == source;
             if (!known.empty()) known.push_back(' ');
             known.append(source_name(k));

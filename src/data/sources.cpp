@@ -87,6 +87,8 @@ std::string_view source_name(Source s) {
             return "gpteacher_codegen";
         case Source::kAlpacaSubsets:
             return "alpaca_subsets";
+        case Source::kTeacher:
+            return "teacher";
     }
     return "?";
 }
@@ -105,11 +107,12 @@ Source source_of_path(const std::string& path) {
     if (starts_with(name, "gsm8k")) return Source::kGsm8k;
     if (starts_with(name, "instructlab")) return Source::kInstructLab;
     if (starts_with(name, "alpaca_subsets")) return Source::kAlpacaSubsets;
+    if (starts_with(name, "teacher")) return Source::kTeacher;
     throw Error(path +
                 ": the file name does not say which corpus it is (known: gutenberg-*.jsonl.zst, "
                 "alpaca_eval_outputs.jsonl.zst, sgd_dialogues.jsonl.zst, arena_hard_*.jsonl.zst, "
                 "gpteacher_*.json.zst, hh_rlhf_*.jsonl.gz, sharegpt, chitchat, gsm8k, instructlab, "
-                "gpteacher_codegen, alpaca_subsets .jsonl.zst)");
+                "gpteacher_codegen, alpaca_subsets .jsonl.zst, teacher*.jsonl[.zst] from microlm generate-batch)");
 }
 
 double unit_hash(std::string_view key) {
@@ -424,7 +427,8 @@ bool DocumentReader::parse(const std::string& record, Document& doc) try {
         case Source::kGsm8k:
         case Source::kInstructLab:
         case Source::kGpteacherCodegen:
-        case Source::kAlpacaSubsets: {
+        case Source::kAlpacaSubsets:
+        case Source::kTeacher: {
             if (source_ == Source::kShareGpt && !j.value("en_like", false)) {
                 ++stats_.not_english;
                 return false;

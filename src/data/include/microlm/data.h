@@ -96,6 +96,9 @@ enum class Source {
     kInstructLab,       // chat/instructlab.jsonl.zst
     kGpteacherCodegen,  // chat/gpteacher_codegen.jsonl.zst
     kAlpacaSubsets,     // chat/alpaca_subsets.jsonl.zst
+    // A teacher's replies to training prompts (sequence-level distillation), written by
+    // `microlm generate-batch`: teacher*.jsonl[.zst], one {prompt, reply, id} object per line.
+    kTeacher,
 };
 std::string_view source_name(Source s);
 // By file name; throws naming the file and the names it knows.
