@@ -1,5 +1,6 @@
 """The official OpenAI Python client against `microlm serve-model`: streamed and whole chat
-and completions, the [DONE] terminator on the wire, and continuing a final assistant message.
+and completions, the [DONE] terminator on the wire, continuing a final assistant message, and
+an array of prompts (decoded as one batch) giving what each prompt gives alone.
 Not a model-quality test: the model is tiny and random, written by `microlm make-random`."""
 import argparse
 import json
@@ -65,6 +66,26 @@ def run_checks(base: str) -> int:
         messages=messages + [{"role": "assistant", "content": "Sure"}],
         extra_body={"continue_final_message": True, "add_generation_prompt": False})
     assert cont.choices[0].message.content == raw, (cont.choices[0].message.content, raw)
+
+    # An array of prompts is one batch: each choice is what its prompt alone gives, greedy and
+    # sampled (prompt i is sampled with seed + i); usage is the sum.
+    prompts = [prompt, "<|im_start|>user\nWhy?<|im_end|>\n<|im_start|>assistant\n", "Once upon a time",
+               prompt + " thing"]
+    for temp in (0, 0.9):
+        batch = client.completions.create(model="tiny", prompt=prompts, max_tokens=9, temperature=temp, seed=7)
+        assert [c.index for c in batch.choices] == list(range(len(prompts))), batch.choices
+        total = 0
+        for i, p in enumerate(prompts):
+            alone = client.completions.create(model="tiny", prompt=p, max_tokens=9, temperature=temp, seed=7 + i)
+            assert batch.choices[i].text == alone.choices[0].text, (temp, i, batch.choices[i].text, alone.choices[0].text)
+            assert batch.choices[i].finish_reason == alone.choices[0].finish_reason
+            total += alone.usage.completion_tokens
+        assert batch.usage.completion_tokens == total > 0, (batch.usage, total)
+    try:
+        client.completions.create(model="tiny", prompt=prompts, max_tokens=3, stream=True)
+        raise AssertionError("a streamed batch was accepted")
+    except openai.BadRequestError as e:
+        assert "prompt" in str(e)
 
     # The wire itself: SSE lines, ending with [DONE]; bad JSON gets an OpenAI error object.
     req = urllib.request.Request(base + "/v1/chat/completions", method="POST",

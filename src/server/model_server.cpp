@@ -1,8 +1,10 @@
 // ModelServer: OpenAI-compatible /v1/chat/completions, /v1/completions and /v1/models over
-// microlm's HTTP server (src/http/), one generation at a time on one Context (its KV prefix reused across requests).
+// microlm's HTTP server (src/http/), one generation at a time on one Context (its KV prefix reused across requests);
+// a completions request with an array of prompts is decoded as one batch (generate_batch).
 // Not here: openers, stitching or recovery (that is the gateway); no auth (loopback by default).
 #include "microlm/model_server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <chrono>
@@ -70,8 +72,13 @@ private:
     bool stopped_ = false;
 };
 
+// The most prompts one completions request may carry, and the most decoded together.
+constexpr size_t kMaxBatchPrompts = 256;
+constexpr int32_t kBatchSequences = 16;
+
 struct Request {
     std::string prompt;  // the text the model continues, chat template already applied
+    std::vector<std::string> batch;  // completions with an array of 2+ prompts: all of them (prompt unused)
     int64_t max_tokens = 0;
     SamplerParams sampling;
     std::vector<std::string> stops;
@@ -189,7 +196,14 @@ struct ModelServer::Impl {
         const json& p = body["prompt"];
         if (p.is_string()) r.prompt = p.get<std::string>();
         else if (p.is_array() && p.size() == 1 && p[0].is_string()) r.prompt = p[0].get<std::string>();
-        else throw BadRequest("'prompt' must be a string (one prompt per request)", "prompt");
+        else if (p.is_array() && p.size() > 1) {
+            if (p.size() > kMaxBatchPrompts)
+                throw BadRequest("at most " + std::to_string(kMaxBatchPrompts) + " prompts per request", "prompt");
+            for (const json& x : p) {
+                if (!x.is_string()) throw BadRequest("'prompt' must be a string or an array of strings", "prompt");
+                r.batch.push_back(x.get<std::string>());
+            }
+        } else throw BadRequest("'prompt' must be a string or an array of strings", "prompt");
         if (auto v = http::bool_field(body, "echo")) r.echo = *v;
         if (auto v = http::number_field(body, "logprobs")) {
             if (*v < 0 || *v > 5) throw BadRequest("'logprobs' must be between 0 and 5", "logprobs");
@@ -197,6 +211,9 @@ struct ModelServer::Impl {
         }
         if ((r.echo || r.logprobs) && r.stream)
             throw BadRequest("'echo' and 'logprobs' need \"stream\": false on this server", "stream");
+        if (!r.batch.empty() && (r.stream || r.echo || r.logprobs))
+            throw BadRequest("an array of prompts is answered whole: \"stream\", \"echo\" and \"logprobs\" take one prompt",
+                             "prompt");
         return r;
     }
 
@@ -268,6 +285,48 @@ struct ModelServer::Impl {
         return g;
     }
 
+    // An array of prompts: decoded together on a Context sized to them (kBatchSequences
+    // sequences, continuous batching), then each text cut at its first stop string. Prompt i
+    // is sampled with seed + i. One choice per prompt, in order; usage is the sum.
+    json generate_batch_choices(const Request& r, int64_t& prompt_tokens, int64_t& completion_tokens) {
+        const Tokenizer& tok = local->tokenizer();
+        std::vector<std::vector<int32_t>> prompts;
+        int64_t longest = 0;
+        for (size_t i = 0; i < r.batch.size(); ++i) {
+            prompts.push_back(tok.encode(r.batch[i], /*add_special=*/true, /*parse_special=*/true));
+            const auto n = static_cast<int64_t>(prompts.back().size());
+            if (n == 0) throw BadRequest("prompt " + std::to_string(i) + " is empty", "prompt");
+            if (n >= local->n_ctx())
+                throw BadRequest("prompt " + std::to_string(i) + " has " + std::to_string(n) +
+                                     " tokens; this server's context holds " + std::to_string(local->n_ctx()),
+                                 "prompt");
+            longest = std::max(longest, n);
+            prompt_tokens += n;
+        }
+        const int64_t n_ctx = std::min(local->n_ctx(), longest + std::max<int64_t>(r.max_tokens, 1));
+        const auto seqs = static_cast<int32_t>(std::min<size_t>(r.batch.size(), kBatchSequences));
+        std::vector<std::vector<int32_t>> out;
+        {
+            std::unique_lock lock(gen_mutex);
+            Context ctx(local->model(), n_ctx, cfg.threads, std::max<int64_t>(64, seqs), nullptr, seqs);
+            if (r.max_tokens > 0) out = generate_batch(ctx, tok, prompts, r.max_tokens, r.sampling);
+            else out.resize(prompts.size());
+        }
+        json choices = json::array();
+        for (size_t i = 0; i < out.size(); ++i) {
+            completion_tokens += static_cast<int64_t>(out[i].size());
+            std::string text = tok.decode(out[i], false);
+            size_t cut = std::string::npos;
+            for (const std::string& s : r.stops) cut = std::min(cut, text.find(s));
+            const int64_t budget = std::min<int64_t>(r.max_tokens, n_ctx - static_cast<int64_t>(prompts[i].size()));
+            const char* finish = "stop";
+            if (cut != std::string::npos) text.resize(cut);
+            else if (static_cast<int64_t>(out[i].size()) >= budget) finish = "length";
+            choices.push_back({{"index", i}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", finish}});
+        }
+        return choices;
+    }
+
     // Shared by both endpoints: chat differs in the request's shape and the chunk's shape.
     void serve(const http::Request& req, http::Response& res, bool chat) {
         json body;
@@ -327,6 +386,22 @@ struct ModelServer::Impl {
             return;
         }
 
+        if (!r.batch.empty()) {
+            int64_t pt = 0, ct = 0;
+            json choices;
+            try {
+                choices = generate_batch_choices(r, pt, ct);
+            } catch (const BadRequest& e) {
+                return send_error(res, 400, e.what(), "invalid_request_error", e.param);
+            } catch (const std::exception&) {
+                return send_error(res, 500, http::kInternalErrorMessage, "server_error");
+            }
+            const json out = {{"id", id},          {"object", "text_completion"}, {"created", created},
+                              {"model", cfg.model_name}, {"choices", choices},
+                              {"usage", {{"prompt_tokens", pt}, {"completion_tokens", ct}, {"total_tokens", pt + ct}}}};
+            res.set_content(dump(out), "application/json");
+            return;
+        }
         std::string text;
         Generated g;
         try {
