@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <unistd.h>
@@ -83,8 +84,9 @@ float max_abs_diff(std::span<const float> a, const std::vector<float>& b) {
     return m;
 }
 
-std::vector<int32_t> greedy(const Model& model, const Tokenizer& tok, const std::vector<int32_t>& prompt, int n) {
-    Context ctx(model, static_cast<int64_t>(prompt.size()) + n + 1, 2);
+std::vector<int32_t> greedy(const Model& model, const Tokenizer& tok, const std::vector<int32_t>& prompt, int n,
+                            const Kernels* kernels = nullptr) {
+    Context ctx(model, static_cast<int64_t>(prompt.size()) + n + 1, 2, 64, kernels);
     SamplerParams sp;
     sp.temperature = 0.0f;
     Sampler sampler(sp);
@@ -286,8 +288,17 @@ TEST(ParityModel, CliRunPrintsTheGreedyAnswer) {
 
 // `microlm generate-batch` on a small corpus: every question not held out gets exactly the
 // greedy reply the library gives one prompt at a time; an eval question is kept out; a second
-// run resumes (an interrupted last line is dropped, done ids are not redone).
+// run resumes (an interrupted last line is dropped, done ids are not redone). Exactly: on a
+// table whose products do not depend on how many rows a pass has, so not AMX (whose 16-row
+// groups round in another order: "What is the capital of France?" is a near-tie for SmolLM2
+// that the last bits decide), which the CLI is told to leave aside as the library is.
 TEST(ParityModel, CliGenerateBatchWritesGreedyRepliesAndResumes) {
+    const Kernels* kernels = &kernels_best();
+    std::string env;
+    if (std::string_view(kernels->name) == "amx") {
+        kernels = kernels_avx512();
+        env = "MICROLM_KERNELS=avx512 ";
+    }
     namespace fs = std::filesystem;
     const fs::path dir = fs::temp_directory_path() / ("microlm_generate_batch_" + std::to_string(::getpid()));
     fs::remove_all(dir);
@@ -309,7 +320,7 @@ TEST(ParityModel, CliGenerateBatchWritesGreedyRepliesAndResumes) {
     }
     const auto run = [&](int limit, int seqs) {
         // Appended piece by piece: GCC 12's -Wrestrict misfires on a long chain of operator+.
-        std::string cmd = MICROLM_BINARY;
+        std::string cmd = env + MICROLM_BINARY;
         for (const std::string& part : {std::string(" generate-batch -m "), std::string(MICROLM_SMOLLM2),
                                         std::string(" --chat "), (dir / "chat" / "sharegpt.jsonl").string(),
                                         std::string(" -o "), out, std::string(" -n 8 --limit "), std::to_string(limit),
@@ -338,7 +349,7 @@ TEST(ParityModel, CliGenerateBatchWritesGreedyRepliesAndResumes) {
         EXPECT_NE(q, questions[2]);
         EXPECT_TRUE(seen.insert(r["id"].get<std::string>()).second) << r["id"];
         const auto ids = tok.encode(format_chatml({{"user", q}}, true, system), true, true);
-        EXPECT_EQ(r["reply"].get<std::string>(), tok.decode(greedy(*model, tok, ids, 8), false)) << q;
+        EXPECT_EQ(r["reply"].get<std::string>(), tok.decode(greedy(*model, tok, ids, 8, kernels), false)) << q;
     }
     fs::remove_all(dir);
 }

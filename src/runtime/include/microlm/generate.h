@@ -45,7 +45,9 @@ struct BatchStats {
 // for the next prompt (continuous batching). Uses every sequence of ctx (Context's n_seqs) and
 // clears them. Prompt i is sampled by its own Sampler seeded params.seed + i, so what it gets
 // depends neither on the batch size nor on the other prompts; with greedy params each result
-// equals generate()'s for that prompt alone, up to the kernels' rounding. A prompt's budget is
+// equals generate()'s for that prompt alone exactly on every kernel table but AMX, whose
+// 16-row groups round in another order than single rows (a near-tie may then go the other
+// way, as between any two tables). A prompt's budget is
 // cut to what its cache holds; a prompt that does not fit at all is an error naming it.
 // on_done(i, tokens), if given, is called as each prompt finishes (in completion order).
 std::vector<std::vector<int32_t>> generate_batch(
