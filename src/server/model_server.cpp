@@ -72,9 +72,11 @@ private:
     bool stopped_ = false;
 };
 
-// The most prompts one completions request may carry, and the most decoded together.
+// The most prompts one completions request may carry, the most decoded together, and the KV
+// cache one batch may allocate (fewer sequences run together when long prompts need more).
 constexpr size_t kMaxBatchPrompts = 256;
 constexpr int32_t kBatchSequences = 16;
+constexpr int64_t kBatchKvBytes = int64_t{256} << 20;
 
 struct Request {
     std::string prompt;  // the text the model continues, chat template already applied
@@ -304,7 +306,10 @@ struct ModelServer::Impl {
             prompt_tokens += n;
         }
         const int64_t n_ctx = std::min(local->n_ctx(), longest + std::max<int64_t>(r.max_tokens, 1));
-        const auto seqs = static_cast<int32_t>(std::min<size_t>(r.batch.size(), kBatchSequences));
+        const LlamaHparams& hp = local->model().config();
+        const int64_t seq_kv_bytes = 2 * hp.n_layers * n_ctx * hp.n_kv_heads * hp.head_dim() * 2;  // K and V, fp16
+        const auto seqs = static_cast<int32_t>(std::clamp<int64_t>(
+            std::min<int64_t>(static_cast<int64_t>(r.batch.size()), kBatchKvBytes / seq_kv_bytes), 1, kBatchSequences));
         std::vector<std::vector<int32_t>> out;
         {
             std::unique_lock lock(gen_mutex);
