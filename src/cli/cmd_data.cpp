@@ -106,14 +106,7 @@ void register_data(CLI::App& app) {
             opt.source_sample.emplace_back(kv.substr(0, eq), f);
         }
 
-        std::string eval_dir = o->eval_dir;
-        if (eval_dir.empty()) {
-            const auto found = data::eval_dir_beside(opt.inputs);
-            if (!found)
-                throw Error("no eval/ folder beside the inputs; pass --eval-dir (the hold-outs need it)");
-            eval_dir = *found;
-        }
-        const data::HoldOut hold_out = data::HoldOut::from_eval_dir(eval_dir);
+        const data::HoldOut hold_out = data::hold_out_for(o->eval_dir, opt.inputs);
         const auto file = GgufFile::open(o->tokenizer);
         const Tokenizer tok(vocab_from_gguf(*file));
 

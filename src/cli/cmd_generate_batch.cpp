@@ -108,13 +108,7 @@ void register_generate_batch(CLI::App& app) {
                         std::to_string(o->seqs) + ": every decoding sequence needs a row in each pass");
         for (const std::string& c : o->chat)
             if (data::source_of_path(c) == data::Source::kBooks) throw Error(c + ": a book corpus has no questions");
-        std::string eval_dir = o->eval_dir;
-        if (eval_dir.empty()) {
-            const auto found = data::eval_dir_beside(o->chat);
-            if (!found) throw Error("no eval/ folder beside the inputs; pass --eval-dir (the hold-outs need it)");
-            eval_dir = *found;
-        }
-        const data::HoldOut hold_out = data::HoldOut::from_eval_dir(eval_dir);
+        const data::HoldOut hold_out = data::hold_out_for(o->eval_dir, o->chat);
         auto local = LocalModel::open(o->model, 16, o->threads);
         const Tokenizer& tok = local->tokenizer();
         const std::optional<std::string> default_system = chat_template_default_system(tok.vocab().chat_template);

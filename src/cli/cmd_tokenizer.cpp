@@ -54,14 +54,7 @@ void register_tokenizer_train(CLI::App& app) {
         if (!o->system.empty()) opt.default_system = o->system;
         BpeTrainer trainer(opt);
 
-        std::string eval_dir = o->eval_dir;
-        if (eval_dir.empty()) {
-            const auto found = data::eval_dir_beside(o->inputs);
-            if (!found)
-                throw Error("no eval/ folder beside the inputs; pass --eval-dir (the hold-outs need it)");
-            eval_dir = *found;
-        }
-        const data::HoldOut hold_out = data::HoldOut::from_eval_dir(eval_dir);
+        const data::HoldOut hold_out = data::hold_out_for(o->eval_dir, o->inputs);
 
         // Each input's text size decides its sampling fraction, so that the sample is spread over
         // whole files rather than taken from their beginnings (AlpacaEval is sorted by prompt,

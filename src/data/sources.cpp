@@ -250,6 +250,18 @@ std::optional<std::string> eval_dir_beside(const std::vector<std::string>& input
     return std::nullopt;
 }
 
+HoldOut hold_out_for(const std::string& eval_dir, const std::vector<std::string>& inputs) {
+    namespace fs = std::filesystem;
+    for (const std::string& in : inputs) {
+        std::error_code ec;
+        if (!fs::exists(in, ec)) throw Error(in + ": no such file");
+    }
+    if (!eval_dir.empty()) return HoldOut::from_eval_dir(eval_dir);
+    const auto found = eval_dir_beside(inputs);
+    if (!found) throw Error("no eval/ folder beside the inputs; pass --eval-dir (the hold-outs need it)");
+    return HoldOut::from_eval_dir(*found);
+}
+
 // ---- DocumentReader --------------------------------------------------------------------------
 
 DocumentReader::DocumentReader(const std::string& path, const HoldOut& hold_out, double sample)

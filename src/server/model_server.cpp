@@ -320,13 +320,12 @@ struct ModelServer::Impl {
         json choices = json::array();
         for (size_t i = 0; i < out.size(); ++i) {
             completion_tokens += static_cast<int64_t>(out[i].size());
-            std::string text = tok.decode(out[i], false);
-            size_t cut = std::string::npos;
-            for (const std::string& s : r.stops) cut = std::min(cut, text.find(s));
+            StopFilter stop(r.stops);
+            std::string text = stop.push(tok.decode(out[i], false));
+            if (!stop.stopped()) text += stop.finish();
             const int64_t budget = std::min<int64_t>(r.max_tokens, n_ctx - static_cast<int64_t>(prompts[i].size()));
             const char* finish = "stop";
-            if (cut != std::string::npos) text.resize(cut);
-            else if (static_cast<int64_t>(out[i].size()) >= budget) finish = "length";
+            if (!stop.stopped() && static_cast<int64_t>(out[i].size()) >= budget) finish = "length";
             choices.push_back({{"index", i}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", finish}});
         }
         return choices;

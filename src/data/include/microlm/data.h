@@ -134,6 +134,11 @@ private:
 // The eval/ folder of the data tree the inputs come from (<input>/../../eval), if there is one.
 std::optional<std::string> eval_dir_beside(const std::vector<std::string>& inputs);
 
+// The hold-outs for a command reading `inputs`: from eval_dir when given, else from the eval/
+// folder beside the inputs. Throws naming an input that does not exist, or when no eval/ folder
+// is found (the hold-outs cannot be enforced without one).
+HoldOut hold_out_for(const std::string& eval_dir, const std::vector<std::string>& inputs);
+
 struct ReadStats {
     uint64_t records = 0;             // JSON records read
     uint64_t documents = 0;           // documents returned
