@@ -86,7 +86,7 @@ def free_port():
 
 def send_chat_stream(handler, pieces, pause_s=0.0):
     """Answers `handler`'s request (a BaseHTTPRequestHandler) as a streamed chat completion:
-    one content delta per piece, `pause_s` after each, then [DONE]."""
+    one content delta per piece, `pause_s` after each, then a "stop" finish and [DONE]."""
     handler.send_response(200)
     handler.send_header("Content-Type", "text/event-stream")
     handler.end_headers()
@@ -95,4 +95,6 @@ def send_chat_stream(handler, pieces, pause_s=0.0):
         handler.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
         handler.wfile.flush()
         time.sleep(pause_s)
+    last = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    handler.wfile.write(f"data: {json.dumps(last)}\n\n".encode())
     handler.wfile.write(b"data: [DONE]\n\n")

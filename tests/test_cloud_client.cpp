@@ -134,6 +134,8 @@ std::string delta_event(const std::string& text) {
     return "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"" + text + "\"},\"finish_reason\":null}]}\n\n";
 }
 
+const std::string kStopEvent = "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+
 // The Authorization header the server received, echoed back as servers sometimes do.
 std::string auth_line(const std::string& req) {
     const size_t p = req.find("Authorization: ");
@@ -542,11 +544,26 @@ TEST_F(CloudClientTest, KeepAlivesAndCompactDataLinesAreRead) {
     FakeServer srv([](int fd, const std::string&, const std::atomic<bool>&) {
         send_all(fd, kStreamHeaders + chunk(": ping\r\n\r\n") +
                          chunk("data:{\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\r\n\r\n") + chunk(delta_event("A")) +
-                         chunk(": ping\n\n") + chunk(delta_event(" b")) + chunk("data: [DONE]\n\n") + "0\r\n\r\n");
+                         chunk(": ping\n\n") + chunk(delta_event(" b")) + chunk(kStopEvent) + chunk("data: [DONE]\n\n") +
+                         "0\r\n\r\n");
     });
     const Outcome o = call(fast_config(srv.url()));
     EXPECT_FALSE(o.error) << o.error->what();
     EXPECT_EQ(o.delivered, "A b");
+}
+
+// llama-cpp-python's server stops a stream when another request arrives (its default
+// --interrupt_requests true) and still sends [DONE], with no finish_reason: the opener check's
+// requests beside a continuation cut it to nothing. That is an early end, not a reply.
+TEST_F(CloudClientTest, DoneWithoutAFinishReasonIsAnEarlyEnd) {
+    FakeServer srv([](int fd, const std::string&, const std::atomic<bool>&) {
+        send_all(fd, kStreamHeaders + chunk(delta_event("Half a")) + chunk("data: [DONE]\n\n") + "0\r\n\r\n");
+    });
+    const Outcome o = call(fast_config(srv.url()));
+    ASSERT_TRUE(o.error);
+    EXPECT_EQ(o.error->kind, CloudErrorKind::kReset) << o.error->what();
+    EXPECT_NE(std::string(o.error->what()).find("finish_reason"), std::string::npos) << o.error->what();
+    EXPECT_EQ(o.delivered, "Half a");
 }
 
 TEST_F(CloudClientTest, RedirectsAreNotFollowed) {

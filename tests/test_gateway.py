@@ -461,6 +461,10 @@ class FakeCloud:
     def _delta(text):
         return "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}) + "\n\n"
 
+    @staticmethod
+    def _finish(reason):
+        return "data: " + json.dumps({"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}) + "\n\n"
+
     def _answer(self, conn):
         try:
             headers = self._read_request(conn)
@@ -497,6 +501,7 @@ class FakeCloud:
                 out = sse_head
                 for piece in self.script:
                     out += self._chunk(self._delta(piece))
+                out += self._chunk(self._finish("stop"))
                 conn.sendall(out + self._chunk("data: [DONE]\n\n") + b"0\r\n\r\n")
         except OSError:
             pass

@@ -87,10 +87,15 @@ def main() -> int:
             text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
             check_reply(text, chunks[-1]["microlm"], mode, "streamed")
             # The opener check against a server whose /v1/completions echoes with logprobs.
+            # The server runs with its default --interrupt_requests true: the check's requests stop
+            # the continuation's stream, which the turn resumes from the shown text.
             checked = json.loads(post(base + "/v1/chat/completions", {**body, "microlm": {"check": "likelihood"}}))
             check = checked["microlm"]["check"]
             assert check is not None and check["error"] is None and check["logprob"] is not None, check
-            print(f"  {mode:8s} check      mean log p of the opener {check['logprob']}, off: {check['off']}")
+            if not check["off"]:
+                check_reply(checked["choices"][0]["message"]["content"], checked["microlm"], mode, "checked")
+            print(f"  {mode:8s} check      mean log p of the opener {check['logprob']}, off: {check['off']}, "
+                  f"resumed: {checked['microlm']['resumed']}")
             gw.terminate()
             assert gw.wait(timeout=15) == 0
             # microlm chat with the same cloud.

@@ -63,13 +63,20 @@ public:
                         std::this_thread::sleep_for(std::chrono::milliseconds(10));
                     return;
                 }
-                for (const auto& d : script_.deltas) {
+                // The first cut_streams_ streams stop early ([DONE], no finish_reason), as
+                // llama-cpp-python's does when another request arrives; after the first, the
+                // streams send rest_.
+                const int call = calls_++;
+                const bool cut = call < cut_streams_;
+                for (const auto& d : call == 0 || cut_streams_ == 0 ? script_.deltas : rest_) {
                     const json chunk = {
                         {"choices",
                          {{{"index", 0}, {"delta", {{"content", d}}}, {"finish_reason", nullptr}}}}};
                     const std::string ev = "data: " + chunk.dump() + "\n\n";
                     sink.write(ev);
                 }
+                const json last = {{"choices", {{{"index", 0}, {"delta", json::object()}, {"finish_reason", "stop"}}}}};
+                if (!cut) sink.write("data: " + last.dump() + "\n\n");
                 sink.write("data: [DONE]\n\n");
             });
         });
@@ -109,6 +116,11 @@ public:
     std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
     // The opener check's scores: mean log p after the conversation, and after the neutral one.
     void set_scores(double conversation_lp, double neutral_lp) { scores_ = {conversation_lp, neutral_lp}; }
+    // The first `n` chat streams are cut after their deltas; the requests after the first send `rest`.
+    void cut_streams(int n, std::vector<std::string> rest) {
+        cut_streams_ = n;
+        rest_ = std::move(rest);
+    }
     std::vector<json> chat_requests() {
         std::lock_guard l(mu_);
         std::vector<json> out;
@@ -123,6 +135,9 @@ public:
 private:
     Script script_;
     std::optional<std::pair<double, double>> scores_;
+    int cut_streams_ = 0;
+    std::vector<std::string> rest_;
+    std::atomic<int> calls_{0};
     http::Server server_;
     std::thread thread_;
     int port_ = 0;
@@ -329,6 +344,49 @@ TEST_F(TurnTest, PrefillSendsTheOpenerAsTheFinalAssistantMessage) {
     EXPECT_EQ(req["messages"].back()["role"], "assistant");
     EXPECT_EQ(req["messages"].back()["content"], kOpener);
     EXPECT_EQ(req["continue_final_message"], true);
+}
+
+// A stream cut short after its text began resumes once, as a prefill of what was shown: the
+// reply reads as one, with no error and no local close.
+TEST_F(TurnTest, AContinuationCutShortResumesFromTheShownText) {
+    for (const ContinuationMode mode : {ContinuationMode::kInstruct, ContinuationMode::kPrefill}) {
+        const bool instruct = mode == ContinuationMode::kInstruct;
+        FakeCloud cloud({instruct ? "[keep] that it" : " that it", " depends"});
+        cloud.cut_streams(1, {" on the", " season."});
+        TurnConfig c = this->instruct(Modality::kText);
+        c.mode = mode;
+        const Recorded r = run(cloud.url(), c);
+        ASSERT_FALSE(r.result.error) << r.result.error_message;
+        EXPECT_EQ(r.result.resumed_from, std::string(kOpener) + " that it depends");
+        EXPECT_EQ(r.result.text, std::string(kOpener) + " that it depends on the season.");
+        EXPECT_EQ(r.text_of(K::kOpener) + r.text_of(K::kContinuation), r.result.text);
+        EXPECT_FALSE(r.has(K::kError) || r.has(K::kLocalClose) || r.has(K::kRetract));
+        ASSERT_TRUE(r.result.verdict);
+        EXPECT_EQ(*r.result.verdict, Verdict::kKeep);
+        EXPECT_EQ(r.result.tag_found, instruct);
+        const std::vector<json> reqs = cloud.chat_requests();
+        ASSERT_EQ(reqs.size(), 2u);
+        EXPECT_EQ(reqs[1]["messages"].back()["role"], "assistant");
+        EXPECT_EQ(reqs[1]["messages"].back()["content"], std::string(kOpener) + " that it depends");
+        EXPECT_EQ(reqs[1]["continue_final_message"], true);
+    }
+}
+
+// Only once: a resumed stream that is cut again ends the turn as a cloud failure does, with
+// the local close after what was shown.
+TEST_F(TurnTest, AContinuationCutTwiceEndsWithALocalCloseAndAnError) {
+    FakeCloud cloud({" that it", " depends"});
+    cloud.cut_streams(2, {" on the"});
+    TurnConfig c;
+    c.mode = ContinuationMode::kPrefill;
+    const Recorded r = run(cloud.url(), c);
+    ASSERT_TRUE(r.result.error);
+    EXPECT_EQ(*r.result.error, CloudErrorKind::kReset) << r.result.error_message;
+    EXPECT_TRUE(r.result.resumed_from);
+    EXPECT_EQ(cloud.chat_requests().size(), 2u);
+    EXPECT_EQ(r.result.text.rfind(std::string(kOpener) + " that it depends on the", 0), 0u) << r.result.text;
+    EXPECT_TRUE(r.has(K::kLocalClose));
+    EXPECT_EQ(r.events.back().kind, K::kError);
 }
 
 TEST_F(TurnTest, RefusedCloudEndsWithALocalCloseAndAnError) {

@@ -166,8 +166,11 @@ void register_generate_batch(CLI::App& app) {
         try {
             generate_batch(ctx, tok, prompts, o->max_tokens, o->sp, &st,
                            [&](size_t i, const std::vector<int32_t>& reply) {
+                               // A reply cut at --max-tokens can end inside a character: the
+                               // incomplete tail is dropped (JSON holds only valid UTF-8).
+                               Utf8Streamer utf8;
                                const nlohmann::json rec = {{"prompt", items[i].question},
-                                                           {"reply", tok.decode(reply, false)},
+                                                           {"reply", utf8.push(tok.decode(reply, false))},
                                                            {"id", items[i].id},
                                                            {"model", model_name}};
                                const std::string line = rec.dump() + "\n";

@@ -525,6 +525,15 @@ CloudResult CloudClient::send(bool chat, const CloudRequest& req, const OnDelta&
                             throw CloudError(CloudErrorKind::kMalformed, shown + ": the response is not an event stream");
                         throw CloudError(CloudErrorKind::kReset, shown + ": the stream ended before [DONE]");
                     }
+                    // Every OpenAI-style stream ends its choice with a finish_reason; [DONE]
+                    // without one is a stream the server stopped early (llama-cpp-python's
+                    // server stops one whenever another request arrives, unless it was started
+                    // with --interrupt_requests false), not a finished reply.
+                    if (result.finish_reason.empty())
+                        throw CloudError(CloudErrorKind::kReset,
+                                         shown + ": the stream ended without a finish_reason: the server stopped it early "
+                                                 "(llama-cpp-python's server does when another request arrives, unless "
+                                                 "started with --interrupt_requests false)");
                 }
             } catch (const CloudError& ce) {
                 err = ce;

@@ -117,6 +117,7 @@ ordered_json handoff_json(const HandoffMetrics& m) {
     j["own_pmi"] = num(m.own_pmi);
     j["bad_pmi"] = num(m.bad_pmi);
     j["check_errors"] = m.check_errors;
+    j["resumed"] = m.resumed;
     j["cost_ratio"] = num(m.cost_ratio);
     j["cost_ratio_own"] = num(m.cost_ratio_own);
     j["cost_ratio_bad"] = num(m.cost_ratio_bad);
@@ -392,9 +393,11 @@ void handoff_section(const HandoffResult& h, const EvalConfig& cfg, const std::s
           "openers), the mean scores (nats per token), the turn's cloud tokens with the check against "
           "without (estimated with the stand-in's tokenizer) on own openers, on bad ones (the check and "
           "the recovery) and on all (half of them bad here), and the median delay the check added before "
-          "the first continuation word of kept openers (shown minus the cloud's first token):\n\n";
+          "the first continuation word of kept openers (shown minus the cloud's first token). Resumed: turns whose "
+          "continuation the cloud cut short (llama-cpp-python's server stops a stream when another request "
+          "arrives), asked for again from the shown text; that prompt counts as the check's cost:\n\n";
     md << "| model | mode | tag | likelihood | pmi | any | all | log p own / bad | pmi own / bad | check errors | "
-          "tokens × own / bad / all | added delay ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+          "resumed | tokens × own / bad / all | added delay ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for (const std::string& model : h.models) {
         for (const std::string& mode : h.modes) {
             const auto mit = h.metrics.find(model);
@@ -406,7 +409,7 @@ void handoff_section(const HandoffResult& h, const EvalConfig& cfg, const std::s
                 md << " | " << (it == m.by_signal.end() ? "—" : pct(it->second.first) + " / " + pct(it->second.second));
             }
             md << " | " << fmt(m.own_logprob, 2) << " / " << fmt(m.bad_logprob, 2) << " | " << fmt(m.own_pmi, 2)
-               << " / " << fmt(m.bad_pmi, 2) << " | " << m.check_errors << " | " << fmt(m.cost_ratio_own, 2) << " / "
+               << " / " << fmt(m.bad_pmi, 2) << " | " << m.check_errors << " | " << m.resumed << " | " << fmt(m.cost_ratio_own, 2) << " / "
                << fmt(m.cost_ratio_bad, 2) << " / " << fmt(m.cost_ratio, 2) << " | "
                << fmt(m.added_delay_p50_ms, 0) << " |\n";
         }

@@ -33,6 +33,7 @@ struct Outcome {
     std::string raw, shown;
     double ttft_ms = -1, stall_ms = -1;
     std::optional<OpenerCheck> check;
+    bool resumed = false;  // the cloud cut the continuation short; the turn asked again
     int64_t base_tokens = 0, extra_tokens = 0;  // estimated cloud tokens: the continuation, and what the check added
 };
 
@@ -65,12 +66,16 @@ Outcome continue_opener(const CloudClient& cloud, const EvalConfig& cfg, const s
     o.ttft_ms = r.timings.cloud_first_token_ms;
     o.stall_ms = r.timings.stall_ms;
     o.check = r.check;
+    o.resumed = r.resumed_from.has_value();
     // Tokens as the cloud bills them: the continuation request's prompt and output; the check's
     // echoes; after an off verdict, the recovery's prompt and what the dropped request had sent.
     const std::string asked = instruct ? format_chatml(instruct_messages(history, opener, modality), true, std::nullopt)
                                        : prefill_prompt(history, opener, std::nullopt);
     o.base_tokens = count(asked) + count(r.cloud_text);
     if (r.check) o.extra_tokens = r.check->tokens + 2;
+    // A continuation the server cut short (llama-cpp-python's stops a stream when the check's
+    // requests arrive) was asked for again: that prompt is the check's cost too.
+    if (r.resumed_from) o.extra_tokens += count(prefill_prompt(history, *r.resumed_from, std::nullopt));
     if (r.verdict_by_check) {
         const std::vector<ChatMessage> rq = recovery_messages(history, opener, o.verdict, modality, cfg.check);
         o.extra_tokens += count(format_chatml(rq, true, std::nullopt)) + count(r.abandoned_text);
@@ -90,7 +95,7 @@ std::vector<size_t> derangement(size_t n, uint64_t seed) {
 
 struct Counts {
     size_t own = 0, bad = 0, errors = 0, no_cloud = 0, keep = 0, tag = 0, pivot = 0, retract = 0, repeat = 0,
-           detected = 0, check_errors = 0;
+           detected = 0, check_errors = 0, resumed = 0;
     double repeated_words = 0, ttft_ms = 0;
     size_t ttft_n = 0;
     // Per signal ("tag", "likelihood", ...): openers it called off, own and bad.
@@ -169,6 +174,7 @@ HandoffMetrics to_metrics(const Counts& c) {
     m.own_pmi = mean_of(c.own_pmi, c.own_pmi_n);
     m.bad_pmi = mean_of(c.bad_pmi, c.bad_pmi_n);
     m.check_errors = c.check_errors;
+    m.resumed = c.resumed;
     m.cost_ratio_own = c.own_tokens.ratio();
     m.cost_ratio_bad = c.bad_tokens.ratio();
     m.cost_ratio = Counts::Tokens{c.own_tokens.base + c.bad_tokens.base, c.own_tokens.extra + c.bad_tokens.extra}.ratio();
@@ -272,6 +278,7 @@ HandoffResult run_handoff_suite(const EvalConfig& cfg, const std::vector<EvalPro
                         res.cloud_ttft_s.push_back(o.ttft_ms / 1000.0);
                     }
                     count_check(o, cfg.check, own_opener, instruct, *c);
+                    c->resumed += o.resumed;
                     if (o.check && o.check->error.empty())
                         res.checks.push_back({m.name, instruct ? "instruct" : "prefill", own_opener ? "own" : "bad",
                                               prompts[i].set + "/" + prompts[i].id, opener,

@@ -101,6 +101,7 @@ void add_summary(ojson& m, const Outcome& o) {
     m["hedged"] = o.r.opener.hedged;
     m["opener"] = o.r.opener.text;
     m["cloud_used"] = o.r.cloud_used;
+    m["resumed"] = o.r.resumed_from.has_value();
     // The opener check, when it ran: its scores (null where not had), whether its verdict chose
     // the recovery, and why it could not score.
     if (o.r.check) {

@@ -113,8 +113,8 @@ TurnResult continue_turn(const OpenerResult& opener, const CloudClient& cloud,
     auto finish_joiner = [&] {
         show(joiner->finish());
         if (!r.verdict) r.verdict = joiner->verdict();
-        r.tag_found = joiner->tag_found();
-        r.repeated_words = joiner->stitcher() ? joiner->stitcher()->repeated_words() : 0;
+        r.tag_found = r.tag_found || joiner->tag_found();
+        r.repeated_words += joiner->stitcher() ? joiner->stitcher()->repeated_words() : 0;
     };
     // A cloud failure: the joiner's held text, then the local close (when not cancelled), then
     // the error, in the order they are shown.
@@ -144,24 +144,42 @@ TurnResult continue_turn(const OpenerResult& opener, const CloudClient& cloud,
     // time of the first delta is kept for that case.
     const Stopwatch t_cloud;
     double first_delta_ms = -1;
+    const auto on_delta = [&](std::string_view delta) {
+        if (first_delta_ms < 0) {
+            first_delta_ms = t_cloud.ms();
+            await_check();
+        }
+        if (recovery) {
+            r.abandoned_text += delta;
+            inner.request_stop();
+            return;
+        }
+        r.cloud_text += delta;
+        show(joiner->push(delta));
+    };
+    // A continuation cut short after its text began (the connection broke, or a server stopped
+    // the stream: llama-cpp-python's does when the check's requests arrive) resumes once, as a
+    // prefill of everything shown so far; the verdict already made stands.
+    const auto continuation = [&]() -> CloudResult {
+        try {
+            return cloud.chat(req, on_delta, inner.get_token());
+        } catch (const CloudError& e) {
+            if (e.kind != CloudErrorKind::kReset || first_delta_ms < 0 || recovery || stop.stop_requested()) throw;
+            finish_joiner();
+            if (r.verdict == Verdict::kRetract && r.text.empty()) throw;  // nothing of the replacement yet
+            CloudRequest rq = req;
+            rq.messages = prefill_messages(history, r.text);
+            rq.continue_final_message = cfg.send_continue_fields;
+            joiner.emplace(r.text, cfg.modality, Verdict::kKeep);
+            r.resumed_from = r.text;
+            CloudResult cr = cloud.chat(rq, on_delta, inner.get_token());
+            cr.first_token_ms = first_delta_ms;  // the turn's first cloud token came before the cut
+            return cr;
+        }
+    };
     try {
         if (stop.stop_requested()) throw CloudError(CloudErrorKind::kCancelled, "the turn was cancelled before the cloud request");
-        const CloudResult cr = cloud.chat(
-            req,
-            [&](std::string_view delta) {
-                if (first_delta_ms < 0) {
-                    first_delta_ms = t_cloud.ms();
-                    await_check();
-                }
-                if (recovery) {
-                    r.abandoned_text += delta;
-                    inner.request_stop();
-                    return;
-                }
-                r.cloud_text += delta;
-                show(joiner->push(delta));
-            },
-            inner.get_token());
+        const CloudResult cr = continuation();
         r.timings.cloud_first_token_ms = cr.first_token_ms;
         if (first_delta_ms < 0) await_check();  // the continuation was empty
         if (!recovery) finish_joiner();

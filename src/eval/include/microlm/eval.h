@@ -303,6 +303,7 @@ struct HandoffMetrics {
     // Mean scores (nats per token) of own and bad openers: log p given the conversation, pmi.
     double own_logprob = kNaN, bad_logprob = kNaN, own_pmi = kNaN, bad_pmi = kNaN;
     size_t check_errors = 0;           // turns whose check could not score
+    size_t resumed = 0;                // turns whose continuation the cloud cut short and the turn resumed
     double cost_ratio = kNaN;          // cloud tokens of the turns with the check / without (estimated)
     double cost_ratio_own = kNaN;      // the same over the turns with the model's own opener
     double cost_ratio_bad = kNaN;      // ... and with a bad opener (the check, then a recovery)

@@ -93,6 +93,9 @@ struct TurnResult {
     std::string cloud_text;
     bool tag_found = false;
     size_t repeated_words = 0;
+    // Set when the cloud cut the continuation short and it was asked for again (once): the
+    // text shown by then, which the second request continued.
+    std::optional<std::string> resumed_from;
     // The opener check, when configured: its scores, and whether its verdict (not a tag) chose
     // the recovery; then `abandoned_text` is what the first continuation had sent when dropped.
     std::optional<OpenerCheck> check;
