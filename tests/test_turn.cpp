@@ -50,6 +50,7 @@ public:
             {
                 std::lock_guard l(mu_);
                 bodies_.push_back(req.body);
+                order_.push_back("chat");
             }
             if (script_.status != 200) {
                 res.status = script_.status;
@@ -89,6 +90,10 @@ public:
                 res.set_content(R"({"error":{"message":"no such route","type":"not_found"}})", "application/json");
                 return;
             }
+            {
+                std::lock_guard l(mu_);
+                order_.push_back("completions");
+            }
             const json body = json::parse(req.body);
             const std::string prompt = body["prompt"];
             const bool neutral = prompt.find("user\n<|im_end|>") != std::string::npos;
@@ -127,6 +132,11 @@ public:
         for (const auto& b : bodies_) out.push_back(json::parse(b));
         return out;
     }
+    // The routes of the requests, in the order they arrived ("chat", "completions").
+    std::vector<std::string> order() {
+        std::lock_guard l(mu_);
+        return order_;
+    }
     json last_request() {
         std::lock_guard l(mu_);
         return bodies_.empty() ? json() : json::parse(bodies_.back());
@@ -144,6 +154,7 @@ private:
     std::atomic<bool> stopping_{false};
     std::mutex mu_;
     std::vector<std::string> bodies_;
+    std::vector<std::string> order_;
 };
 
 // A port nothing listens on: bound, then closed.
@@ -482,6 +493,39 @@ TEST_F(TurnTest, CheckThatFindsTheOpenerOffRetractsWithAPlainAnswerInText) {
     EXPECT_EQ(reqs[1]["messages"].size(), 1u);
     EXPECT_EQ(reqs[1]["messages"][0]["role"], "user");
     EXPECT_FALSE(reqs[1].contains("continue_final_message"));
+}
+
+// --check-first: the continuation is asked for only after the check's two requests answered;
+// an opener the check finds off costs no continuation at all (one chat request: the recovery).
+TEST_F(TurnTest, CheckFirstAsksForTheContinuationAfterTheCheck) {
+    for (const bool off : {false, true}) {
+        FakeCloud cloud({" that it ", "depends on the season."});
+        if (off)
+            cloud.set_scores(-4.0, -2.0);
+        else
+            cloud.set_scores(-0.5, -3.0);
+        TurnConfig c;
+        c.mode = ContinuationMode::kPrefill;
+        c.modality = Modality::kText;
+        c.check.signal = CheckSignal::kPmi;
+        c.check.before_continuation = true;
+        const Recorded r = run_continue(cloud.url(), c);
+        ASSERT_FALSE(r.result.error) << r.result.error_message;
+        EXPECT_EQ(cloud.order(), (std::vector<std::string>{"completions", "completions", "chat"}));
+        const std::vector<json> reqs = cloud.chat_requests();
+        ASSERT_EQ(reqs.size(), 1u);
+        EXPECT_EQ(r.result.verdict_by_check, off);
+        EXPECT_EQ(r.result.abandoned_text, "");
+        if (off) {
+            EXPECT_EQ(*r.result.verdict, Verdict::kRetract);
+            EXPECT_EQ(reqs[0]["messages"].size(), 1u);  // the plain answer's request
+            EXPECT_EQ(r.result.text, "that it depends on the season.");
+        } else {
+            EXPECT_EQ(*r.result.verdict, Verdict::kKeep);
+            EXPECT_EQ(reqs[0]["messages"].back()["role"], "assistant");
+            EXPECT_EQ(r.result.text, std::string(kOpener) + " that it depends on the season.");
+        }
+    }
 }
 
 TEST_F(TurnTest, CheckThatFindsTheOpenerOffPivotsInSpeechWithTheBridgeThenAPlainAnswer) {

@@ -62,6 +62,9 @@ inline void add_check_options(CLI::App* cmd, OpenerCheckConfig& c) {
         ->capture_default_str();
     cmd->add_option("--check-min-pmi", c.min_pmi, "pmi: the opener is off below this (nats per token)")
         ->capture_default_str();
+    cmd->add_flag("--check-first", c.before_continuation,
+                  "Ask for the continuation once the check has answered, not beside it: for clouds that run one "
+                  "request at a time (llama-cpp-python's server); adds the check's time to the wait");
     cmd->add_option("--pivot-bridge", c.pivot_bridge,
                     "Said after an opener the check found off (speech), before the cloud's plain answer; "
                     "empty: the cloud writes its own bridge")

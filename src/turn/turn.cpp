@@ -138,6 +138,10 @@ TurnResult continue_turn(const OpenerResult& opener, const CloudClient& cloud,
         emit(std::move(err));
     };
 
+    // A server that runs one request at a time either stops a stream for the check's requests
+    // or makes them wait for its end: there the check goes first, and an opener it finds off
+    // costs no continuation.
+    if (cfg.check.before_continuation) await_check();
     for (auto until = Clock::now() + std::chrono::milliseconds(cfg.cloud_delay_ms); Clock::now() < until && !stop.stop_requested();)
         std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(5)));
     // The cloud's first-token time comes from the client; a failed call returns none, so the
@@ -179,9 +183,11 @@ TurnResult continue_turn(const OpenerResult& opener, const CloudClient& cloud,
     };
     try {
         if (stop.stop_requested()) throw CloudError(CloudErrorKind::kCancelled, "the turn was cancelled before the cloud request");
-        const CloudResult cr = continuation();
-        r.timings.cloud_first_token_ms = cr.first_token_ms;
-        if (first_delta_ms < 0) await_check();  // the continuation was empty
+        if (!recovery) {
+            const CloudResult cr = continuation();
+            r.timings.cloud_first_token_ms = cr.first_token_ms;
+            if (first_delta_ms < 0) await_check();  // the continuation was empty
+        }
         if (!recovery) finish_joiner();
     } catch (const CloudError& e) {
         if (!recovery || stop.stop_requested()) {

@@ -78,6 +78,11 @@ struct OpenerCheckConfig {
     CheckSignal signal = CheckSignal::kOff;
     double min_logprob = -3.0;  // likelihood: off below this
     double min_pmi = -0.3;      // pmi: off below this
+    // The continuation is asked for once the check has answered, not beside it: for servers that
+    // run one request at a time (llama-cpp-python's stops a stream when another request arrives,
+    // or with --interrupt_requests false makes the check wait for the whole continuation). Adds
+    // the check's time before the continuation; an opener found off then costs no continuation.
+    bool before_continuation = false;
     // A pivot's bridge: said right after the opener, then the cloud's plain answer follows. A
     // fixed phrase is what small clouds cannot get wrong (SmolLM2-135M, told to write one,
     // mostly ignored the spoken words). Empty: the cloud writes the bridge (pivot_messages).
