@@ -790,6 +790,28 @@ TEST(DataShards, TeacherRepliesKeepTheHoldOuts) {
     ASSERT_EQ(docs.size(), 1u);
     EXPECT_EQ(st.held_out_eval, 1u);
     EXPECT_EQ(docs[0].messages.at(1).content, "The river runs by the castle.");
+    EXPECT_TRUE(docs[0].reply_cut);  // no "ended": written before the field, cut at --max-tokens
+}
+
+// A teacher's reply cut at generate-batch's --max-tokens is an opener, not a whole reply: the
+// data adds an end of turn only where the teacher ended it. (The first distilled 8M learned to
+// end its turn after ten tokens because every cut teacher reply was given one.)
+TEST(DataShards, TeacherRepliesEndTheirTurnOnlyWhereTheTeacherDid) {
+    const Tree t = make_tree("teacher_end");
+    const fs::path file = t.root / "chat" / "teacher-test.jsonl";
+    write_file(file, jl({{"prompt", "Tell me about the river."}, {"reply", "The river runs by"}, {"id", "a:1"}, {"ended", false}}) +
+                         jl({{"prompt", "Say hello."}, {"reply", "Hello!"}, {"id", "a:2"}, {"ended", true}}));
+    const Tokenizer& tok = test_tokenizer();
+    const data::HoldOut h = data::HoldOut::from_eval_dir(t.eval);
+    const auto docs = read_all(file.string(), h, nullptr);
+    ASSERT_EQ(docs.size(), 2u);
+    data::EncodeLimits lim;
+    lim.opener_tokens = 16;
+    data::EncodedDocument e;
+    data::encode_document(tok, docs[0], std::nullopt, e, lim);
+    EXPECT_EQ(target_runs(tok, e), (std::vector<std::string>{"The river runs by"}));
+    data::encode_document(tok, docs[1], std::nullopt, e, lim);
+    EXPECT_EQ(target_runs(tok, e), (std::vector<std::string>{"Hello!<|im_end|>"}));
 }
 
 // Opener examples: the first question and the reply's first N tokens, no end of turn when the

@@ -171,6 +171,10 @@ void register_generate_batch(CLI::App& app) {
                                Utf8Streamer utf8;
                                const nlohmann::json rec = {{"prompt", items[i].question},
                                                            {"reply", utf8.push(tok.decode(reply, false))},
+                                                           // Whether the teacher ended its reply (an
+                                                           // end-of-generation token before --max-tokens):
+                                                           // only then does the data add an end of turn.
+                                                           {"ended", static_cast<int64_t>(reply.size()) < o->max_tokens},
                                                            {"id", items[i].id},
                                                            {"model", model_name}};
                                const std::string line = rec.dump() + "\n";

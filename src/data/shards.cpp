@@ -382,7 +382,7 @@ void encode_document(const Tokenizer& tok, const Document& doc,
             }
             const auto keep = static_cast<size_t>(opener ? limits.opener_tokens : static_cast<int64_t>(reply.size()));
             put_ids(reply, keep, 1);
-            if (keep < reply.size() || !whole) return;  // an opener cut: no end of turn
+            if (keep < reply.size() || !whole || doc.reply_cut) return;  // an opener cut: no end of turn
             put(sp.im_end, 1);  // learning to stop is part of the reply
         } else if (m.role == "user" && limits.prompt_tokens > 0) {
             put_text("user\n", 0);

@@ -454,6 +454,9 @@ bool DocumentReader::parse(const std::string& record, Document& doc) try {
                             : doc.id;
             doc.messages.push_back({"user", trim(string_field(j, "prompt", where))});
             doc.messages.push_back({"assistant", trim(string_field(j, "reply", where))});
+            // A teacher's reply ended only where its record says so (files from before the
+            // "ended" field: never, as their replies were cut at --max-tokens).
+            doc.reply_cut = source_ == Source::kTeacher && !j.value("ended", false);
             if (doc.messages.front().content.empty()) {
                 ++stats_.empty;
                 return false;

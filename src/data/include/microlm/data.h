@@ -109,6 +109,9 @@ struct Document {
     std::string group;                  // the split key: a group's documents all land in train or all in val
     std::string text;                   // books: one passage
     std::vector<ChatMessage> messages;  // chat: "user" / "assistant" turns; empty for books
+    // The last reply stops where its writer was cut off (a teacher's reply that hit
+    // generate-batch's --max-tokens), not where the reply ends: no end of turn follows it.
+    bool reply_cut = false;
     bool is_chat() const { return !messages.empty(); }
     size_t text_bytes() const;  // of the text or of all turns' contents
 };
