@@ -1,6 +1,7 @@
 // run_turn(): opener first, then continue_turn(): one cloud request that continues it (asked once more,
 // from the shown text, if the cloud cuts it short), stitched through the ContinuationJoiner; a cloud
-// failure ends the sentence with a few local tokens instead. Not here: the opener policy itself (opener/), HTTP (cloud/), printing or the wire.
+// failure ends the sentence with a few local tokens instead. Not here: the opener policy itself
+// (opener/), HTTP (cloud/), printing or the wire.
 #include "microlm/turn.h"
 
 #include <algorithm>
