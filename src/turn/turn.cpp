@@ -171,7 +171,8 @@ TurnResult continue_turn(const OpenerResult& opener, const CloudClient& cloud,
         } catch (const CloudError& e) {
             if (e.kind != CloudErrorKind::kReset || first_delta_ms < 0 || recovery || stop.stop_requested()) throw;
             finish_joiner();
-            if (r.verdict == Verdict::kRetract && r.text.empty()) throw;  // nothing of the replacement yet
+            // A pivot or retract none of whose text was shown cannot go on as a keep.
+            if (!verdict_shown && r.verdict != Verdict::kKeep) throw;
             CloudRequest rq = req;
             rq.messages = prefill_messages(history, r.text);
             rq.continue_final_message = cfg.send_continue_fields;
