@@ -42,6 +42,15 @@ const std::string& string_field(const json& j, const char* key, const std::strin
     return it->get_ref<const std::string&>();
 }
 
+// An optional true/false field; `absent` when it is not there.
+bool bool_field(const json& j, const char* key, bool absent, const std::string& where) {
+    const auto it = j.find(key);
+    if (it == j.end()) return absent;
+    if (!it->is_boolean())
+        throw Error(where + ": expected \"" + key + "\" to be true or false, found " + std::string(it->type_name()));
+    return it->get<bool>();
+}
+
 // "\n\nHuman: ...\n\nAssistant: ..." transcripts (Anthropic HH) as turns.
 std::vector<ChatMessage> parse_transcript(std::string_view t) {
     static constexpr std::string_view kHuman = "\n\nHuman:", kAssistant = "\n\nAssistant:";
@@ -456,7 +465,7 @@ bool DocumentReader::parse(const std::string& record, Document& doc) try {
             doc.messages.push_back({"assistant", trim(string_field(j, "reply", where))});
             // A teacher's reply ended only where its record says so (files from before the
             // "ended" field: never, as their replies were cut at --max-tokens).
-            doc.reply_cut = source_ == Source::kTeacher && !j.value("ended", false);
+            doc.reply_cut = source_ == Source::kTeacher && !bool_field(j, "ended", false, where);
             if (doc.messages.front().content.empty()) {
                 ++stats_.empty;
                 return false;
