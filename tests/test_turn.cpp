@@ -96,6 +96,10 @@ public:
             }
             const json body = json::parse(req.body);
             const std::string prompt = body["prompt"];
+            {
+                std::lock_guard l(mu_);
+                prompts_.push_back(prompt);
+            }
             const bool neutral = prompt.find("user\n<|im_end|>") != std::string::npos;
             json tokens = json::array(), lps = json::array(), offsets = json::array();
             for (size_t at = 0; at < prompt.size(); at += 3) {
@@ -137,6 +141,11 @@ public:
         std::lock_guard l(mu_);
         return order_;
     }
+    // The completions requests' prompts, in the order they arrived.
+    std::vector<std::string> completion_prompts() {
+        std::lock_guard l(mu_);
+        return prompts_;
+    }
     json last_request() {
         std::lock_guard l(mu_);
         return bodies_.empty() ? json() : json::parse(bodies_.back());
@@ -145,6 +154,7 @@ public:
 private:
     Script script_;
     std::optional<std::pair<double, double>> scores_;
+    std::vector<std::string> prompts_;
     int cut_streams_ = 0;
     std::vector<std::string> rest_;
     std::atomic<int> calls_{0};
@@ -526,6 +536,24 @@ TEST_F(TurnTest, CheckFirstAsksForTheContinuationAfterTheCheck) {
             EXPECT_EQ(r.result.text, std::string(kOpener) + " that it depends on the season.");
         }
     }
+}
+
+TEST_F(TurnTest, CheckFirstScoresTheConversationLastSoTheContinuationFindsItsStartCached) {
+    // A server that keeps its last prompt's cache then computes only what follows the opener.
+    FakeCloud cloud({" that it ", "depends on the season."});
+    cloud.set_scores(-0.5, -3.0);
+    TurnConfig c;
+    c.mode = ContinuationMode::kPrefill;
+    c.check.signal = CheckSignal::kPmi;
+    c.check.before_continuation = true;
+    const Recorded r = run_continue(cloud.url(), c);
+    ASSERT_FALSE(r.result.error) << r.result.error_message;
+    const std::vector<std::string> prompts = cloud.completion_prompts();
+    ASSERT_EQ(prompts.size(), 2u);
+    EXPECT_EQ(prompts[0], prefill_prompt(neutral_history(), kOpener, std::nullopt));
+    EXPECT_EQ(prompts[1], prefill_prompt({{"user", "What is the capital of Australia?"}}, kOpener, std::nullopt));
+    EXPECT_EQ(cloud.order().back(), "chat");
+    EXPECT_NEAR(r.result.check->scores.pmi(), 2.5, 1e-9);
 }
 
 TEST_F(TurnTest, CheckThatFindsTheOpenerOffPivotsInSpeechWithTheBridgeThenAPlainAnswer) {

@@ -361,7 +361,8 @@ void handoff_section(const HandoffResult& h, const EvalConfig& cfg, const std::s
        << " prompts (" << cfg.handoff_limit << " of each set after the first " << cfg.handoff_skip
        << "); opener check `" << check_signal_name(cfg.check.signal) << "` (off below log p "
        << fmt(cfg.check.min_logprob, 2) << " or pmi " << fmt(cfg.check.min_pmi, 2)
-       << " nats per token). *Own*: the model's opener for the prompt; "
+       << " nats per token), asked for " << (cfg.check.before_continuation ? "before" : "beside")
+       << " the continuation. *Own*: the model's opener for the prompt; "
        << "*bad*: the same model's opener for another prompt (as decoded, if that one was hedged). "
           "False alarms (own openers pivoted or retracted) and detection (bad ones) count the turn's verdict: "
           "the cloud's tag (instruct mode only) or the opener check. Repeat: the continuation restarted with "

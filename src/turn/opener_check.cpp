@@ -1,6 +1,7 @@
 // The opener check's cloud half: two raw completions with `echo` + `logprobs` (the opener after
 // the conversation, and after a neutral one) whose echoed log p's give the OpenerScores that
-// handoff/opener_check.cpp judges. Runs beside the continuation request, never in its way.
+// handoff/opener_check.cpp judges. Runs beside the continuation request, or before it for
+// servers that run one request at a time.
 #include <cmath>
 #include <future>
 #include <limits>
@@ -58,17 +59,16 @@ double mean_echo_logprob(const CloudLogprobs& lp, std::string_view opener) {
 }
 
 OpenerCheck check_opener(const CloudConfig& cloud, const std::vector<ChatMessage>& history, std::string_view opener,
-                         CheckSignal signal, std::stop_token stop) {
+                         const OpenerCheckConfig& cfg, std::stop_token stop) {
     const Stopwatch t0;
     OpenerCheck out;
     opener = trim_right(opener);
-    if (signal == CheckSignal::kOff || opener.empty()) return out;
+    if (cfg.signal == CheckSignal::kOff || opener.empty()) return out;
     // One request: the conversation (no default system: the same for both, so it cancels out),
     // the assistant header, the opener; one token generated, as some servers need max_tokens > 0.
     const auto score = [&](const std::vector<ChatMessage>& conv, int64_t& tokens) {
-        const std::string prefix = format_chatml(conv, /*add_generation_prompt=*/true, std::nullopt);
         CloudRequest req;
-        req.prompt = prefix + std::string(opener);
+        req.prompt = prefill_prompt(conv, opener, std::nullopt);
         req.max_tokens = 1;
         req.temperature = 0.0f;
         req.stream = false;
@@ -82,13 +82,18 @@ OpenerCheck check_opener(const CloudConfig& cloud, const std::vector<ChatMessage
         return lp;
     };
     try {
-        const bool neutral = signal != CheckSignal::kLikelihood;
+        const bool neutral = cfg.signal != CheckSignal::kLikelihood;
         int64_t neutral_tokens = 0, conv_tokens = 0;
+        const auto score_neutral = [&] { return score(neutral_history(), neutral_tokens); };
+        // Before the continuation, the conversation goes last: a server that keeps its last
+        // prompt's cache (llama.cpp's, llama-cpp-python's) then holds the continuation's start,
+        // the whole of it when the conversation has its own system message (else the server's
+        // template adds its default system to the continuation, not to the check).
         std::future<double> given_neutral;
-        if (neutral)
-            given_neutral = std::async(std::launch::async, [&] { return score(neutral_history(), neutral_tokens); });
+        if (neutral && cfg.before_continuation) out.scores.given_neutral = score_neutral();
+        else if (neutral) given_neutral = std::async(std::launch::async, score_neutral);
         out.scores.given_conversation = score(history, conv_tokens);
-        if (neutral) out.scores.given_neutral = given_neutral.get();
+        if (given_neutral.valid()) out.scores.given_neutral = given_neutral.get();
         out.tokens = conv_tokens + neutral_tokens;
     } catch (const CloudError& e) {
         out.error = std::string(cloud_error_kind_name(e.kind)) + ": " + e.what();

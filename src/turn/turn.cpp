@@ -84,7 +84,7 @@ TurnResult continue_turn(const OpenerResult& opener, const CloudClient& cloud,
     std::future<OpenerCheck> pending;
     // A hedge phrase is neutral by design: it cannot be a wrong start, so it is not checked.
     if (cfg.check.signal != CheckSignal::kOff && !opener.hedged)
-        pending = std::async(std::launch::async, [&] { return check_opener(cloud.config(), history, opener.text, cfg.check.signal, inner.get_token()); });
+        pending = std::async(std::launch::async, [&] { return check_opener(cloud.config(), history, opener.text, cfg.check, inner.get_token()); });
     std::optional<Verdict> recovery;
     const auto await_check = [&] {
         if (!pending.valid()) return;

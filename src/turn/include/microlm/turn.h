@@ -109,10 +109,12 @@ struct TurnResult {
 double mean_echo_logprob(const CloudLogprobs& lp, std::string_view opener);
 
 // Scores `opener` on the cloud: the mean log p of its tokens after the conversation, and, for
-// the signals that need it, after neutral_history(). Never throws for a cloud failure: the
-// error is reported and the scores stay NaN (the check then says keep).
+// the signals that need it, after neutral_history(). The two requests run side by side, or,
+// with cfg.before_continuation, the neutral one first, so that the conversation's prompt is the
+// last the server saw when the continuation comes. Never throws for a cloud failure: the error
+// is reported and the scores stay NaN (the check then says keep).
 OpenerCheck check_opener(const CloudConfig& cloud, const std::vector<ChatMessage>& history, std::string_view opener,
-                         CheckSignal signal, std::stop_token stop = {});
+                         const OpenerCheckConfig& cfg, std::stop_token stop = {});
 
 // A whole turn. `opener` decodes on its local model; after a cloud failure the same model writes
 // the close. The conversation's last message is the user's. Events come in the order a client
