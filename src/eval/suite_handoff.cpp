@@ -79,6 +79,9 @@ Outcome continue_opener(const CloudClient& cloud, const EvalConfig& cfg, const s
     if (r.verdict_by_check) {
         const std::vector<ChatMessage> rq = recovery_messages(history, opener, o.verdict, modality, cfg.check);
         o.extra_tokens += count(format_chatml(rq, true, std::nullopt)) + count(r.abandoned_text);
+        // Checked first, an opener found off was never sent to be continued: that prompt, which
+        // the base counts, was not paid for.
+        if (cfg.check.before_continuation) o.extra_tokens -= count(asked);
     }
     return o;
 }
