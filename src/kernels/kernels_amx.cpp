@@ -4,6 +4,7 @@
 // weight tile is loaded straight from the GGUF blocks (rows row_bytes apart, no repacked copy,
 // no extra memory); Q4_0/Q4_1 rows are unpacked to one byte per weight, 16 rows at a time, into
 // a per-thread buffer (cols x 16 bytes, reused for every token group: no copy of the model).
+// The 16 rows' fp16 scales (and Q4_1's minimums) are read by one gather per block.
 // The activations are rearranged once per call into the tile's 4-byte-interleaved layout. Each
 // block's exact int32 products are scaled by d_w * d_x and summed over blocks in float, in
 // order; Q4_1's minimums add m_w * s_x per block, summed apart and added last as llama.cpp does.
@@ -67,15 +68,29 @@ void configure_tiles() {
     configured = true;
 }
 
+// The two fp16 values that start 16 blocks (`offsets` from `base`) as floats: the first (a
+// block's d) into `first`, the second (Q8_1's s, Q4_1's m) into `second` when it is not null.
+inline __attribute__((always_inline)) void block_scales(__m512i offsets, const uint8_t* base, float* first,
+                                                        float* second) {
+    const __m512i ds = _mm512_i32gather_epi32(offsets, base, 1);
+    _mm512_storeu_ps(first, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(ds)));
+    if (second) _mm512_storeu_ps(second, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(ds, 16))));
+}
+
+// Offsets 0, stride, ..., 15 * stride for the gathers (stride * 15 < 2 GiB).
+inline __m512i row_offsets(size_t stride) {
+    alignas(64) int32_t rows[kTile];
+    for (int t = 0; t < kTile; t++) rows[t] = static_cast<int32_t>(static_cast<size_t>(t) * stride);
+    return _mm512_load_si512(rows);
+}
+
 // Tokens [g * 16, g * 16 + 16) of prepared activations (Q8_0 blocks for Q8_0 and Q4_0
 // weights, Q8_1 for Q4_1) in the B tile layout: for block b, 512 bytes whose row j holds bytes
 // 4j..4j+3 of tokens 0..15; their scales (and Q8_1's sums, into xs) as floats. One gather per
 // row: dword j of the block's quants from each of the 16 tokens.
 void pack_activations(const uint8_t* x, size_t x_stride, int64_t groups, int64_t nb, bool q8_1, uint8_t* xb,
                       float* xd, float* xs) {
-    alignas(64) int32_t rows[kTile];
-    for (int t = 0; t < kTile; t++) rows[t] = static_cast<int32_t>(static_cast<size_t>(t) * x_stride);
-    const __m512i offsets = _mm512_load_si512(rows);
+    const __m512i offsets = row_offsets(x_stride);
     const size_t block = q8_1 ? sizeof(BlockQ8_1) : sizeof(BlockQ8_0), qs = q8_1 ? 4 : 2;
     for (int64_t g = 0; g < groups; g++) {
         const uint8_t* base = x + static_cast<size_t>(g * kTile) * x_stride;
@@ -84,25 +99,16 @@ void pack_activations(const uint8_t* x, size_t x_stride, int64_t groups, int64_t
             auto* dst = reinterpret_cast<__m512i*>(xb + static_cast<size_t>(g * nb + b) * kBBytes);
             for (int j = 0; j < 8; j++)
                 _mm512_store_si512(dst + j, _mm512_i32gather_epi32(offsets, blk + qs + 4 * j, 1));
-            // d is the block's first two bytes: the low half of the dword there; Q8_1's s the high half.
-            const __m512i ds = _mm512_i32gather_epi32(offsets, blk, 1);
-            _mm512_storeu_ps(xd + (g * nb + b) * kTile, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(ds)));
-            if (q8_1)
-                _mm512_storeu_ps(xs + (g * nb + b) * kTile,
-                                 _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(ds, 16))));
+            block_scales(offsets, blk, xd + (g * nb + b) * kTile, q8_1 ? xs + (g * nb + b) * kTile : nullptr);
         }
     }
 }
 
-// acc[i] (tokens 0..15 of row i) += float(C[i]) * d_w[i] * d_x, for one block's C tile; with
-// kMins, mins[i] += m_w[i] * s_x as well (Q4_1).
-template <bool kMins>
-inline __attribute__((always_inline)) void scale_into(const int32_t* c, const float* dw, const float* mw,
-                                                      __m512 dx, __m512 sx, __m512* acc, __m512* mins) {
+// acc[i] (tokens 0..15 of row i) += float(C[i]) * d_w[i] * d_x, for one block's C tile.
+inline __attribute__((always_inline)) void scale_into(const int32_t* c, const float* dw, __m512 dx, __m512* acc) {
     for (int i = 0; i < kTile; i++) {
         const __m512 s = _mm512_mul_ps(dx, _mm512_set1_ps(dw[i]));
         acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + i * kTile)), s, acc[i]);
-        if constexpr (kMins) mins[i] = _mm512_fmadd_ps(_mm512_set1_ps(mw[i]), sx, mins[i]);
     }
 }
 
@@ -119,24 +125,43 @@ struct WeightTile {
 // Q8_0: the quants are read in place; only the scales are gathered (once per row tile, shared
 // by its token groups).
 WeightTile q8_0_rows(const uint8_t* wrow, size_t rb, int64_t nb, float* dw) {
-    for (int i = 0; i < kTile; i++) {
-        const auto* blocks = reinterpret_cast<const BlockQ8_0*>(wrow + i * rb);
-        for (int64_t b = 0; b < nb; b++) dw[b * kTile + i] = _cvtsh_ss(blocks[b].d);
-    }
+    const __m512i rows = row_offsets(rb);
+    for (int64_t b = 0; b < nb; b++) block_scales(rows, wrow + b * sizeof(BlockQ8_0), dw + b * kTile, nullptr);
     return {wrow + 2, rb, sizeof(BlockQ8_0), dw, nullptr};
 }
 
 // Q4_0 / Q4_1: 16 rows unpacked to one int8 per weight (low nibbles are quants 0..15 of a
 // block, high nibbles 16..31; Q4_0's minus 8), rows nb * 32 bytes apart in `buf`.
+// Four blocks at a time on 512-bit registers: their 16-byte quant fields side by side, the low
+// and high nibbles split at once, then put back block by block ([low | high] per block).
 template <DType W>
 WeightTile q4_rows(const uint8_t* wrow, size_t rb, int64_t nb, uint8_t* buf, float* dw, float* mw) {
     using Block = std::conditional_t<W == DType::Q4_0, BlockQ4_0, BlockQ4_1>;
     const __m128i low = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+    const __m512i low4 = _mm512_set1_epi8(0x0F), eight4 = _mm512_set1_epi8(8);
+    // 64-bit lanes from (low, high): blocks 0 and 1, then blocks 2 and 3, each [low | high].
+    const __m512i first = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
+    const __m512i second = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
     const size_t stride = static_cast<size_t>(nb) * 32;
     for (int i = 0; i < kTile; i++) {
         const auto* blocks = reinterpret_cast<const Block*>(wrow + i * rb);
         uint8_t* out = buf + static_cast<size_t>(i) * stride;
-        for (int64_t b = 0; b < nb; b++) {
+        const auto qs = [&](int64_t b) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(blocks[b].qs)); };
+        int64_t b = 0;
+        for (; b + 4 <= nb; b += 4) {
+            __m512i q = _mm512_castsi128_si512(qs(b));
+            q = _mm512_inserti32x4(q, qs(b + 1), 1);
+            q = _mm512_inserti32x4(q, qs(b + 2), 2);
+            q = _mm512_inserti32x4(q, qs(b + 3), 3);
+            __m512i lo = _mm512_and_si512(q, low4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
+            if constexpr (W == DType::Q4_0) {
+                lo = _mm512_sub_epi8(lo, eight4);
+                hi = _mm512_sub_epi8(hi, eight4);
+            }
+            _mm512_storeu_si512(out + b * 32, _mm512_permutex2var_epi64(lo, first, hi));
+            _mm512_storeu_si512(out + b * 32 + 64, _mm512_permutex2var_epi64(lo, second, hi));
+        }
+        for (; b < nb; b++) {
             const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blocks[b].qs));
             __m128i lo = _mm_and_si128(q, low), hi = _mm_and_si128(_mm_srli_epi16(q, 4), low);
             if constexpr (W == DType::Q4_0) {
@@ -145,10 +170,11 @@ WeightTile q4_rows(const uint8_t* wrow, size_t rb, int64_t nb, uint8_t* buf, flo
             }
             _mm_storeu_si128(reinterpret_cast<__m128i*>(out + b * 32), lo);
             _mm_storeu_si128(reinterpret_cast<__m128i*>(out + b * 32 + 16), hi);
-            dw[b * kTile + i] = _cvtsh_ss(blocks[b].d);
-            if constexpr (W == DType::Q4_1) mw[b * kTile + i] = _cvtsh_ss(blocks[b].m);
         }
     }
+    const __m512i rows = row_offsets(rb);
+    for (int64_t b = 0; b < nb; b++)
+        block_scales(rows, wrow + b * sizeof(Block), dw + b * kTile, W == DType::Q4_1 ? mw + b * kTile : nullptr);
     return {buf, stride, 32, dw, W == DType::Q4_1 ? mw : nullptr};
 }
 
@@ -159,13 +185,10 @@ template <bool kMins>
 void int8_tile(const WeightTile& w, int64_t nb, const uint8_t* xb, const float* xd, const float* xs, float* y,
                int64_t ldy) {
     alignas(64) int32_t c[2][2][kTile * kTile];
-    __m512 acc[kTile], mins[kTile];
+    __m512 acc[kTile];
     for (__m512& a : acc) a = _mm512_setzero_ps();
-    for (__m512& m : mins) m = _mm512_setzero_ps();
     const auto scale = [&](const int32_t* ct, int64_t blk) {
-        const __m512 sx = kMins ? _mm512_loadu_ps(xs + blk * kTile) : _mm512_setzero_ps();
-        scale_into<kMins>(ct, w.dw + blk * kTile, kMins ? w.mw + blk * kTile : nullptr,
-                          _mm512_loadu_ps(xd + blk * kTile), sx, acc, mins);
+        scale_into(ct, w.dw + blk * kTile, _mm512_loadu_ps(xd + blk * kTile), acc);
     };
     const int rs = static_cast<int>(w.row_stride);
     int64_t b = 0;
@@ -204,7 +227,20 @@ void int8_tile(const WeightTile& w, int64_t nb, const uint8_t* xb, const float* 
     }
     // acc[i] lane t is y[t][i]: written through a 16 x 16 buffer.
     alignas(64) float out[kTile][kTile];
-    for (int i = 0; i < kTile; i++) _mm512_store_ps(out[i], kMins ? _mm512_add_ps(acc[i], mins[i]) : acc[i]);
+    for (int i = 0; i < kTile; i++) _mm512_store_ps(out[i], acc[i]);
+    if constexpr (kMins) {
+        // Q4_1: mins[i] = sum over blocks of m_w[i] * s_x, in block order, then added to the
+        // products' sum. A loop of its own: beside the tile loop's 16 accumulators these 16
+        // would not fit the 32 vector registers (the spills cost ~a fifth of the kernel).
+        __m512 mins[kTile];
+        for (__m512& m : mins) m = _mm512_setzero_ps();
+        for (int64_t blk = 0; blk < nb; blk++) {
+            const __m512 sx = _mm512_loadu_ps(xs + blk * kTile);
+            const float* mw = w.mw + blk * kTile;
+            for (int i = 0; i < kTile; i++) mins[i] = _mm512_fmadd_ps(_mm512_set1_ps(mw[i]), sx, mins[i]);
+        }
+        for (int i = 0; i < kTile; i++) _mm512_store_ps(out[i], _mm512_add_ps(acc[i], mins[i]));
+    }
     for (int t = 0; t < kTile; t++) {
         for (int i = 0; i < kTile; i++) y[t * ldy + i] = out[i][t];
     }
