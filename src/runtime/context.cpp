@@ -213,25 +213,38 @@ void Context::matmul(const WeightRef& w, const float* x, int64_t n, float* y, bo
     pool_.parallel_for(w.rows, [&](int64_t r0, int64_t r1) { k->matmul(w, r0, r1, xp, n, y, w.rows); });
 }
 
-void Context::rope(float* x, int64_t n, int64_t n_heads, const std::vector<float>& table) const {
-    const LlamaHparams& c = model_.config();
-    const int64_t half = c.rotated_dims() / 2;
+namespace {
+
+// RoPE over n tokens' heads. The fused forms llama.cpp's build contracts these to; plain
+// a*b - c*d parts from it by an ulp and, over 30 layers, by tenths of a logit. std::fma is
+// exactly rounded, so the x86 clone for CPUs with FMA (one instruction each) and the portable
+// one (a libm call each: ~5% of a SmolLM2 prefill) give the same bits.
+#if defined(__x86_64__) && defined(__linux__)
+__attribute__((target_clones("fma", "default")))
+#endif
+void rotate(float* x, int64_t n, int64_t n_heads, int64_t head_dim, int64_t rotated, bool neox, const float* table) {
+    const int64_t half = rotated / 2;
     for (int64_t t = 0; t < n; ++t) {
-        const float* cs = table.data() + t * c.rotated_dims();
+        const float* cs = table + t * rotated;
         for (int64_t h = 0; h < n_heads; ++h) {
-            float* v = x + (t * n_heads + h) * c.head_dim();
-            for (int64_t i = 0; i < c.rotated_dims(); i += 2) {
+            float* v = x + (t * n_heads + h) * head_dim;
+            for (int64_t i = 0; i < rotated; i += 2) {
                 // Llama GGUF tensors are stored permuted for adjacent pairs; NeoX pairs i with i + d/2.
-                float& a = c.neox_rope ? v[i / 2] : v[i];
-                float& b = c.neox_rope ? v[i / 2 + half] : v[i + 1];
+                float& a = neox ? v[i / 2] : v[i];
+                float& b = neox ? v[i / 2 + half] : v[i + 1];
                 const float x0 = a, x1 = b, cos_t = cs[i], sin_t = cs[i + 1];
-                // The fused forms llama.cpp's build contracts these to; plain a*b - c*d
-                // parts from it by an ulp and, over 30 layers, by tenths of a logit.
                 a = std::fma(x0, cos_t, -(x1 * sin_t));
                 b = std::fma(x0, sin_t, x1 * cos_t);
             }
         }
     }
+}
+
+}  // namespace
+
+void Context::rope(float* x, int64_t n, int64_t n_heads, const std::vector<float>& table) const {
+    const LlamaHparams& c = model_.config();
+    rotate(x, n, n_heads, c.head_dim(), c.rotated_dims(), c.neox_rope, table.data());
 }
 
 void Context::attention(int64_t layer, int64_t n) {
