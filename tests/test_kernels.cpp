@@ -338,3 +338,37 @@ TEST(Kernels, KQuantsMatchDoubleReferenceOnEveryBackend) {
         }
     }
 }
+
+// SwiGLU on every table equals the scalar one (libm's expf) bit for bit: one float in every 1009
+// of all 2^32 bit patterns as the gate (so every exponent, both signs, denormals, the edges of
+// expf's range, infinities and NaNs), then the extremes where expf overflows or underflows.
+TEST(Kernels, SwigluIsTheScalarOneBitForBit) {
+    std::vector<float> gate;
+    for (uint64_t u = 0; u < (uint64_t{1} << 32); u += 1009) {
+        const auto bits = static_cast<uint32_t>(u);
+        float g;
+        std::memcpy(&g, &bits, 4);
+        gate.push_back(g);
+    }
+    for (const float g : {0.0f, -0.0f, 87.9f, -87.9f, 88.0f, -88.0f, 88.8f, -88.8f, 103.9f, -103.9f, 200.0f, -200.0f,
+                          INFINITY, -INFINITY, NAN})
+        gate.push_back(g);
+    std::vector<float> up(gate.size());
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<float> dist(-4.0f, 4.0f);
+    for (float& u : up) u = dist(rng);
+    const auto n = static_cast<int64_t>(gate.size());
+    std::vector<float> want(gate.size());
+    swiglu_reference(gate.data(), up.data(), n, want.data());
+    for (const Kernels* k : {&kernels_scalar(), kernels_avx2(), kernels_avx512(), kernels_amx(), kernels_neon()}) {
+        if (k == nullptr) continue;
+        std::vector<float> got(gate);  // in place, as the forward pass calls it
+        k->swiglu(got.data(), up.data(), n, got.data());
+        size_t differ = 0, first = 0;
+        for (size_t i = 0; i < got.size(); ++i)
+            if (std::memcmp(&got[i], &want[i], 4) != 0 && !(std::isnan(got[i]) && std::isnan(want[i])) && differ++ == 0)
+                first = i;
+        EXPECT_EQ(differ, 0u) << k->name << ": first at gate " << gate[first] << ": " << got[first] << " against "
+                              << want[first];
+    }
+}

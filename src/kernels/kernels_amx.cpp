@@ -325,8 +325,11 @@ void attn_scores(const uint16_t* q16, const uint16_t* k, int64_t stride, int64_t
 void attn_values(const float* p, const uint16_t* v, int64_t stride, int64_t n_keys, int64_t hd, float* out) {
     kernels_avx512()->attn_values(p, v, stride, n_keys, hd, out);
 }
+void swiglu(const float* gate, const float* up, int64_t n, float* out) {
+    kernels_avx512()->swiglu(gate, up, n, out);
+}
 
-constexpr Kernels kAmx = {"amx", prepare, dot, matmul, attn_scores, attn_values};
+constexpr Kernels kAmx = {"amx", prepare, dot, matmul, attn_scores, attn_values, swiglu};
 
 // CPUID leaf 7: EDX bit 24 AMX-TILE, bit 25 AMX-INT8. Linux hands out the tile data state
 // only to processes that ask (ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, kernel 5.16+).

@@ -260,9 +260,16 @@ void attn_values(const float* p, const uint16_t* v, int64_t stride, int64_t n_ke
     }
 }
 
-constexpr Kernels kScalar = {"scalar", prepare, dot, matmul, attn_scores, attn_values};
+constexpr Kernels kScalar = {"scalar", prepare, dot, matmul, attn_scores, attn_values, swiglu_reference};
 
 }  // namespace
+
+void swiglu_reference(const float* gate, const float* up, int64_t n, float* out) {
+    for (int64_t i = 0; i < n; ++i) {
+        const float g = gate[i];
+        out[i] = g / (1.0f + std::exp(-g)) * up[i];
+    }
+}
 
 const Kernels& kernels_scalar() { return kScalar; }
 

@@ -6,8 +6,9 @@
 // Numerics follow llama.cpp's CPU path where it matters for agreement: RMSNorm summed in
 // double, RoPE on adjacent pairs (GGUF llama tensors are stored permuted for it) with fused
 // multiply-adds, query and attention weights rounded to fp16 against the fp16 cache, softmax
-// summed in double. SiLU uses libm's expf, not llama.cpp's vectorised approximation: that is
-// the one known source of last-bit differences left (see tests/test_parity_model.cpp).
+// summed in double. SiLU uses libm's expf (the kernel tables' swiglu: AVX-512 computes it
+// vectorised the way glibc does, bit for bit), not llama.cpp's vectorised approximation: that
+// is the one known source of last-bit differences left (see tests/test_parity_model.cpp).
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -340,10 +341,7 @@ void Context::eval_batch(const int32_t* tokens, int64_t n, const int64_t* out_ro
         if (c.activation == Activation::kGeluTanh) {
             for (int64_t i = 0; i < n * c.ffn_dim; ++i) gate_[i] = gelu_tanh(gate_[i]) * up_[i];
         } else {
-            for (int64_t i = 0; i < n * c.ffn_dim; ++i) {
-                const float g = gate_[i];
-                gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];
-            }
+            kernels_->swiglu(gate_.data(), up_.data(), n * c.ffn_dim, gate_.data());
         }
         matmul(w.w_down, gate_.data(), n, xn_.data());
         if (c.post_norms)

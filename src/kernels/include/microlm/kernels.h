@@ -44,7 +44,13 @@ struct Kernels {
     // out[d] = sum_j p[j] * v[j][d] for d in [0, hd).
     void (*attn_values)(const float* p, const uint16_t* v, int64_t stride, int64_t n_keys,
                         int64_t hd, float* out);
+    // SwiGLU: out[i] = g / (1 + expf(-g)) * up[i], g = gate[i], for i in [0, n); out may be gate.
+    // Bit-identical to swiglu_reference (libm's expf) on every table.
+    void (*swiglu)(const float* gate, const float* up, int64_t n, float* out);
 };
+
+// The scalar SwiGLU, libm's expf: the tables without a vector one use it.
+void swiglu_reference(const float* gate, const float* up, int64_t n, float* out);
 
 // Weight types whose x86 vector path is the AVX2 table's (Q5_0, Q5_1, the K-quants): the
 // AVX-512 and AMX tables hand them to it, so every backend runs every type.
