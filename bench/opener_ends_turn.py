@@ -8,8 +8,12 @@ the opener metrics cannot see it.
 """
 import argparse
 import json
-import subprocess
+import os
+import sys
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gateway_latency import start  # noqa: E402
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 ap.add_argument("model")
@@ -24,15 +28,6 @@ for name in ("mt_bench_questions.jsonl", "vicuna_questions.jsonl"):
     with open(f"{args.data}/eval/{name}") as f:
         questions += [json.loads(line)["turns"][0] for line in f if line.strip()]
 questions = questions[: args.n]
-
-
-def start(cmd):
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = p.stdout.readline()
-    if not line.startswith("listening on http://"):
-        p.kill()
-        raise SystemExit(f"{cmd[1]} did not start: {line!r}")
-    return p, line.split()[2]
 
 
 cloud, cloud_url = start([args.microlm, "serve-model", "-m", args.cloud_model, "--port", "0"])

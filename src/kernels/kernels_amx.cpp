@@ -84,6 +84,14 @@ inline __m512i row_offsets(size_t stride) {
     return _mm512_load_si512(rows);
 }
 
+// A row tile's fp16 scales (and, when mw is not null, Q4_1's minimums after them) of every
+// block as floats: row i's of block b at dw[b * 16 + i]; the rows are rb bytes apart.
+void row_tile_scales(const uint8_t* wrow, size_t rb, size_t block_bytes, int64_t nb, float* dw, float* mw) {
+    const __m512i rows = row_offsets(rb);
+    for (int64_t b = 0; b < nb; b++)
+        block_scales(rows, wrow + b * block_bytes, dw + b * kTile, mw ? mw + b * kTile : nullptr);
+}
+
 // Tokens [g * 16, g * 16 + 16) of prepared activations (Q8_0 blocks for Q8_0 and Q4_0
 // weights, Q8_1 for Q4_1) in the B tile layout: for block b, 512 bytes whose row j holds bytes
 // 4j..4j+3 of tokens 0..15; their scales (and Q8_1's sums, into xs) as floats. One gather per
@@ -125,8 +133,7 @@ struct WeightTile {
 // Q8_0: the quants are read in place; only the scales are gathered (once per row tile, shared
 // by its token groups).
 WeightTile q8_0_rows(const uint8_t* wrow, size_t rb, int64_t nb, float* dw) {
-    const __m512i rows = row_offsets(rb);
-    for (int64_t b = 0; b < nb; b++) block_scales(rows, wrow + b * sizeof(BlockQ8_0), dw + b * kTile, nullptr);
+    row_tile_scales(wrow, rb, sizeof(BlockQ8_0), nb, dw, nullptr);
     return {wrow + 2, rb, sizeof(BlockQ8_0), dw, nullptr};
 }
 
@@ -172,9 +179,7 @@ WeightTile q4_rows(const uint8_t* wrow, size_t rb, int64_t nb, uint8_t* buf, flo
             _mm_storeu_si128(reinterpret_cast<__m128i*>(out + b * 32 + 16), hi);
         }
     }
-    const __m512i rows = row_offsets(rb);
-    for (int64_t b = 0; b < nb; b++)
-        block_scales(rows, wrow + b * sizeof(Block), dw + b * kTile, W == DType::Q4_1 ? mw + b * kTile : nullptr);
+    row_tile_scales(wrow, rb, sizeof(Block), nb, dw, W == DType::Q4_1 ? mw : nullptr);
     return {buf, stride, 32, dw, W == DType::Q4_1 ? mw : nullptr};
 }
 
