@@ -372,3 +372,29 @@ TEST(Kernels, SwigluIsTheScalarOneBitForBit) {
                               << want[first];
     }
 }
+
+// The attention softmax on every table equals the scalar one bit for bit: lengths around the
+// vector widths (1 to 70, and a long row), scores spread so that some differences pass expf's
+// table range (libm's lanes) and some weights round to fp16 denormals or to zero.
+TEST(Kernels, AttnSoftmaxIsTheScalarOneBitForBit) {
+    std::mt19937 rng(11);
+    for (const float spread : {0.5f, 8.0f, 40.0f, 150.0f}) {
+        std::uniform_real_distribution<float> dist(-spread, spread);
+        std::vector<int64_t> lengths;
+        for (int64_t n = 1; n <= 70; ++n) lengths.push_back(n);
+        lengths.push_back(1001);
+        for (const int64_t n : lengths) {
+            std::vector<float> scores(static_cast<size_t>(n));
+            for (float& v : scores) v = dist(rng);
+            std::vector<float> want(scores);
+            attn_softmax_reference(want.data(), n);
+            for (const Kernels* k : {&kernels_scalar(), kernels_avx2(), kernels_avx512(), kernels_amx(), kernels_neon()}) {
+                if (k == nullptr) continue;
+                std::vector<float> got(scores);
+                k->attn_softmax(got.data(), n);
+                EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0)
+                    << k->name << ": n " << n << ", spread " << spread;
+            }
+        }
+    }
+}

@@ -78,17 +78,24 @@ void worker(const Opts& o) {
     const auto prompt = bench_prompt(model->config().n_vocab, o.prompt);
     const BenchTimings t = bench_generation(ctx, prompt, o.n_gen, o.reps);
     rusage ru{};
-    getrusage(RUSAGE_SELF, &ru);
+    getrusage(RUSAGE_SELF, &ru);  // before the bandwidth probe, whose buffer is not the model's
+    const size_t weight_bytes = decode_weight_bytes(*model);
+    const double read_gb_s = measure_read_gbps(weight_bytes);
     json j = {{"engine", "microlm"},          {"kernels", ctx.kernels().name},  {"load_ms", load_ms},
               {"prefill_ms", t.prefill_ms},   {"ttft_ms", t.ttft_ms},           {"first4_ms", t.first4_ms},
               {"first8_ms", t.first8_ms},     {"total_ms", t.total_ms},         {"decode_ms", t.decode_ms},
-              {"peak_rss_mib", static_cast<double>(ru.ru_maxrss) / 1024.0}};
+              {"peak_rss_mib", static_cast<double>(ru.ru_maxrss) / 1024.0},
+              {"decode_weight_mb", static_cast<double>(weight_bytes) / 1e6},
+              {"read_gb_s", read_gb_s}};
     std::printf("%s\n", j.dump().c_str());
 }
 
-void add_rates(json& j, const Opts& o) {
+// Rates from one engine's timings; decode in GB/s of the weights a step streams (the same
+// file for both engines, so microlm's count serves both).
+void add_rates(json& j, const Opts& o, double decode_weight_mb) {
     j["prefill_tok_s"] = o.prompt * 1000.0 / std::max(1e-9, j["prefill_ms"].get<double>());
     j["decode_tok_s"] = o.n_gen > 1 ? (o.n_gen - 1) * 1000.0 / std::max(1e-9, j["decode_ms"].get<double>()) : 0.0;
+    j["decode_gb_s"] = j["decode_tok_s"].get<double>() * decode_weight_mb / 1000.0;
 }
 
 void print_table(const json& r, const Opts& o) {
@@ -105,7 +112,8 @@ void print_table(const json& r, const Opts& o) {
         bool higher_is_better;
     };
     for (const Row& row : {Row{"load ms", "load_ms", false}, Row{"prefill tok/s", "prefill_tok_s", true},
-                           Row{"decode tok/s", "decode_tok_s", true}, Row{"first token ms", "ttft_ms", false},
+                           Row{"decode tok/s", "decode_tok_s", true}, Row{"decode weights GB/s", "decode_gb_s", true},
+                           Row{"first token ms", "ttft_ms", false},
                            Row{"first 4 tokens ms", "first4_ms", false}, Row{"first 8 tokens ms", "first8_ms", false},
                            Row{"prompt + gen total ms", "total_ms", false}, Row{"peak RSS MiB", "peak_rss_mib", false}}) {
         const double a = m[row.key].get<double>();
@@ -117,6 +125,10 @@ void print_table(const json& r, const Opts& o) {
         }
         std::printf("\n");
     }
+    const double mb = m["decode_weight_mb"].get<double>(), read = m["read_gb_s"].get<double>();
+    std::printf("a decode step streams %.1f MB of weights; one thread here reads a buffer that size at %.1f GB/s: "
+                "one thread's decode floor is ~%.2f ms/token\n",
+                mb, read, mb / read);
     if (vs) {
         std::printf("(llama.cpp runs in Python through llama-cpp-python; its peak RSS includes the interpreter, "
                     "%.1f MiB of it is the model's)\n",
@@ -178,7 +190,8 @@ void register_bench(CLI::App& app) {
         r["microlm"] = run_json(shell_quote(exe_path()) + " bench --worker -m " + shell_quote(o->model) + " -p " +
                                     std::to_string(o->prompt) + common,
                                 "microlm bench worker");
-        add_rates(r["microlm"], *o);
+        const double weight_mb = r["microlm"]["decode_weight_mb"].get<double>();
+        add_rates(r["microlm"], *o, weight_mb);
         if (o->vs_llama) {
             auto f = GgufFile::open(o->model);
             const GgufTensor* emb = f->find_tensor("token_embd.weight");
@@ -190,7 +203,7 @@ void register_bench(CLI::App& app) {
             r["llama_cpp"] = run_json(shell_quote(py) + " " + shell_quote(script) + " -m " + shell_quote(o->model) +
                                           " --prompt-ids " + ids + common,
                                       "llama.cpp benchmark");
-            add_rates(r["llama_cpp"], *o);
+            add_rates(r["llama_cpp"], *o, weight_mb);
             const json& a = r["microlm"];
             const json& b = r["llama_cpp"];
             auto ratio = [](double num, double den) { return num / std::max(den, 1e-9); };

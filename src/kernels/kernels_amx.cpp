@@ -333,8 +333,11 @@ void attn_values(const float* p, const uint16_t* v, int64_t stride, int64_t n_ke
 void swiglu(const float* gate, const float* up, int64_t n, float* out) {
     kernels_avx512()->swiglu(gate, up, n, out);
 }
+void attn_softmax(float* s, int64_t n) {
+    kernels_avx512()->attn_softmax(s, n);
+}
 
-constexpr Kernels kAmx = {"amx", prepare, dot, matmul, attn_scores, attn_values, swiglu};
+constexpr Kernels kAmx = {"amx", prepare, dot, matmul, attn_scores, attn_values, swiglu, attn_softmax};
 
 // CPUID leaf 7: EDX bit 24 AMX-TILE, bit 25 AMX-INT8. Linux hands out the tile data state
 // only to processes that ask (ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, kernel 5.16+).

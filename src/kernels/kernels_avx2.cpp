@@ -451,7 +451,8 @@ void attn_values(const float* p, const uint16_t* v, int64_t stride, int64_t n_ke
     std::memcpy(out, acc[0], static_cast<size_t>(hd) * sizeof(float));
 }
 
-constexpr Kernels kAvx2 = {"avx2", prepare, dot, matmul, attn_scores, attn_values, swiglu_reference};
+constexpr Kernels kAvx2 = {"avx2",           prepare,    dot, matmul, attn_scores, attn_values, swiglu_reference,
+                           attn_softmax_reference};
 
 }  // namespace
 

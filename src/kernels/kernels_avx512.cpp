@@ -766,29 +766,62 @@ MICROLM_ALWAYS_INLINE __m256 exp_as_libm(__m256 x) {
     return _mm512_cvtpd_ps(_mm512_mul_pd(y, s));
 }
 
+// expf of 8 floats, libm's bits: the table above where |x| < 88, libm itself in the lanes past
+// that range (overflow, underflow) and for NaN.
+MICROLM_ALWAYS_INLINE __m256 exp_libm_bits(__m256 x) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), limit = _mm256_set1_ps(88.0f);
+    __m256 e = exp_as_libm(x);
+    const __mmask8 outside = static_cast<__mmask8>(~_mm256_cmp_ps_mask(_mm256_andnot_ps(sign, x), limit, _CMP_LT_OQ));
+    if (outside) {
+        alignas(32) float xs[8], es[8];
+        _mm256_store_ps(xs, x);
+        _mm256_store_ps(es, e);
+        for (int j = 0; j < 8; j++)
+            if ((outside >> j) & 1) es[j] = std::exp(xs[j]);
+        e = _mm256_load_ps(es);
+    }
+    return e;
+}
+
 void swiglu(const float* gate, const float* up, int64_t n, float* out) {
-    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f), limit = _mm256_set1_ps(88.0f);
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256 g = _mm256_loadu_ps(gate + i);
-        const __m256 x = _mm256_xor_ps(g, sign);
-        __m256 e = exp_as_libm(x);
-        // Lanes past the table's range, and NaN: libm's own answer.
-        const __mmask8 outside = static_cast<__mmask8>(~_mm256_cmp_ps_mask(_mm256_andnot_ps(sign, x), limit, _CMP_LT_OQ));
-        if (outside) {
-            alignas(32) float xs[8], es[8];
-            _mm256_store_ps(xs, x);
-            _mm256_store_ps(es, e);
-            for (int j = 0; j < 8; j++)
-                if ((outside >> j) & 1) es[j] = std::exp(xs[j]);
-            e = _mm256_load_ps(es);
-        }
+        const __m256 e = exp_libm_bits(_mm256_xor_ps(g, sign));
         _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), _mm256_loadu_ps(up + i)));
     }
     if (i < n) swiglu_reference(gate + i, up + i, n - i, out + i);
 }
 
-constexpr Kernels kAvx512 = {"avx512", prepare, dot, matmul, attn_scores, attn_values, swiglu};
+// The scalar table's attention softmax with its maximum, exponentials and fp16 rounding in
+// vectors: the maximum does not depend on the order (_mm512_max_ps(x, m) keeps m for a NaN x,
+// as std::max(m, x) does), the exponentials are libm's bits, the sum stays one double added in
+// index order, and F16C rounds to nearest even as fp32_to_fp16 does.
+void attn_softmax(float* s, int64_t n) {
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) m = _mm512_max_ps(_mm512_loadu_ps(s + j), m);
+    if (j < n) {
+        const __mmask16 tail = first_lanes(n - j);
+        m = _mm512_mask_max_ps(m, tail, _mm512_maskz_loadu_ps(tail, s + j), m);
+    }
+    const float max_s = _mm512_reduce_max_ps(m);
+    const __m256 vmax = _mm256_set1_ps(max_s);
+    for (j = 0; j + 8 <= n; j += 8) _mm256_storeu_ps(s + j, exp_libm_bits(_mm256_sub_ps(_mm256_loadu_ps(s + j), vmax)));
+    for (; j < n; j++) s[j] = std::exp(s[j] - max_s);
+    double sum = 0.0;
+    for (j = 0; j < n; j++) sum += s[j];
+    const __m512 inv = _mm512_set1_ps(static_cast<float>(1.0 / sum));
+    constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    for (j = 0; j < n; j += 16) {
+        const __mmask16 lanes = first_lanes(min64(16, n - j));
+        const __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, s + j), inv);
+        _mm512_mask_storeu_ps(s + j, lanes, _mm512_cvtph_ps(_mm512_cvtps_ph(p, kRound)));
+    }
+}
+
+constexpr Kernels kAvx512 = {"avx512", prepare, dot, matmul, attn_scores, attn_values, swiglu, attn_softmax};
 
 #undef MICROLM_ALWAYS_INLINE
 

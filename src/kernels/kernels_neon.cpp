@@ -345,14 +345,16 @@ constexpr Kernels kNeon = {.name = "neon",
                            .matmul = matmul<quant_rows_baseline, k_lanes_baseline>,
                            .attn_scores = attn_scores,
                            .attn_values = attn_values,
-                           .swiglu = swiglu_reference};
+                           .swiglu = swiglu_reference,
+                           .attn_softmax = attn_softmax_reference};
 constexpr Kernels kNeonDotprod = {.name = "neon",
                                   .prepare = prepare,
                                   .dot = dot<neon_dotprod::quant_rows, neon_dotprod::k_lanes>,
                                   .matmul = matmul<neon_dotprod::quant_rows, neon_dotprod::k_lanes>,
                                   .attn_scores = attn_scores,
                                   .attn_values = attn_values,
-                                  .swiglu = swiglu_reference};
+                                  .swiglu = swiglu_reference,
+                                  .attn_softmax = attn_softmax_reference};
 
 bool cpu_has_dotprod() {
 #if defined(__linux__)

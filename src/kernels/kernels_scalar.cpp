@@ -260,7 +260,8 @@ void attn_values(const float* p, const uint16_t* v, int64_t stride, int64_t n_ke
     }
 }
 
-constexpr Kernels kScalar = {"scalar", prepare, dot, matmul, attn_scores, attn_values, swiglu_reference};
+constexpr Kernels kScalar = {"scalar",    prepare,     dot,           matmul, attn_scores, attn_values,
+                             swiglu_reference, attn_softmax_reference};
 
 }  // namespace
 
@@ -269,6 +270,18 @@ void swiglu_reference(const float* gate, const float* up, int64_t n, float* out)
         const float g = gate[i];
         out[i] = g / (1.0f + std::exp(-g)) * up[i];
     }
+}
+
+void attn_softmax_reference(float* s, int64_t n) {
+    float max_s = -INFINITY;
+    for (int64_t j = 0; j < n; ++j) max_s = std::max(max_s, s[j]);
+    double sum = 0.0;
+    for (int64_t j = 0; j < n; ++j) {
+        s[j] = std::exp(s[j] - max_s);
+        sum += s[j];
+    }
+    const float inv = static_cast<float>(1.0 / sum);
+    for (int64_t j = 0; j < n; ++j) s[j] = fp16_to_fp32(fp32_to_fp16(s[j] * inv));
 }
 
 const Kernels& kernels_scalar() { return kScalar; }

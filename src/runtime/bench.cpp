@@ -79,4 +79,31 @@ BenchTimings bench_generation(Context& ctx, const std::vector<int32_t>& prompt, 
     return out;
 }
 
+size_t decode_weight_bytes(const Model& model) {
+    const auto bytes = [](const WeightRef& w) { return static_cast<size_t>(w.rows) * w.row_bytes; };
+    size_t sum = bytes(model.output);
+    for (const LayerWeights& l : model.layers) {
+        for (const WeightRef* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) sum += bytes(*w);
+    }
+    return sum;
+}
+
+double measure_read_gbps(size_t bytes) {
+    constexpr int kLanes = 8;  // independent sums, so the loads are not serialised by one add chain
+    std::vector<uint64_t> buf(std::max<size_t>(bytes / sizeof(uint64_t), kLanes) / kLanes * kLanes, 1);
+    uint64_t total = 0;
+    double best_s = 1e30;
+    for (int pass = 0; pass < 12; ++pass) {  // the first passes bring the buffer into the cache
+        const auto t0 = Clock::now();
+        uint64_t acc[kLanes] = {};
+        for (size_t i = 0; i < buf.size(); i += kLanes)
+            for (int j = 0; j < kLanes; ++j) acc[j] += buf[i + static_cast<size_t>(j)];
+        const double s = Stopwatch::ms_between(t0, Clock::now()) / 1000.0;
+        for (uint64_t a : acc) total += a;
+        best_s = std::min(best_s, s);
+    }
+    if (total != static_cast<uint64_t>(12 * buf.size())) throw Error("read bandwidth probe: wrong sum");
+    return static_cast<double>(buf.size() * sizeof(uint64_t)) / std::max(best_s, 1e-12) / 1e9;
+}
+
 }  // namespace microlm

@@ -271,15 +271,7 @@ void Context::attention(int64_t layer, int64_t n) {
             const int64_t n_keys = n_visible - first;
             const uint16_t* q = q16_.data() + (t * c.n_heads + h) * hd;
             kernels_->attn_scores(q, kc + first * kv_dim + kvh * hd, kv_dim, n_keys, hd, scale, s);
-            float max_s = -INFINITY;
-            for (int64_t j = 0; j < n_keys; ++j) max_s = std::max(max_s, s[j]);
-            double sum = 0.0;
-            for (int64_t j = 0; j < n_keys; ++j) {
-                s[j] = std::exp(s[j] - max_s);
-                sum += s[j];
-            }
-            const float inv = static_cast<float>(1.0 / sum);
-            for (int64_t j = 0; j < n_keys; ++j) s[j] = fp16_to_fp32(fp32_to_fp16(s[j] * inv));
+            kernels_->attn_softmax(s, n_keys);
             kernels_->attn_values(s, vc + first * kv_dim + kvh * hd, kv_dim, n_keys, hd,
                                   att_out_.data() + (t * c.n_heads + h) * hd);
         }

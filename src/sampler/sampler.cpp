@@ -20,9 +20,15 @@ uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 }  // namespace
 
 int32_t argmax(std::span<const float> logits) {
+    // The best value kept in a register: comparing against logits[best] chained every compare to
+    // a load (6% of a μLM's decode step).
     int32_t best = 0;
+    float best_value = logits.empty() ? 0.0f : logits[0];
     for (size_t i = 1; i < logits.size(); ++i) {
-        if (logits[i] > logits[static_cast<size_t>(best)]) best = static_cast<int32_t>(i);
+        if (logits[i] > best_value) {
+            best_value = logits[i];
+            best = static_cast<int32_t>(i);
+        }
     }
     return best;
 }

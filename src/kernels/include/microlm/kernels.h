@@ -47,10 +47,16 @@ struct Kernels {
     // SwiGLU: out[i] = g / (1 + expf(-g)) * up[i], g = gate[i], for i in [0, n); out may be gate.
     // Bit-identical to swiglu_reference (libm's expf) on every table.
     void (*swiglu)(const float* gate, const float* up, int64_t n, float* out);
+    // One head's attention weights from its n scores, in place, as llama.cpp's CPU attention
+    // makes them: e_j = expf(s_j - max), summed in double in index order, then e_j / sum rounded
+    // to fp16 (and back to float). Bit-identical to attn_softmax_reference on every table.
+    void (*attn_softmax)(float* s, int64_t n);
 };
 
 // The scalar SwiGLU, libm's expf: the tables without a vector one use it.
 void swiglu_reference(const float* gate, const float* up, int64_t n, float* out);
+// The scalar attention softmax, libm's expf and the portable fp16 rounding.
+void attn_softmax_reference(float* s, int64_t n);
 
 // Weight types whose x86 vector path is the AVX2 table's (Q5_0, Q5_1, the K-quants): the
 // AVX-512 and AMX tables hand them to it, so every backend runs every type.

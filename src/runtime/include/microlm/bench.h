@@ -27,4 +27,12 @@ std::vector<int32_t> bench_prompt(int64_t n_vocab, int64_t n);
 // and returns the median of each figure.
 BenchTimings bench_generation(Context& ctx, const std::vector<int32_t>& prompt, int64_t n_gen, int reps);
 
+// Bytes of weights one decode step streams: every layer's matrices and the output head (of the
+// token embedding only one row is read, which is not counted).
+size_t decode_weight_bytes(const Model& model);
+
+// This thread's sequential read speed over a buffer of `bytes` (best of several passes, GB/s):
+// decode cannot stream its weights faster from the cache level where that many bytes live.
+double measure_read_gbps(size_t bytes);
+
 }  // namespace microlm
