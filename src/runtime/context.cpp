@@ -214,6 +214,33 @@ void Context::matmul(const WeightRef& w, const float* x, int64_t n, float* y, bo
     pool_.parallel_for(w.rows, [&](int64_t r0, int64_t r1) { k->matmul(w, r0, r1, xp, n, y, w.rows); });
 }
 
+void Context::matmuls(std::initializer_list<Product> products, const float* x, int64_t n) {
+    const DType type = products.begin()->w->type;
+    int64_t total = 0;
+    for (const Product& p : products) {
+        if (p.w->type != type) {  // mixed types (K-quant files): one product at a time
+            const WeightRef* prev = nullptr;
+            for (const Product& q : products) {
+                matmul(*q.w, x, n, q.y, prev != nullptr && prev->type == q.w->type);
+                prev = q.w;
+            }
+            return;
+        }
+        total += p.w->rows;
+    }
+    kernels_->prepare(type, x, n, products.begin()->w->cols, prepared_.data());
+    const void* xp = prepared_.data();
+    const Kernels* k = kernels_;
+    pool_.parallel_for(total, [&](int64_t r0, int64_t r1) {
+        int64_t at = 0;  // the first row of this product in the joint range
+        for (const Product& p : products) {
+            const int64_t a = std::max(r0, at) - at, b = std::min(r1, at + p.w->rows) - at;
+            if (a < b) k->matmul(*p.w, a, b, xp, n, p.y, p.w->rows);
+            at += p.w->rows;
+        }
+    });
+}
+
 namespace {
 
 // RoPE over n tokens' heads. The fused forms llama.cpp's build contracts these to; plain
@@ -306,9 +333,7 @@ void Context::eval_batch(const int32_t* tokens, int64_t n, const int64_t* out_ro
         const LayerWeights& w = model_.layers[l];
         const std::vector<float>& cs = c.is_local(l) ? rope_cs_local_ : rope_cs_;
         for (int64_t t = 0; t < n; ++t) rmsnorm(x_.data() + t * dim, w.attn_norm.data(), xn_.data() + t * dim, dim, c.norm_eps);
-        matmul(w.wq, xn_.data(), n, q_.data());
-        matmul(w.wk, xn_.data(), n, k_.data(), w.wk.type == w.wq.type);
-        matmul(w.wv, xn_.data(), n, v_.data(), w.wv.type == w.wk.type);
+        matmuls({{&w.wq, q_.data()}, {&w.wk, k_.data()}, {&w.wv, v_.data()}}, xn_.data(), n);
         if (c.qk_norm) {
             head_norm(q_.data(), c.n_heads, w.q_norm);
             head_norm(k_.data(), c.n_kv_heads, w.k_norm);
@@ -328,8 +353,7 @@ void Context::eval_batch(const int32_t* tokens, int64_t n, const int64_t* out_ro
         for (int64_t i = 0; i < n * dim; ++i) x_[i] += xn_[i];
 
         for (int64_t t = 0; t < n; ++t) rmsnorm(x_.data() + t * dim, w.ffn_norm.data(), xn_.data() + t * dim, dim, c.norm_eps);
-        matmul(w.w_gate, xn_.data(), n, gate_.data());
-        matmul(w.w_up, xn_.data(), n, up_.data(), w.w_up.type == w.w_gate.type);
+        matmuls({{&w.w_gate, gate_.data()}, {&w.w_up, up_.data()}}, xn_.data(), n);
         if (c.activation == Activation::kGeluTanh) {
             for (int64_t i = 0; i < n * c.ffn_dim; ++i) gate_[i] = gelu_tanh(gate_[i]) * up_[i];
         } else {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <span>
 #include <string>
@@ -112,6 +113,15 @@ private:
     // y (n, w.rows) = x (n, w.cols) times w transposed; reuse_prepared skips converting x
     // again when the previous call prepared the same x for the same weight type.
     void matmul(const WeightRef& w, const float* x, int64_t n, float* y, bool reuse_prepared = false);
+    // One weight and where its n rows of products go.
+    struct Product {
+        const WeightRef* w;
+        float* y;
+    };
+    // Products of several weights with the same activations (Q, K and V; gate and up): prepared
+    // once, their rows split across the threads as one range (one hand-out and one wait, not one
+    // per matrix). Weights of different types run one after another.
+    void matmuls(std::initializer_list<Product> products, const float* x, int64_t n);
     void rope(float* x, int64_t n, int64_t n_heads, const std::vector<float>& cs) const;
     void attention(int64_t layer, int64_t n);
 
