@@ -241,6 +241,24 @@ void Context::matmuls(std::initializer_list<Product> products, const float* x, i
     });
 }
 
+void Context::gated_ffn(const LayerWeights& w, const float* x, int64_t n) {
+    const int64_t ffn = w.w_gate.rows;
+    if (w.w_up.type != w.w_gate.type) {  // mixed types: the products one after another, then SwiGLU
+        matmuls({{&w.w_gate, gate_.data()}, {&w.w_up, up_.data()}}, x, n);
+        kernels_->swiglu(gate_.data(), up_.data(), n * ffn, gate_.data());
+        return;
+    }
+    kernels_->prepare(w.w_gate.type, x, n, w.w_gate.cols, prepared_.data());
+    const void* xp = prepared_.data();
+    const Kernels* k = kernels_;
+    float *gate = gate_.data(), *up = up_.data();
+    pool_.parallel_for(ffn, [&](int64_t r0, int64_t r1) {
+        k->matmul(w.w_gate, r0, r1, xp, n, gate, ffn);
+        k->matmul(w.w_up, r0, r1, xp, n, up, ffn);
+        for (int64_t t = 0; t < n; ++t) k->swiglu(gate + t * ffn + r0, up + t * ffn + r0, r1 - r0, gate + t * ffn + r0);
+    });
+}
+
 namespace {
 
 // RoPE over n tokens' heads. The fused forms llama.cpp's build contracts these to; plain
@@ -353,11 +371,11 @@ void Context::eval_batch(const int32_t* tokens, int64_t n, const int64_t* out_ro
         for (int64_t i = 0; i < n * dim; ++i) x_[i] += xn_[i];
 
         for (int64_t t = 0; t < n; ++t) rmsnorm(x_.data() + t * dim, w.ffn_norm.data(), xn_.data() + t * dim, dim, c.norm_eps);
-        matmuls({{&w.w_gate, gate_.data()}, {&w.w_up, up_.data()}}, xn_.data(), n);
         if (c.activation == Activation::kGeluTanh) {
+            matmuls({{&w.w_gate, gate_.data()}, {&w.w_up, up_.data()}}, xn_.data(), n);
             for (int64_t i = 0; i < n * c.ffn_dim; ++i) gate_[i] = gelu_tanh(gate_[i]) * up_[i];
         } else {
-            kernels_->swiglu(gate_.data(), up_.data(), n * c.ffn_dim, gate_.data());
+            gated_ffn(w, xn_.data(), n);
         }
         matmul(w.w_down, gate_.data(), n, xn_.data());
         if (c.post_norms)

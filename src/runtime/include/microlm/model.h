@@ -122,6 +122,9 @@ private:
     // once, their rows split across the threads as one range (one hand-out and one wait, not one
     // per matrix). Weights of different types run one after another.
     void matmuls(std::initializer_list<Product> products, const float* x, int64_t n);
+    // gate_ = SwiGLU(gate · x, up · x) for n rows of x: each thread takes a range of the FFN's
+    // rows, both products for it, and applies SwiGLU to what it computed (no serial pass after).
+    void gated_ffn(const LayerWeights& w, const float* x, int64_t n);
     void rope(float* x, int64_t n, int64_t n_heads, const std::vector<float>& cs) const;
     void attention(int64_t layer, int64_t n);
 
