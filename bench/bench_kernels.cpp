@@ -20,8 +20,10 @@ struct Shape {
     int64_t rows, cols;  // rows = output features, cols = input features
 };
 
-// The 28M Llama (dim 512, FFN 1408, vocab 12288): q/k/v/o, gate/up, down, output.
-constexpr Shape kShapes[] = {{512, 512}, {1408, 512}, {512, 1408}, {12288, 512}};
+// The random 28M preset (dim 512, FFN 1408, vocab 12288): q/k/v/o, gate/up, down, output; then
+// the shipped microlm-8m's small ones (dim 256, K/V 64 rows, FFN 704), where fixed costs show.
+constexpr Shape kShapes[] = {{512, 512}, {1408, 512}, {512, 1408}, {12288, 512},
+                             {256, 256}, {64, 256},   {704, 256},  {256, 704}};
 constexpr DType kTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1};
 constexpr int64_t kTokens[] = {1, 32};
 

@@ -32,7 +32,8 @@ struct Case {
 TEST(AttentionKernels, ScalarMatchesDoubleReferenceAndSimdMatchesScalarExactly) {
     std::mt19937 rng(5);
     std::normal_distribution<float> nd(0.0f, 1.0f);
-    for (Case c : {Case{64, 1, 192}, Case{64, 37, 192}, Case{128, 300, 256}, Case{16, 5, 16}, Case{24, 19, 48}}) {
+    for (Case c : {Case{64, 1, 192}, Case{64, 37, 192}, Case{128, 300, 256}, Case{16, 5, 16}, Case{24, 19, 48},
+                   Case{32, 48, 64}}) {
         std::vector<uint16_t> q(static_cast<size_t>(c.hd)), kv(static_cast<size_t>(c.n_keys * c.stride));
         for (auto& x : q) x = fp32_to_fp16(nd(rng));
         for (auto& x : kv) x = fp32_to_fp16(nd(rng));

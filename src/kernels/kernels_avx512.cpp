@@ -692,20 +692,56 @@ inline float lane_tree(__m512 v) {
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 }
 
+// The 16 lanes of q . k for one key, element e in lane e % 16.
+MICROLM_ALWAYS_INLINE __m512 score_lanes(const uint16_t* q16, const uint16_t* kj, int64_t full, __mmask16 tail) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t d = 0; d < full; d += 16) acc = _mm512_fmadd_ps(load16(q16 + d), load16(kj + d), acc);
+    if (tail != 0) {
+        // Lanes past the end keep their value untouched, as in the scalar loop.
+        acc = _mm512_mask3_fmadd_ps(load16(q16 + full, tail), load16(kj + full, tail), acc, tail);
+    }
+    return acc;
+}
+
+// lane_tree of 16 keys' lanes at once, key j's sum in lane j: the same pairs added (l with l+8,
+// l+4, l+2, l+1), each step on two keys' halves side by side: 46 shuffles and adds for 16 keys,
+// where lane_tree takes 8 for one.
+MICROLM_ALWAYS_INLINE __m512 lane_trees16(const __m512* acc) {
+    __m512 s1[8], s2[4], s3[2];
+    for (int i = 0; i < 8; i++) {  // l + l+8: [a0+a2, a1+a3, b0+b2, b1+b3] in 128-bit quarters
+        const __m512 a = acc[2 * i], b = acc[2 * i + 1];
+        s1[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+    }
+    for (int i = 0; i < 4; i++) {  // l + l+4: one key's four partials per quarter, keys 4i..4i+3
+        const __m512 c = s1[2 * i], d = s1[2 * i + 1];
+        s2[i] = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(2, 0, 2, 0)),
+                              _mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(3, 1, 3, 1)));
+    }
+    for (int i = 0; i < 2; i++) {  // l + l+2: quarter m holds keys 8i+m and 8i+4+m, two partials each
+        const __m512 e = s2[2 * i], f = s2[2 * i + 1];
+        s3[i] = _mm512_add_ps(_mm512_shuffle_ps(e, f, _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm512_shuffle_ps(e, f, _MM_SHUFFLE(3, 2, 3, 2)));
+    }
+    // l + l+1: lane 4m + k holds key m + 4k; put key j in lane j.
+    const __m512 s4 = _mm512_add_ps(_mm512_shuffle_ps(s3[0], s3[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                    _mm512_shuffle_ps(s3[0], s3[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_ps(order, s4);
+}
+
 void attn_scores(const uint16_t* q16, const uint16_t* k, int64_t stride, int64_t n_keys, int64_t hd,
                  float scale, float* scores) {
     const int64_t full = hd / 16 * 16;
     const __mmask16 tail = first_lanes(hd - full);
-    for (int64_t j = 0; j < n_keys; j++) {
-        const uint16_t* kj = k + j * stride;
-        __m512 acc = _mm512_setzero_ps();
-        for (int64_t d = 0; d < full; d += 16) acc = _mm512_fmadd_ps(load16(q16 + d), load16(kj + d), acc);
-        if (tail != 0) {
-            // Lanes past the end keep their value untouched, as in the scalar loop.
-            acc = _mm512_mask3_fmadd_ps(load16(q16 + full, tail), load16(kj + full, tail), acc, tail);
-        }
-        scores[j] = lane_tree(acc) * scale;
+    const __m512 vscale = _mm512_set1_ps(scale);
+    int64_t j = 0;
+    for (; j + 16 <= n_keys; j += 16) {
+        __m512 acc[16];
+        for (int i = 0; i < 16; i++) acc[i] = score_lanes(q16, k + (j + i) * stride, full, tail);
+        _mm512_storeu_ps(scores + j, _mm512_mul_ps(lane_trees16(acc), vscale));
     }
+    for (; j < n_keys; j++) scores[j] = lane_tree(score_lanes(q16, k + j * stride, full, tail)) * scale;
 }
 
 // Vectorised over d (16 outputs per zmm) with one accumulator per lane j % 16, then the tree

@@ -26,6 +26,26 @@ void rmsnorm(const float* x, const float* w, float* out, int64_t n, float eps) {
     for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
 }
 
+// rmsnorm() of `rows` consecutive rows of `dim`: each row summed in the same order, kGroup rows
+// side by side so that their chains of double adds overlap (one chain waits on every add).
+void rmsnorm_rows(const float* x, const float* w, float* out, int64_t rows, int64_t dim, float eps) {
+    constexpr int64_t kGroup = 8;
+    int64_t r = 0;
+    for (; r + kGroup <= rows; r += kGroup) {
+        const float* xg = x + r * dim;
+        double sum[kGroup] = {};
+        for (int64_t i = 0; i < dim; ++i)
+            for (int64_t g = 0; g < kGroup; ++g) sum[g] += static_cast<double>(xg[g * dim + i] * xg[g * dim + i]);
+        for (int64_t g = 0; g < kGroup; ++g) {
+            const float scale = 1.0f / std::sqrt(static_cast<float>(sum[g] / static_cast<double>(dim)) + eps);
+            const float* xr = xg + g * dim;
+            float* o = out + (r + g) * dim;
+            for (int64_t i = 0; i < dim; ++i) o[i] = xr[i] * scale * w[i];
+        }
+    }
+    for (; r < rows; ++r) rmsnorm(x + r * dim, w, out + r * dim, dim, eps);
+}
+
 // GELU with tanh, as ggml computes it: through a table of every fp16 input (the input rounded to
 // fp16, the result too), 0 below -10 and the identity above 10. The table is built once.
 float gelu_tanh(float x) {
@@ -344,13 +364,13 @@ void Context::eval_batch(const int32_t* tokens, int64_t n, const int64_t* out_ro
     const int64_t hd = c.head_dim();
     // Per-head RMSNorm of n rows of `heads` heads (Gemma's QK norm).
     const auto head_norm = [&](float* v, int64_t heads, const std::vector<float>& w) {
-        for (int64_t r = 0; r < n * heads; ++r) rmsnorm(v + r * hd, w.data(), v + r * hd, hd, c.norm_eps);
+        rmsnorm_rows(v, w.data(), v, n * heads, hd, c.norm_eps);
     };
 
     for (int64_t l = 0; l < c.n_layers; ++l) {
         const LayerWeights& w = model_.layers[l];
         const std::vector<float>& cs = c.is_local(l) ? rope_cs_local_ : rope_cs_;
-        for (int64_t t = 0; t < n; ++t) rmsnorm(x_.data() + t * dim, w.attn_norm.data(), xn_.data() + t * dim, dim, c.norm_eps);
+        rmsnorm_rows(x_.data(), w.attn_norm.data(), xn_.data(), n, dim, c.norm_eps);
         matmuls({{&w.wq, q_.data()}, {&w.wk, k_.data()}, {&w.wv, v_.data()}}, xn_.data(), n);
         if (c.qk_norm) {
             head_norm(q_.data(), c.n_heads, w.q_norm);
@@ -366,11 +386,10 @@ void Context::eval_batch(const int32_t* tokens, int64_t n, const int64_t* out_ro
         attention(l, n);
         matmul(w.wo, att_out_.data(), n, xn_.data());
         if (c.post_norms)
-            for (int64_t t = 0; t < n; ++t)
-                rmsnorm(xn_.data() + t * dim, w.post_attn_norm.data(), xn_.data() + t * dim, dim, c.norm_eps);
+            rmsnorm_rows(xn_.data(), w.post_attn_norm.data(), xn_.data(), n, dim, c.norm_eps);
         for (int64_t i = 0; i < n * dim; ++i) x_[i] += xn_[i];
 
-        for (int64_t t = 0; t < n; ++t) rmsnorm(x_.data() + t * dim, w.ffn_norm.data(), xn_.data() + t * dim, dim, c.norm_eps);
+        rmsnorm_rows(x_.data(), w.ffn_norm.data(), xn_.data(), n, dim, c.norm_eps);
         if (c.activation == Activation::kGeluTanh) {
             matmuls({{&w.w_gate, gate_.data()}, {&w.w_up, up_.data()}}, xn_.data(), n);
             for (int64_t i = 0; i < n * c.ffn_dim; ++i) gate_[i] = gelu_tanh(gate_[i]) * up_[i];
@@ -379,8 +398,7 @@ void Context::eval_batch(const int32_t* tokens, int64_t n, const int64_t* out_ro
         }
         matmul(w.w_down, gate_.data(), n, xn_.data());
         if (c.post_norms)
-            for (int64_t t = 0; t < n; ++t)
-                rmsnorm(xn_.data() + t * dim, w.post_ffn_norm.data(), xn_.data() + t * dim, dim, c.norm_eps);
+            rmsnorm_rows(xn_.data(), w.post_ffn_norm.data(), xn_.data(), n, dim, c.norm_eps);
         for (int64_t i = 0; i < n * dim; ++i) x_[i] += xn_[i];
     }
 
