@@ -3,7 +3,6 @@
 // Not here: prompts, stitching, recovery; the caller decides what a failure means for the turn.
 #include "microlm/cloud_client.h"
 
-#include <curl/curl.h>
 
 #include <algorithm>
 #include <cctype>
@@ -16,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "curl_api.h"
 #include "microlm/stopwatch.h"
 
 namespace microlm {
@@ -23,11 +23,6 @@ namespace {
 
 using json = nlohmann::json;
 using Clock = Stopwatch::Clock;
-
-void global_init() {
-    static std::once_flag once;
-    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
 
 // A short, printable excerpt of a server's body, secrets masked first (servers do echo requests),
 // then cut on a character boundary: a cut never leaves half a key behind.
@@ -159,10 +154,10 @@ struct Attempt {
         if (!any_byte) {
             any_byte = true;
             result->first_byte_ms = Stopwatch::ms_between(call_start, Clock::now());
-            curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+            curl_api().easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
             // A login page or a proxy's error page answering 200 is not an event stream.
             const char* type = nullptr;
-            curl_easy_getinfo(easy, CURLINFO_CONTENT_TYPE, &type);
+            curl_api().easy_getinfo(easy, CURLINFO_CONTENT_TYPE, &type);
             if (stream && status < 300 && type && std::string_view(type).find("html") != std::string_view::npos) {
                 error = CloudError(CloudErrorKind::kMalformed, "the response is not an event stream (Content-Type: " +
                                                                    excerpt(type, *key, *url) + ")");
@@ -198,20 +193,20 @@ struct Attempt {
 };
 
 struct EasyHandle {
-    CURL* h = curl_easy_init();
+    CURL* h = curl_api().easy_init();
     curl_slist* headers = nullptr;
     ~EasyHandle() {
-        curl_slist_free_all(headers);
-        curl_easy_cleanup(h);
+        curl_api().slist_free_all(headers);
+        curl_api().easy_cleanup(h);
     }
 };
 
 struct MultiHandle {
-    CURLM* h = curl_multi_init();
+    CURLM* h = curl_api().multi_init();
     CURL* added = nullptr;
     ~MultiHandle() {
-        if (added) curl_multi_remove_handle(h, added);
-        curl_multi_cleanup(h);
+        if (added) curl_api().multi_remove_handle(h, added);
+        curl_api().multi_cleanup(h);
     }
 };
 
@@ -346,7 +341,7 @@ std::optional<std::string> SseParser::finish() {
 // ---- CloudClient --------------------------------------------------------------------------
 
 CloudClient::CloudClient(CloudConfig cfg) : cfg_(std::move(cfg)) {
-    global_init();
+    curl_api();  // libcurl loaded now: a missing library is an error here, not mid-request
     while (!cfg_.base_url.empty() && cfg_.base_url.back() == '/') cfg_.base_url.pop_back();
 }
 
@@ -422,32 +417,32 @@ CloudResult CloudClient::send(bool chat, const CloudRequest& req, const OnDelta&
         if (!e.h || !m.h) throw CloudError(CloudErrorKind::kConfig, "libcurl could not be initialised");
         a.easy = e.h;
         char errbuf[CURL_ERROR_SIZE] = {};
-        e.headers = curl_slist_append(e.headers, "Content-Type: application/json");
-        e.headers = curl_slist_append(e.headers, req.stream ? "Accept: text/event-stream" : "Accept: application/json");
-        if (!key.empty()) e.headers = curl_slist_append(e.headers, ("Authorization: Bearer " + key).c_str());
-        curl_easy_setopt(e.h, CURLOPT_URL, url.c_str());
-        curl_easy_setopt(e.h, CURLOPT_HTTPHEADER, e.headers);
-        curl_easy_setopt(e.h, CURLOPT_POSTFIELDSIZE, static_cast<long>(payload.size()));
-        curl_easy_setopt(e.h, CURLOPT_POSTFIELDS, payload.c_str());
+        e.headers = curl_api().slist_append(e.headers, "Content-Type: application/json");
+        e.headers = curl_api().slist_append(e.headers, req.stream ? "Accept: text/event-stream" : "Accept: application/json");
+        if (!key.empty()) e.headers = curl_api().slist_append(e.headers, ("Authorization: Bearer " + key).c_str());
+        curl_api().easy_setopt(e.h, CURLOPT_URL, url.c_str());
+        curl_api().easy_setopt(e.h, CURLOPT_HTTPHEADER, e.headers);
+        curl_api().easy_setopt(e.h, CURLOPT_POSTFIELDSIZE, static_cast<long>(payload.size()));
+        curl_api().easy_setopt(e.h, CURLOPT_POSTFIELDS, payload.c_str());
         // The key must never travel to a host other than the configured one.
-        curl_easy_setopt(e.h, CURLOPT_FOLLOWLOCATION, 0L);
-        curl_easy_setopt(e.h, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(e.h, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(e.h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(cfg_.connect_timeout_ms));
-        curl_easy_setopt(e.h, CURLOPT_ERRORBUFFER, errbuf);
-        curl_easy_setopt(e.h, CURLOPT_WRITEFUNCTION, &Attempt::on_write);
-        curl_easy_setopt(e.h, CURLOPT_WRITEDATA, &a);
-        curl_multi_add_handle(m.h, e.h);
+        curl_api().easy_setopt(e.h, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_api().easy_setopt(e.h, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_api().easy_setopt(e.h, CURLOPT_NOSIGNAL, 1L);
+        curl_api().easy_setopt(e.h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(cfg_.connect_timeout_ms));
+        curl_api().easy_setopt(e.h, CURLOPT_ERRORBUFFER, errbuf);
+        curl_api().easy_setopt(e.h, CURLOPT_WRITEFUNCTION, &Attempt::on_write);
+        curl_api().easy_setopt(e.h, CURLOPT_WRITEDATA, &a);
+        curl_api().multi_add_handle(m.h, e.h);
         m.added = e.h;
 
         std::optional<CloudError> err;
         CURLcode code = CURLE_OK;
         for (;;) {
             int running = 0;
-            curl_multi_perform(m.h, &running);
+            curl_api().multi_perform(m.h, &running);
             if (!running) {
                 int left = 0;
-                while (CURLMsg* msg = curl_multi_info_read(m.h, &left))
+                while (CURLMsg* msg = curl_api().multi_info_read(m.h, &left))
                     if (msg->msg == CURLMSG_DONE) code = msg->data.result;
                 break;
             }
@@ -469,7 +464,7 @@ CloudResult CloudClient::send(bool chat, const CloudRequest& req, const OnDelta&
                 err = CloudError(CloudErrorKind::kTimeout, shown + ": the stream stalled for " + std::to_string(cfg_.stall_timeout_ms) + " ms");
                 break;
             }
-            curl_multi_poll(m.h, nullptr, 0, 10, nullptr);
+            curl_api().multi_poll(m.h, nullptr, 0, 10, nullptr);
         }
         if (a.caller_exception) std::rethrow_exception(a.caller_exception);
         // A stop asked for during the last callbacks wins over a stream that happened to end.
@@ -477,7 +472,7 @@ CloudResult CloudClient::send(bool chat, const CloudRequest& req, const OnDelta&
         if (!err && a.error) err = a.error;
         if (!err && a.cut) code = CURLE_OK;  // we ended the transfer at max_tokens
         if (!err) {
-            const std::string why = errbuf[0] ? std::string(errbuf) : std::string(curl_easy_strerror(code));
+            const std::string why = errbuf[0] ? std::string(errbuf) : std::string(curl_api().easy_strerror(code));
             switch (code) {
                 case CURLE_OK:
                     break;
@@ -505,7 +500,7 @@ CloudResult CloudClient::send(bool chat, const CloudRequest& req, const OnDelta&
             err = CloudError(CloudErrorKind::kHttpStatus, shown + ": HTTP " + std::to_string(a.status) + ": " + excerpt(a.body, key, url),
                              static_cast<int>(a.status));
         if (!err && a.status == 0) {
-            curl_easy_getinfo(e.h, CURLINFO_RESPONSE_CODE, &a.status);
+            curl_api().easy_getinfo(e.h, CURLINFO_RESPONSE_CODE, &a.status);
             if (a.status >= 300) err = CloudError(CloudErrorKind::kHttpStatus, shown + ": HTTP " + std::to_string(a.status), static_cast<int>(a.status));
         }
         if (!err) {

@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "microlm/error.h"
+#include "microlm/shared_library.h"
 
 #ifdef MICROLM_HAVE_ESPEAK
 #include <espeak-ng/speak_lib.h>
@@ -21,6 +22,28 @@ namespace {
 std::mutex g_espeak_mu;  // espeak-ng keeps one synthesizer per process
 
 #ifdef MICROLM_HAVE_ESPEAK
+// espeak-ng's functions, looked up when speech is first asked for (SharedLibrary): microlm
+// links no espeak-ng, so a process that never speaks never loads it and its audio stack.
+struct Espeak {
+    decltype(&espeak_Initialize) initialize;
+    decltype(&espeak_SetSynthCallback) set_synth_callback;
+    decltype(&espeak_SetVoiceByName) set_voice_by_name;
+    decltype(&espeak_SetParameter) set_parameter;
+    decltype(&espeak_Synth) synth;
+};
+
+const Espeak& espeak() {
+    static const Espeak api = [] {
+        static const SharedLibrary lib("libespeak-ng.so.1", "install libespeak-ng1 (scripts/setup.sh does)");
+        return Espeak{lib.function<decltype(Espeak::initialize)>("espeak_Initialize"),
+                      lib.function<decltype(Espeak::set_synth_callback)>("espeak_SetSynthCallback"),
+                      lib.function<decltype(Espeak::set_voice_by_name)>("espeak_SetVoiceByName"),
+                      lib.function<decltype(Espeak::set_parameter)>("espeak_SetParameter"),
+                      lib.function<decltype(Espeak::synth)>("espeak_Synth")};
+    }();
+    return api;
+}
+
 std::vector<int16_t>* g_sink = nullptr;  // where the callback appends; set under g_espeak_mu
 
 int on_samples(short* wav, int n, espeak_EVENT*) {
@@ -32,9 +55,9 @@ int on_samples(short* wav, int n, espeak_EVENT*) {
 int espeak_rate_locked() {
     static int rate = 0;
     if (rate > 0) return rate;
-    const int r = espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, nullptr, 0);
+    const int r = espeak().initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, nullptr, 0);
     if (r <= 0) throw Error("speech: espeak-ng could not start (is espeak-ng-data installed?)");
-    espeak_SetSynthCallback(on_samples);
+    espeak().set_synth_callback(on_samples);
     rate = r;
     return rate;
 }
@@ -65,7 +88,13 @@ uint16_t get_u16(const unsigned char* p) {
 
 bool speech_available() {
 #ifdef MICROLM_HAVE_ESPEAK
-    return true;
+    try {
+        std::lock_guard lock(g_espeak_mu);
+        espeak();
+        return true;
+    } catch (const Error&) {
+        return false;
+    }
 #else
     return false;
 #endif
@@ -89,16 +118,16 @@ std::vector<int16_t> synthesize(std::string_view text, const VoiceConfig& voice)
     espeak_rate_locked();
     static std::string current_voice;
     if (voice.voice != current_voice) {
-        if (espeak_SetVoiceByName(voice.voice.c_str()) != EE_OK)
+        if (espeak().set_voice_by_name(voice.voice.c_str()) != EE_OK)
             throw Error("speech: espeak-ng has no voice \"" + voice.voice + "\" (espeak-ng --voices lists them)");
         current_voice = voice.voice;
     }
-    espeak_SetParameter(espeakRATE, voice.words_per_minute, 0);
+    espeak().set_parameter(espeakRATE, voice.words_per_minute, 0);
     std::vector<int16_t> out;
     const std::string z(text);  // espeak-ng reads a NUL-terminated string
     g_sink = &out;
     const espeak_ERROR err =
-        espeak_Synth(z.c_str(), z.size() + 1, 0, POS_CHARACTER, 0, espeakCHARS_UTF8, nullptr, nullptr);
+        espeak().synth(z.c_str(), z.size() + 1, 0, POS_CHARACTER, 0, espeakCHARS_UTF8, nullptr, nullptr);
     g_sink = nullptr;
     if (err != EE_OK) throw Error("speech: espeak-ng failed to synthesize (error " + std::to_string(err) + ")");
     return out;

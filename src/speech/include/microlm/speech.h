@@ -20,7 +20,8 @@
 
 namespace microlm {
 
-// Whether this build has espeak-ng (MICROLM_HAVE_ESPEAK); without it every synthesis throws.
+// Whether speech works here: this build has espeak-ng (MICROLM_HAVE_ESPEAK) and its library loads
+// (it is opened on first use: the first call loads it). Without it every synthesis throws.
 bool speech_available();
 
 struct VoiceConfig {
