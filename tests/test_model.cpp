@@ -333,14 +333,16 @@ TEST(Model, GenerateBatchEqualsGenerateForEachPrompt) {
             BatchStats st;
             std::vector<size_t> finished;
             const auto got = generate_batch(ctx, tok, prompts, 12, sp, &st,
-                                            [&](size_t i, const std::vector<int32_t>&) { finished.push_back(i); });
+                                            [&](size_t i, const BatchReply&) { finished.push_back(i); });
             ASSERT_EQ(got.size(), prompts.size());
             EXPECT_EQ(finished.size(), prompts.size());
             int64_t gen = 0, prompt_tokens = 0;
             for (size_t i = 0; i < prompts.size(); ++i) {
-                EXPECT_EQ(got[i], one_by_one(sp, i, 12)) << "prompt " << i << " seqs " << seqs << " temperature "
-                                                         << sp.temperature;
-                gen += static_cast<int64_t>(got[i].size());
+                EXPECT_EQ(got[i].tokens, one_by_one(sp, i, 12)) << "prompt " << i << " seqs " << seqs << " temperature "
+                                                                << sp.temperature;
+                // Ended by the model exactly when it stopped short of the 12-token budget.
+                EXPECT_EQ(got[i].ended, got[i].tokens.size() < 12) << "prompt " << i;
+                gen += static_cast<int64_t>(got[i].tokens.size());
                 prompt_tokens += static_cast<int64_t>(prompts[i].size());
             }
             EXPECT_EQ(st.gen_tokens, gen);
@@ -349,8 +351,16 @@ TEST(Model, GenerateBatchEqualsGenerateForEachPrompt) {
             EXPECT_GT(st.passes, 0);
         }
     }
-    // A prompt that leaves no room is named; budgets are cut to what a sequence holds.
+    // A prompt that leaves no room is named; budgets are cut to what a sequence holds, and a reply
+    // cut there did not end, though it is shorter than max_tokens.
     Context small(*m, 16, 1, 8, nullptr, 2);
+    const std::vector<std::vector<int32_t>> short_prompts = {{1, 2}, {3}};
+    const auto cut = generate_batch(small, tok, short_prompts, 40, greedy);
+    for (size_t i = 0; i < cut.size(); ++i) {
+        const size_t budget = 16 - short_prompts[i].size();
+        EXPECT_LE(cut[i].tokens.size(), budget) << "prompt " << i;
+        EXPECT_EQ(cut[i].ended, cut[i].tokens.size() < budget) << "prompt " << i;
+    }
     const std::vector<std::vector<int32_t>> too_long = {{1, 2}, kPrompt};
     try {
         generate_batch(small, tok, too_long, 4, greedy);
@@ -359,6 +369,8 @@ TEST(Model, GenerateBatchEqualsGenerateForEachPrompt) {
         EXPECT_NE(std::string(e.what()).find("prompt 1"), std::string::npos) << e.what();
     }
     const std::vector<std::vector<int32_t>> near_full = {std::vector<int32_t>(kPrompt.begin(), kPrompt.begin() + 14)};
-    EXPECT_LE(generate_batch(small, tok, near_full, 10, greedy)[0].size(), 2u);
+    const BatchReply last = generate_batch(small, tok, near_full, 10, greedy)[0];
+    EXPECT_LE(last.tokens.size(), 2u);
+    EXPECT_EQ(last.ended, last.tokens.size() < 2);
     std::filesystem::remove(path);
 }

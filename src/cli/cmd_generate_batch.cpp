@@ -165,16 +165,16 @@ void register_generate_batch(CLI::App& app) {
         BatchStats st;
         try {
             generate_batch(ctx, tok, prompts, o->max_tokens, o->sp, &st,
-                           [&](size_t i, const std::vector<int32_t>& reply) {
+                           [&](size_t i, const BatchReply& reply) {
                                // A reply cut at --max-tokens can end inside a character: the
                                // incomplete tail is dropped (JSON holds only valid UTF-8).
                                Utf8Streamer utf8;
                                const nlohmann::json rec = {{"prompt", items[i].question},
-                                                           {"reply", utf8.push(tok.decode(reply, false))},
+                                                           {"reply", utf8.push(tok.decode(reply.tokens, false))},
                                                            // Whether the teacher ended its reply (an
                                                            // end-of-generation token before --max-tokens):
                                                            // only then does the data add an end of turn.
-                                                           {"ended", static_cast<int64_t>(reply.size()) < o->max_tokens},
+                                                           {"ended", reply.ended},
                                                            {"id", items[i].id},
                                                            {"model", model_name}};
                                const std::string line = rec.dump() + "\n";

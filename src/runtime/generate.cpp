@@ -40,10 +40,10 @@ GenerateStats generate(Context& ctx, Sampler& sampler, const Tokenizer& tok, std
     return st;
 }
 
-std::vector<std::vector<int32_t>> generate_batch(Context& ctx, const Tokenizer& tok,
-                                                 std::span<const std::vector<int32_t>> prompts, int64_t max_tokens,
-                                                 const SamplerParams& params, BatchStats* stats,
-                                                 const std::function<void(size_t, const std::vector<int32_t>&)>& on_done) {
+std::vector<BatchReply> generate_batch(Context& ctx, const Tokenizer& tok,
+                                       std::span<const std::vector<int32_t>> prompts, int64_t max_tokens,
+                                       const SamplerParams& params, BatchStats* stats,
+                                       const std::function<void(size_t, const BatchReply&)>& on_done) {
     const Stopwatch t0;
     for (size_t i = 0; i < prompts.size(); ++i) {
         if (prompts[i].empty()) throw Error("generate_batch: prompt " + std::to_string(i) + " is empty");
@@ -61,11 +61,11 @@ std::vector<std::vector<int32_t>> generate_batch(Context& ctx, const Tokenizer& 
         bool busy = false;
     };
     std::vector<Slot> slots(static_cast<size_t>(ctx.n_seqs()));
-    std::vector<std::vector<int32_t>> results(prompts.size());
+    std::vector<BatchReply> results(prompts.size());
     BatchStats st;
     size_t next_prompt = 0, done = 0;
-    const auto finish = [&](Slot& s) {
-        results[s.prompt] = std::move(s.out);
+    const auto finish = [&](Slot& s, bool ended) {
+        results[s.prompt] = {std::move(s.out), ended};
         s.busy = false;
         ++done;
         if (on_done) on_done(s.prompt, results[s.prompt]);
@@ -86,7 +86,7 @@ std::vector<std::vector<int32_t>> generate_batch(Context& ctx, const Tokenizer& 
             for (const int32_t id : prompts[s.prompt]) s.sampler->accept(id);
             s.budget = std::min<int64_t>(max_tokens, ctx.n_ctx() - static_cast<int64_t>(prompts[s.prompt].size()));
             ctx.clear_seq(static_cast<int32_t>(k));
-            if (s.budget <= 0) finish(s);
+            if (s.budget <= 0) finish(s, false);
         }
         rows.clear();
         row_slot.clear();
@@ -118,14 +118,14 @@ std::vector<std::vector<int32_t>> generate_batch(Context& ctx, const Tokenizer& 
             Slot& s = slots[static_cast<size_t>(row_slot[j])];
             const int32_t id = s.sampler->sample(logits.subspan(j * nv, nv));
             if (tok.is_end_of_generation(id)) {
-                finish(s);
+                finish(s, true);
                 continue;
             }
             s.sampler->accept(id);
             s.out.push_back(id);
             ++st.gen_tokens;
             s.last = id;
-            if (static_cast<int64_t>(s.out.size()) >= s.budget) finish(s);
+            if (static_cast<int64_t>(s.out.size()) >= s.budget) finish(s, false);
         }
     }
     st.ms = t0.ms();

@@ -310,7 +310,7 @@ struct ModelServer::Impl {
         const int64_t seq_kv_bytes = 2 * hp.n_layers * n_ctx * hp.n_kv_heads * hp.head_dim() * 2;  // K and V, fp16
         const auto seqs = static_cast<int32_t>(std::clamp<int64_t>(
             std::min<int64_t>(static_cast<int64_t>(r.batch.size()), kBatchKvBytes / seq_kv_bytes), 1, kBatchSequences));
-        std::vector<std::vector<int32_t>> out;
+        std::vector<BatchReply> out;
         {
             std::unique_lock lock(gen_mutex);
             Context ctx(local->model(), n_ctx, cfg.threads, std::max<int64_t>(64, seqs), nullptr, seqs);
@@ -319,13 +319,11 @@ struct ModelServer::Impl {
         }
         json choices = json::array();
         for (size_t i = 0; i < out.size(); ++i) {
-            completion_tokens += static_cast<int64_t>(out[i].size());
+            completion_tokens += static_cast<int64_t>(out[i].tokens.size());
             StopFilter stop(r.stops);
-            std::string text = stop.push(tok.decode(out[i], false));
+            std::string text = stop.push(tok.decode(out[i].tokens, false));
             if (!stop.stopped()) text += stop.finish();
-            const int64_t budget = std::min<int64_t>(r.max_tokens, n_ctx - static_cast<int64_t>(prompts[i].size()));
-            const char* finish = "stop";
-            if (!stop.stopped() && static_cast<int64_t>(out[i].size()) >= budget) finish = "length";
+            const char* finish = stop.stopped() || out[i].ended ? "stop" : "length";
             choices.push_back({{"index", i}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", finish}});
         }
         return choices;

@@ -49,11 +49,15 @@ struct BatchStats {
 // 16-row groups round in another order than single rows (a near-tie may then go the other
 // way, as between any two tables). A prompt's budget is
 // cut to what its cache holds; a prompt that does not fit at all is an error naming it.
-// on_done(i, tokens), if given, is called as each prompt finishes (in completion order).
-std::vector<std::vector<int32_t>> generate_batch(
-    Context& ctx, const Tokenizer& tok, std::span<const std::vector<int32_t>> prompts, int64_t max_tokens,
-    const SamplerParams& params, BatchStats* stats = nullptr,
-    const std::function<void(size_t, const std::vector<int32_t>&)>& on_done = {});
+// on_done(i, reply), if given, is called as each prompt finishes (in completion order).
+struct BatchReply {
+    std::vector<int32_t> tokens;  // generated, end-of-generation not included
+    bool ended = false;           // the model ended it (end-of-generation), not its token budget
+};
+std::vector<BatchReply> generate_batch(Context& ctx, const Tokenizer& tok,
+                                       std::span<const std::vector<int32_t>> prompts, int64_t max_tokens,
+                                       const SamplerParams& params, BatchStats* stats = nullptr,
+                                       const std::function<void(size_t, const BatchReply&)>& on_done = {});
 
 // log p(id) under softmax(logits).
 double token_logprob(std::span<const float> logits, int32_t id);
