@@ -1,5 +1,5 @@
-// SharedLibrary: dlopen with RTLD_NOW (a missing symbol fails at open, not mid-request), never
-// closed; dlsym with errors that say which library and symbol.
+// SharedLibrary: dlopen with RTLD_NOW (the library's own dependencies are resolved at open, not
+// mid-request), never closed; dlsym with errors that say which library and symbol, and why.
 #include "microlm/shared_library.h"
 
 #include <dlfcn.h>
@@ -19,7 +19,10 @@ SharedLibrary::SharedLibrary(const std::string& soname, const std::string& insta
 void* SharedLibrary::address(const char* name) const {
     dlerror();
     void* p = dlsym(handle_, name);
-    if (p == nullptr) throw Error(soname_ + " has no symbol " + name + " (an incompatible version?)");
+    if (p == nullptr) {
+        const char* why = dlerror();
+        throw Error(soname_ + " has no symbol " + name + " (" + (why ? why : "null") + "; an incompatible version?)");
+    }
     return p;
 }
 

@@ -3,7 +3,6 @@
 // Not here: prompts, stitching, recovery; the caller decides what a failure means for the turn.
 #include "microlm/cloud_client.h"
 
-
 #include <algorithm>
 #include <cctype>
 #include <chrono>

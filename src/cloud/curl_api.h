@@ -24,7 +24,8 @@ struct CurlApi {
     decltype(&curl_slist_free_all) slist_free_all;
 };
 
-// Loads libcurl.so.4 on first use (thread-safe); throws Error if it or a function is missing.
+// Loads libcurl on first use (thread-safe); throws CloudError (kConfig) if it or a function is
+// missing, or it does not start.
 const CurlApi& curl_api();
 
 }  // namespace microlm

@@ -113,6 +113,9 @@ size_t decode_weight_bytes(const Model& model) {
 }
 
 double measure_read_gbps(size_t bytes) {
+    // Past 256 MiB every buffer lives in memory, not a cache: a bigger one would measure the same
+    // and hold a second copy of a large model.
+    bytes = std::min<size_t>(bytes, size_t{256} << 20);
     std::vector<Line> buf(std::max<size_t>(bytes / sizeof(Line), kLinesPerStep) / kLinesPerStep * kLinesPerStep);
     for (Line& l : buf) l = Line{} + 1;
     uint64_t total = 0;

@@ -235,6 +235,7 @@ void Context::matmul(const WeightRef& w, const float* x, int64_t n, float* y, bo
 }
 
 void Context::matmuls(std::initializer_list<Product> products, const float* x, int64_t n) {
+    if (products.size() == 0) return;
     const DType type = products.begin()->w->type;
     int64_t total = 0;
     for (const Product& p : products) {
@@ -251,6 +252,8 @@ void Context::matmuls(std::initializer_list<Product> products, const float* x, i
     kernels_->prepare(type, x, n, products.begin()->w->cols, prepared_.data());
     const void* xp = prepared_.data();
     const Kernels* k = kernels_;
+    // A thread's range may end inside a product at any row; the tables give each row the same bits
+    // wherever a range splits, but AMX's (whose row tiles round apart from its AVX-512 rest).
     pool_.parallel_for(total, [&](int64_t r0, int64_t r1) {
         int64_t at = 0;  // the first row of this product in the joint range
         for (const Product& p : products) {

@@ -214,7 +214,11 @@ void Gateway::Impl::routes() {
     });
 }
 
-Gateway::Gateway(GatewayConfig cfg) : impl_(std::make_unique<Impl>(std::move(cfg))) {}
+Gateway::Gateway(GatewayConfig cfg) : impl_(std::make_unique<Impl>(std::move(cfg))) {
+    // Each turn makes its own client; one made now loads libcurl (it is opened on first use), so a
+    // missing library stops the gateway at start, and the first turn does not pay for loading it.
+    const CloudClient load_now(impl_->cfg.cloud);
+}
 
 Gateway::~Gateway() {
     stop();

@@ -89,8 +89,7 @@ uint16_t get_u16(const unsigned char* p) {
 bool speech_available() {
 #ifdef MICROLM_HAVE_ESPEAK
     try {
-        std::lock_guard lock(g_espeak_mu);
-        espeak();
+        espeak();  // a function-local static: no lock needed, and none taken behind a synthesis
         return true;
     } catch (const Error&) {
         return false;

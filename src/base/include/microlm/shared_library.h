@@ -9,7 +9,8 @@ namespace microlm {
 
 class SharedLibrary {
 public:
-    // Opens `soname` (e.g. "libcurl.so.4"); the library stays loaded for the life of the process.
+    // Opens `soname` (e.g. "libcurl.so.4"); the library stays loaded for the life of the process
+    // (copies share the handle; none closes it).
     // Throws Error naming the library, dlerror()'s reason and `install_hint` when it cannot.
     SharedLibrary(const std::string& soname, const std::string& install_hint);
 

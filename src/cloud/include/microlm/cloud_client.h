@@ -17,7 +17,7 @@
 namespace microlm {
 
 enum class CloudErrorKind {
-    kConfig,     // bad base URL, or the API key's environment variable is unset
+    kConfig,     // bad base URL, the API key's environment variable is unset, or libcurl cannot be loaded
     kRefused,    // nothing listens there (or the name does not resolve)
     kTimeout,    // connect, first byte, stall between bytes, or the overall cap
     kHttpStatus, // the server answered >= 300 (redirects are not followed) or sent an error object

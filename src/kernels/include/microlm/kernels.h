@@ -48,8 +48,8 @@ struct Kernels {
     // Bit-identical to swiglu_reference (libm's expf) on every table.
     void (*swiglu)(const float* gate, const float* up, int64_t n, float* out);
     // One head's attention weights from its n scores, in place, as llama.cpp's CPU attention
-    // makes them: e_j = expf(s_j - max), summed in double in index order, then e_j / sum rounded
-    // to fp16 (and back to float). Bit-identical to attn_softmax_reference on every table.
+    // makes them: e_j = expf(s_j - max), summed in double in index order, then e_j * float(1 / sum)
+    // rounded to fp16 (and back to float). Bit-identical to attn_softmax_reference on every table.
     void (*attn_softmax)(float* s, int64_t n);
 };
 

@@ -31,8 +31,8 @@ BenchTimings bench_generation(Context& ctx, const std::vector<int32_t>& prompt, 
 // token embedding only one row is read, which is not counted).
 size_t decode_weight_bytes(const Model& model);
 
-// This thread's sequential read speed over a buffer of `bytes` (best of several passes, GB/s):
-// decode cannot stream its weights faster from the cache level where that many bytes live.
+// This thread's sequential read speed over a buffer of `bytes` (at most 256 MiB; best of several
+// passes, GB/s): decode cannot stream its weights faster from where that many bytes live.
 double measure_read_gbps(size_t bytes);
 
 }  // namespace microlm

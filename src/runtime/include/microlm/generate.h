@@ -39,6 +39,12 @@ struct BatchStats {
     double ms = 0.0;            // wall time of the whole batch
 };
 
+// One prompt's result from generate_batch.
+struct BatchReply {
+    std::vector<int32_t> tokens;  // generated, end-of-generation not included
+    bool ended = false;           // the model ended it (end-of-generation), not its token budget
+};
+
 // Generates up to max_tokens tokens for every prompt with sequences decoded together: each
 // forward pass carries one decode row per running sequence and fills the rest of the context's
 // batch with prompt tokens of sequences still in prefill; a sequence that ends frees its slot
@@ -50,10 +56,6 @@ struct BatchStats {
 // way, as between any two tables). A prompt's budget is
 // cut to what its cache holds; a prompt that does not fit at all is an error naming it.
 // on_done(i, reply), if given, is called as each prompt finishes (in completion order).
-struct BatchReply {
-    std::vector<int32_t> tokens;  // generated, end-of-generation not included
-    bool ended = false;           // the model ended it (end-of-generation), not its token budget
-};
 std::vector<BatchReply> generate_batch(Context& ctx, const Tokenizer& tok,
                                        std::span<const std::vector<int32_t>> prompts, int64_t max_tokens,
                                        const SamplerParams& params, BatchStats* stats = nullptr,
