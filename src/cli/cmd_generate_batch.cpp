@@ -172,7 +172,7 @@ void register_generate_batch(CLI::App& app) {
                                const nlohmann::json rec = {{"prompt", items[i].question},
                                                            {"reply", utf8.push(tok.decode(reply.tokens, false))},
                                                            // Whether the teacher ended its reply (an
-                                                           // end-of-generation token before --max-tokens):
+                                                           // end-of-generation token, not its budget):
                                                            // only then does the data add an end of turn.
                                                            {"ended", reply.ended},
                                                            {"id", items[i].id},

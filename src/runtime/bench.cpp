@@ -107,7 +107,7 @@ size_t decode_weight_bytes(const Model& model) {
     const auto bytes = [](const WeightRef& w) { return static_cast<size_t>(w.rows) * w.row_bytes; };
     size_t sum = bytes(model.output);
     for (const LayerWeights& l : model.layers) {
-        for (const WeightRef* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) sum += bytes(*w);
+        for (const WeightRef* w : l.matrices()) sum += bytes(*w);
     }
     return sum;
 }

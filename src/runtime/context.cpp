@@ -19,11 +19,16 @@
 namespace microlm {
 namespace {
 
+// out = x * w / rms(x), given x's sum of squares (in double, summed in index order).
+void rms_scale(const float* x, const float* w, float* out, int64_t n, double sum_sq, float eps) {
+    const float scale = 1.0f / std::sqrt(static_cast<float>(sum_sq / static_cast<double>(n)) + eps);
+    for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
+}
+
 void rmsnorm(const float* x, const float* w, float* out, int64_t n, float eps) {
     double sum = 0.0;
     for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
-    const float scale = 1.0f / std::sqrt(static_cast<float>(sum / static_cast<double>(n)) + eps);
-    for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
+    rms_scale(x, w, out, n, sum, eps);
 }
 
 // rmsnorm() of `rows` consecutive rows of `dim`: each row summed in the same order, kGroup rows
@@ -36,12 +41,7 @@ void rmsnorm_rows(const float* x, const float* w, float* out, int64_t rows, int6
         double sum[kGroup] = {};
         for (int64_t i = 0; i < dim; ++i)
             for (int64_t g = 0; g < kGroup; ++g) sum[g] += static_cast<double>(xg[g * dim + i] * xg[g * dim + i]);
-        for (int64_t g = 0; g < kGroup; ++g) {
-            const float scale = 1.0f / std::sqrt(static_cast<float>(sum[g] / static_cast<double>(dim)) + eps);
-            const float* xr = xg + g * dim;
-            float* o = out + (r + g) * dim;
-            for (int64_t i = 0; i < dim; ++i) o[i] = xr[i] * scale * w[i];
-        }
+        for (int64_t g = 0; g < kGroup; ++g) rms_scale(xg + g * dim, w, out + (r + g) * dim, dim, sum[g], eps);
     }
     for (; r < rows; ++r) rmsnorm(x + r * dim, w, out + r * dim, dim, eps);
 }
@@ -113,7 +113,7 @@ Context::Context(const Model& model, int64_t n_ctx, int n_threads, int64_t n_bat
     auto need = [&](const WeightRef& w) { prep = std::max(prep, prepared_row_bytes(w.type, w.cols)); };
     need(model.output);
     for (const auto& l : model.layers) {
-        for (const WeightRef* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) need(*w);
+        for (const WeightRef* w : l.matrices()) need(*w);
     }
     prepared_.assign(prep * static_cast<size_t>(n_batch_), 0);
     logits_.assign(static_cast<size_t>(c.n_vocab), 0.0f);

@@ -4,6 +4,7 @@
 // Not here: tokenization (tokenizer.h), sampling (sampler.h), kernels (kernels.h).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -31,6 +32,9 @@ struct LayerWeights {
     // Gemma 3 only (empty otherwise): per-head query/key norms and the norms after attention and FFN.
     std::vector<float> q_norm, k_norm;            // (head_dim)
     std::vector<float> post_attn_norm, post_ffn_norm;  // (dim)
+
+    // The seven matrices, in the order a token meets them.
+    std::array<const WeightRef*, 7> matrices() const { return {&wq, &wk, &wv, &wo, &w_gate, &w_up, &w_down}; }
 };
 
 class Model {
